@@ -1,0 +1,50 @@
+"""Evaluate runs on a test split: accuracy, top-k, per-class accuracy, confusion matrix and the
+misclassified images with the model's top-2 guesses. Several runs are also averaged (ensemble).
+
+examples:
+  cnnlab evaluate runs/lenet5-mnist
+  cnnlab evaluate runs/a runs/b runs/c          # model averaging: ensemble error vs members
+  cnnlab evaluate runs/a --data mnist --split test --out eval/
+Writes metrics.json, confusion.csv and errors.csv (into --out, default RUN/eval-SPLIT).
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from cnnlab.evaluate import evaluate_runs, format_errors, write_report
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("runs", nargs="+", metavar="RUN", help="run directories or checkpoints")
+    parser.add_argument("--data", help="data set (default: the one the run was trained on)")
+    parser.add_argument("--data-root", help="directory holding data sets")
+    parser.add_argument("--split", default="test", help="split to evaluate (default test)")
+    parser.add_argument("--top-k", type=int, default=5, help="k of the top-k accuracy")
+    parser.add_argument("--checkpoint", choices=["best", "last"], default="best")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda")
+    parser.add_argument("--out", help="directory for metrics.json, confusion.csv, errors.csv")
+    parser.add_argument("--show-errors", type=int, default=100, metavar="N",
+                        help="print at most N misclassified pairs (default 100)")
+
+
+def run(args: argparse.Namespace) -> int:
+    report = evaluate_runs(args.runs, data=args.data, split=args.split, data_root=args.data_root,
+                           k=args.top_k, which=args.checkpoint, device=args.device)
+    print(f"{report.data} {report.split}: {report.count} images")
+    for s in report.members + ([report.ensemble] if report.ensemble else []):
+        print(f"{s.name:<40} top-1 {100 * s.top1:6.2f}%  error {100 * s.error_rate:5.2f}%  "
+              f"({len(s.errors)} errors)  top-{s.k} {100 * s.topk:6.2f}%")
+    main = report.main
+    print(f"\n{len(main.errors)} errors made by {main.name} (true->pred):")
+    print(format_errors(main.errors[:args.show_errors]))
+    top2 = sum(e["true"] in [g for g, _ in e["top2"]] for e in main.errors)
+    if main.errors:
+        print(f"\nthe right answer is in the top 2 guesses for {top2} of {len(main.errors)} errors")
+    out = Path(args.out) if args.out else Path(args.runs[0]) / f"eval-{args.split}"
+    if not Path(args.runs[0]).is_dir() and not args.out:
+        out = Path(args.runs[0]).parent / f"eval-{args.split}"
+    for path in write_report(report, out):
+        print(f"wrote {path}")
+    return 0

@@ -1,0 +1,32 @@
+"""List the model zoo: name, parameters (at 10 classes), default input size and paper.
+
+examples:
+  cnnlab models
+  cnnlab models --json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from cnnlab.models.catalog import model_table
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--json", action="store_true", help="machine-readable output")
+    parser.add_argument("--num-classes", type=int, default=10,
+                        help="output classes used for the parameter count (default 10)")
+
+
+def run(args: argparse.Namespace) -> int:
+    rows = model_table(num_classes=args.num_classes)
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    print(f"{'model':<14} {'family':<10} {'parameters':>13}  {'input':<11} paper")
+    for row in rows:
+        size = "x".join(str(v) for v in row["input_size"])
+        print(f"{row['name']:<14} {row['family']:<10} {row['parameters']:>13,}  {size:<11} "
+              f"{row['paper']}")
+    return 0

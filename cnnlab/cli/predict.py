@@ -1,0 +1,37 @@
+"""Top-k labels with probabilities for your own images (files or folders).
+
+Preprocessing comes from the checkpoint: channels, size, normalisation; digit models also invert
+dark-on-light drawings and centre the digit as in training, so a PNG of a digit just works.
+
+examples:
+  cnnlab predict runs/lenet5-mnist my_digit.png
+  cnnlab predict runs/lenet5-mnist photos/ --top-k 5 --json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from cnnlab.predict import predict_images
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("run", metavar="RUN", help="run directory or checkpoint")
+    parser.add_argument("images", nargs="+", metavar="IMAGE", help="image files or folders")
+    parser.add_argument("--top-k", type=int, default=3, help="labels per image (default 3)")
+    parser.add_argument("--checkpoint", choices=["best", "last"], default="best")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda")
+    parser.add_argument("--json", action="store_true", help="machine-readable output")
+
+
+def run(args: argparse.Namespace) -> int:
+    results = predict_images(args.run, args.images, k=args.top_k, which=args.checkpoint,
+                             device=args.device)
+    if args.json:
+        print(json.dumps(results, indent=2))
+        return 0
+    for r in results:
+        guesses = "  ".join(f"{label} {100 * p:5.1f}%" for label, p in r["top"])
+        print(f"{r['path']}: {guesses}")
+    return 0

@@ -1,0 +1,113 @@
+"""The flat, typed configuration of a training run.
+
+A run saves its resolved config as ``RUN/config.yaml``; ``cnnlab train --config RUN/config.yaml``
+re-runs it. Every field is one CLI flag of ``cnnlab train`` with the same name.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from cnnlab.errors import ConfigError
+
+
+@dataclass
+class TrainConfig:
+    """Everything that defines a training run (units in comments)."""
+
+    # what
+    model: str = "lenet5"
+    model_options: dict = field(default_factory=dict)  # builder keyword options
+    data: str = "digits"  # data set name or folder path
+    data_root: str | None = None
+    download: bool = False
+    image_size: int | None = None  # square side fed to the model; None = model default
+    resize: str = "auto"  # auto | pad | resize: how images are fitted to image_size
+    val_fraction: float = 0.1  # of the training split, chosen by seed
+    skip_bad: bool = False
+    # optimisation
+    epochs: int = 10
+    batch_size: int = 64
+    optimizer: str = "sgd"  # sgd | adam | adamw
+    lr: float = 0.05  # peak learning rate
+    momentum: float = 0.9
+    nesterov: bool = False
+    weight_decay: float = 5e-4
+    schedule: str = "cosine"  # constant | step | cosine | onecycle
+    step_epochs: int = 10  # step schedule: multiply by step_gamma every step_epochs
+    step_gamma: float = 0.1
+    warmup_epochs: float = 0.0
+    label_smoothing: float = 0.0
+    augment: str = ""  # e.g. "crop:4,flip" (see cnnlab.data.augment)
+    # execution
+    seed: int = 0
+    device: str = "auto"  # auto | cpu | cuda
+    precision: str = "fp32"  # fp32 | bf16 (autocast)
+    channels_last: bool = False
+    threads: int | None = None  # torch CPU threads; None = torch default
+    # output
+    out: str = "runs"  # parent directory of run directories
+    name: str | None = None  # run directory name; None = <model>-<data>-<time>
+    checkpoint_every: int = 1  # epochs between "last" checkpoints
+    snapshot_epochs: list[int] = field(default_factory=list)  # extra kept snapshots
+    progress: bool = True
+
+    def validate(self) -> None:
+        """Raise ConfigError for values that cannot work, naming the flag."""
+        _choice("optimizer", self.optimizer, ("sgd", "adam", "adamw"))
+        _choice("schedule", self.schedule, ("constant", "step", "cosine", "onecycle"))
+        _choice("device", self.device, ("auto", "cpu", "cuda"))
+        _choice("precision", self.precision, ("fp32", "bf16"))
+        _choice("resize", self.resize, ("auto", "pad", "resize"))
+        for flag, value in (("epochs", self.epochs), ("batch-size", self.batch_size)):
+            if value < 1:
+                raise ConfigError(f"--{flag} must be >= 1, got {value}")
+        if not self.lr > 0:
+            raise ConfigError(f"--lr must be > 0, got {self.lr}")
+        if not 0 <= self.val_fraction < 1:
+            raise ConfigError(f"--val-fraction must be in [0, 1), got {self.val_fraction}")
+        if not 0 <= self.label_smoothing < 1:
+            raise ConfigError(f"--label-smoothing must be in [0, 1), got {self.label_smoothing}")
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict, *, source: str = "config") -> TrainConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ConfigError(f"{source}: unknown setting {unknown[0]!r}")
+        return cls(**values)
+
+
+def _choice(flag: str, value: str, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ConfigError(f"--{flag.replace('_', '-')} {value!r} is not one of: "
+                          f"{', '.join(choices)}")
+
+
+def save_config(config: TrainConfig, path: Path) -> None:
+    """Write ``config`` as YAML (atomically) so ``cnnlab train --config`` re-runs it."""
+    from cnnlab.train.checkpoint import atomic_write_bytes
+
+    text = yaml.safe_dump(config.to_dict(), sort_keys=False)
+    atomic_write_bytes(path, text.encode())
+
+
+def load_config(path: str | Path) -> TrainConfig:
+    """Read a config written by :func:`save_config` (or by hand)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    try:
+        values = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{path}: not valid YAML ({error})") from None
+    if not isinstance(values, dict):
+        raise ConfigError(f"{path}: expected a mapping of settings")
+    return TrainConfig.from_dict(values, source=str(path))

@@ -1,0 +1,130 @@
+"""LeNet-1, LeNet-4 and LeNet-5 (LeCun et al., "Gradient-based learning applied to document
+recognition", Proc. IEEE 1998; lecture 000, "The architecture of LeNet5" and the MNIST table).
+
+Each network is its paper table: ``(filters, kernel)`` per conv stage, each followed by the
+activation and 2x2 subsampling, then the fully connected widths.
+
+| model   | input | conv stages          | fully connected | MNIST error (paper) |
+|---------|-------|----------------------|-----------------|---------------------|
+| LeNet-1 | 28x28 | 4@5x5, 12@5x5        | 10              | 1.7%                |
+| LeNet-4 | 32x32 | 4@5x5, 16@5x5        | 120, 10         | 1.1%                |
+| LeNet-5 | 32x32 | 6@5x5, 16@5x5        | 120, 84, 10     | 0.95%               |
+
+(LeNet-1 in the paper sees digits subsampled to 16x16 with 4 and 12 maps; at 28x28 its two 5x5
+stages leave 12@4x4, as in LeCun et al. 1995's comparison.)
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from cnnlab.models.base import ImageClassifier, make_activation, make_pool
+from cnnlab.models.registry import register
+
+# Which S2 maps feed each of the 16 C3 maps (LeCun et al. 1998, table I): the "partial
+# connection" that breaks symmetry and keeps C3 at 1,516 parameters instead of 2,416.
+C3_TABLE: tuple[tuple[int, ...], ...] = (
+    (0, 1, 2), (1, 2, 3), (2, 3, 4), (3, 4, 5), (0, 4, 5), (0, 1, 5),
+    (0, 1, 2, 3), (1, 2, 3, 4), (2, 3, 4, 5), (0, 3, 4, 5), (0, 1, 4, 5), (0, 1, 2, 5),
+    (0, 1, 3, 4), (1, 2, 4, 5), (0, 2, 3, 5),
+    (0, 1, 2, 3, 4, 5),
+)
+
+
+class PartialConv2d(nn.Conv2d):
+    """LeNet-5's C3: a 5x5 convolution where output map j sees only the inputs in ``table[j]``.
+
+    Implemented as a full convolution whose absent connections are held at zero by a fixed mask,
+    so the parameter count reported by :func:`trainable_parameters` is the paper's 1,516.
+    """
+
+    def __init__(self, table: tuple[tuple[int, ...], ...], in_channels: int, kernel: int) -> None:
+        super().__init__(in_channels, len(table), kernel)
+        mask = torch.zeros(len(table), in_channels, 1, 1)
+        for out_map, inputs in enumerate(table):
+            mask[out_map, list(inputs)] = 1.0
+        self.register_buffer("mask", mask)
+        with torch.no_grad():
+            self.weight.mul_(mask)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self._conv_forward(x, self.weight * self.mask, self.bias)
+
+    def connected_parameters(self) -> int:
+        """Weights on existing connections plus biases (the paper's count)."""
+        k = self.kernel_size[0] * self.kernel_size[1]
+        return int(self.mask.sum().item()) * k + self.out_channels
+
+
+class LeNet(ImageClassifier):
+    """Conv stages (conv 5x5 -> activation -> 2x2 pool) then fully connected layers.
+
+    Layout: ``features`` (the conv stages), ``classifier`` (flatten and FC layers); the head is
+    ``classifier.<last>``.
+    """
+
+    def __init__(
+        self,
+        stages: list[tuple[int, int]],
+        fc: list[int],
+        *,
+        num_classes: int,
+        in_channels: int,
+        input_hw: int,
+        activation: str,
+        pooling: str,
+        partial_c3: bool = False,
+    ) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        channels, size = in_channels, input_hw
+        for index, (filters, kernel) in enumerate(stages):
+            if partial_c3 and index == 1:
+                layers.append(PartialConv2d(C3_TABLE, channels, kernel))
+            else:
+                layers.append(nn.Conv2d(channels, filters, kernel))
+            layers += [make_activation(activation), make_pool(pooling, 2)]
+            channels, size = filters, (size - kernel + 1) // 2
+        self.features = nn.Sequential(*layers)
+        head: list[nn.Module] = [nn.Flatten()]
+        width = channels * size * size  # (B, C*H*W) after the last pool
+        for hidden in fc:
+            head += [nn.Linear(width, hidden), make_activation(activation)]
+            width = hidden
+        head.append(nn.Linear(width, num_classes))
+        self.classifier = nn.Sequential(*head)
+        self.head_path = f"classifier.{len(head) - 1}"
+        self.input_hw = input_hw
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.features(x))
+
+
+@register("lenet1", input_size=(1, 28, 28), paper="LeCun et al. 1998 (LeNet-1)")
+def lenet1(*, num_classes: int = 10, in_channels: int = 1, activation: str = "tanh",
+           pooling: str = "avg") -> LeNet:
+    """LeNet-1: 4@5x5, pool, 12@5x5, pool, output (lecture 000 table: 1.7% error)."""
+    return LeNet([(4, 5), (12, 5)], [], num_classes=num_classes, in_channels=in_channels,
+                 input_hw=28, activation=activation, pooling=pooling)
+
+
+@register("lenet4", input_size=(1, 32, 32), paper="LeCun et al. 1998 (LeNet-4)")
+def lenet4(*, num_classes: int = 10, in_channels: int = 1, activation: str = "tanh",
+           pooling: str = "avg") -> LeNet:
+    """LeNet-4: 4@5x5, pool, 16@5x5, pool, fc 120, output (lecture 000 table: 1.1% error)."""
+    return LeNet([(4, 5), (16, 5)], [120], num_classes=num_classes, in_channels=in_channels,
+                 input_hw=32, activation=activation, pooling=pooling)
+
+
+@register("lenet5", input_size=(1, 32, 32), paper="LeCun et al. 1998 (LeNet-5)")
+def lenet5(*, num_classes: int = 10, in_channels: int = 1, activation: str = "tanh",
+           pooling: str = "avg", partial_c3: bool = False) -> LeNet:
+    """LeNet-5: C1 6@5x5, S2, C3 16@5x5, S4, C5 120, F6 84, output (lecture 000: 0.95% error).
+
+    ``partial_c3=True`` uses the paper's C3 connection table (60,000 parameters as on the slide's
+    "LeNet (1998)" column; 61,706 with full C3). C5 is a 5x5 convolution over a 5x5 map, i.e. a
+    fully connected layer, written here as one.
+    """
+    return LeNet([(6, 5), (16, 5)], [120, 84], num_classes=num_classes, in_channels=in_channels,
+                 input_hw=32, activation=activation, pooling=pooling, partial_c3=partial_c3)

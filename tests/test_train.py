@@ -1,0 +1,133 @@
+"""The training core: a real run on scikit-learn's digits, exact resume, stops, errors."""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import json
+import math
+
+import pytest
+import torch
+
+from cnnlab.config import TrainConfig, load_config
+from cnnlab.errors import CheckpointError, TrainingDiverged
+from cnnlab.train.checkpoint import load_model, model_state, read_checkpoint
+from cnnlab.train.fit import fit
+
+fit_module = importlib.import_module("cnnlab.train.fit")  # the module, not the function
+
+
+def quick_config(tmp_path, **overrides) -> TrainConfig:
+    values = dict(model="lenet5", data="digits", epochs=2, batch_size=64, lr=0.05,
+                  out=str(tmp_path), progress=False, seed=3, val_fraction=0.1)
+    values.update(overrides)
+    return TrainConfig(**values)
+
+
+def weights(run_dir, which="last"):
+    tensors, _ = read_checkpoint(run_dir / f"{which}.safetensors")
+    return model_state(tensors)
+
+
+def test_lenet5_learns_digits_and_writes_a_complete_run(tmp_path):
+    result = fit(quick_config(tmp_path, epochs=4, name="digits"), log=lambda *_: None)
+    run = result.run_dir
+    assert result.status == "completed" and result.epochs_done == 4
+    assert result.test_acc > 0.85  # 360 real test scans; chance is 0.10
+    for name in ("config.yaml", "metrics.jsonl", "last.safetensors", "last.json",
+                 "best.safetensors", "best.json", "run.json"):
+        assert (run / name).is_file(), name
+    lines = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in lines] == [1, 2, 3, 4]
+    assert lines[-1]["train_loss"] < lines[0]["train_loss"]
+    index = json.loads((run / "run.json").read_text())
+    assert index["status"] == "completed" and index["last"]["epoch"] == 4
+    best_val = max(r["val_acc"] for r in lines)
+    assert index["best"]["val_acc"] == pytest.approx(best_val)
+    assert index["best"]["epoch"] == 1 + [r["val_acc"] for r in lines].index(best_val)
+    _, meta = read_checkpoint(run / "best.safetensors")
+    assert meta["classes"] == [str(d) for d in range(10)]
+    assert meta["model"]["input_size"] == [1, 32, 32]
+    assert meta["preprocess"]["fit"] == "resize"  # 8x8 scans -> 32x32
+
+
+def test_saved_config_reruns_to_identical_weights(tmp_path):
+    first = fit(quick_config(tmp_path, epochs=1, name="a"), log=lambda *_: None)
+    config = load_config(first.run_dir / "config.yaml")
+    second = fit(dataclasses.replace(config, name="b"), log=lambda *_: None)
+    a, b = weights(first.run_dir), weights(second.run_dir)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_resume_after_two_epochs_equals_four_in_one_go(tmp_path):
+    config = quick_config(tmp_path, epochs=4, schedule="cosine", augment="crop:2")
+    straight = fit(dataclasses.replace(config, name="straight"), log=lambda *_: None)
+    part = fit(dataclasses.replace(config, name="split"), stop_after_epochs=2,
+               log=lambda *_: None)
+    assert part.status == "stopped" and part.epochs_done == 2
+    resumed = fit(None, resume=part.run_dir, log=lambda *_: None)
+    assert resumed.status == "completed"
+    a, b = weights(straight.run_dir), weights(resumed.run_dir)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_interrupt_mid_epoch_saves_and_resumes_exactly(tmp_path, monkeypatch):
+    config = quick_config(tmp_path, epochs=2, model_options={"activation": "relu"})
+    straight = fit(dataclasses.replace(config, name="straight"), log=lambda *_: None)
+
+    class StopAfterFiveSteps(fit_module.StopFlag):
+        checks = 0
+
+        def __bool__(self):
+            StopAfterFiveSteps.checks += 1
+            if StopAfterFiveSteps.checks == 5:
+                self.signal = 15
+            return self.signal is not None
+
+    original = fit_module.StopFlag
+    monkeypatch.setattr(fit_module, "StopFlag", StopAfterFiveSteps)
+    stopped = fit(dataclasses.replace(config, name="stopped"), log=lambda *_: None)
+    assert stopped.status == "interrupted" and stopped.signal == 15
+    _, meta = read_checkpoint(stopped.run_dir / "last.safetensors")
+    assert (meta["state"]["epoch"], meta["state"]["batch"]) == (0, 5)
+    monkeypatch.setattr(fit_module, "StopFlag", original)
+    resumed = fit(None, resume=stopped.run_dir, log=lambda *_: None)
+    a, b = weights(straight.run_dir), weights(resumed.run_dir)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_nan_loss_stops_with_step_and_keeps_last_good_checkpoint(tmp_path):
+    run = fit(quick_config(tmp_path, epochs=1, name="ok"), log=lambda *_: None).run_dir
+    good = weights(run)
+    config = dataclasses.replace(load_config(run / "config.yaml"), epochs=3, lr=1e12,
+                                 schedule="constant", momentum=0.0)
+    with pytest.raises(TrainingDiverged, match=r"epoch 2, batch \d+, step \d+"):
+        fit(config, resume=run, log=lambda *_: None)
+    after = weights(run)
+    assert all(torch.equal(good[k], after[k]) for k in good)
+    assert all(torch.isfinite(v).all() for v in after.values())
+
+
+def test_load_model_rebuilds_and_checks_architecture(tmp_path):
+    run = fit(quick_config(tmp_path, epochs=1, name="m"), log=lambda *_: None).run_dir
+    model, meta = load_model(run)
+    assert not model.training and meta["model"]["name"] == "lenet5"
+    assert model(torch.zeros(1, 1, 32, 32)).shape == (1, 10)
+    with pytest.raises(CheckpointError, match="no run directory or checkpoint"):
+        load_model(tmp_path / "missing")
+
+
+def test_schedules_match_their_formulas():
+    from cnnlab.train.optim import lr_at
+
+    config = TrainConfig(lr=0.1, schedule="cosine", warmup_epochs=1)
+    assert lr_at(0, 100, 10, config) == pytest.approx(0.01)
+    assert lr_at(9, 100, 10, config) == pytest.approx(0.1)
+    assert lr_at(55, 100, 10, config) == pytest.approx(0.05 * (1 + math.cos(math.pi * 0.5)))
+    step = TrainConfig(lr=0.1, schedule="step", step_epochs=2, step_gamma=0.5)
+    assert [lr_at(s, 60, 10, step) for s in (0, 19, 20, 45)] == pytest.approx(
+        [0.1, 0.1, 0.05, 0.025])
+    one = TrainConfig(lr=1.0, schedule="onecycle")
+    assert lr_at(24, 100, 10, one) == pytest.approx(1.0)
+    assert lr_at(99, 100, 10, one) == pytest.approx(1 / 75)
