@@ -7,6 +7,8 @@ fix it. The CLI prints that line and exits with code 2; ``assert`` is kept for i
 
 from __future__ import annotations
 
+import difflib
+
 
 class CnnlabError(Exception):
     """Base class of all errors caused by user input (exit code 2 on the CLI)."""
@@ -32,6 +34,12 @@ class TrainingDiverged(CnnlabError):
     """The loss became NaN or infinite; the last good checkpoint is kept."""
 
 
+class ResourceError(CnnlabError):
+    """The machine ran out of memory (the message names the batch size that was tried)."""
+
+
 def choices_hint(value: str, choices: list[str]) -> str:
-    """Return "unknown X 'v'; choose one of: a, b, c" style text (used by every registry)."""
-    return f"'{value}'; choose one of: {', '.join(sorted(choices))}"
+    """Text after "unknown X ": "'v'; choose one of: a, b, c (did you mean 'b'?)"."""
+    text = f"'{value}'; choose one of: {', '.join(sorted(choices))}"
+    close = difflib.get_close_matches(str(value), [str(c) for c in choices], n=1)
+    return text + (f" (did you mean '{close[0]}'?)" if close else "")

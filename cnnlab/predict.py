@@ -63,13 +63,12 @@ def prepare_image(path: Path, preprocess: Preprocess) -> torch.Tensor:
     from cnnlab.data.images import load_image
 
     array = load_image(path, channels=preprocess.channels)  # uint8 (H, W, C)
-    image = torch.from_numpy(array).permute(2, 0, 1).float() / 255  # (C, H, W)
+    image = torch.tensor(array).permute(2, 0, 1).float() / 255  # (C, H, W)
     digit_like = preprocess.channels == 1 and preprocess.background < 0.2
     if digit_like:
         if border_mean((image * 255).to(torch.uint8)[None]) > 0.5:
             image = 1 - image  # dark ink on light paper -> the training polarity
-        fraction = DIGIT_BOX_FRACTION * (28 / preprocess.size[0] if preprocess.fit == "pad"
-                                         else 1.0)
+        fraction = preprocess.ink_fraction or DIGIT_BOX_FRACTION
         image = frame_digit(image, preprocess.size, fraction)
     elif tuple(image.shape[1:]) != tuple(preprocess.size):
         image = F.interpolate(image[None], size=preprocess.size, mode="bilinear",

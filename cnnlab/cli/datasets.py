@@ -31,5 +31,5 @@ def run(args: argparse.Namespace) -> int:
     for s in statuses:
         where = s.found_at or ("not found (--download available)" if s.downloadable
                                else "not found")
-        print(f"{s.name:<14} {s.description:<60} {where}")
+        print(f"{s.name:<14} {s.description:<68} {where}")
     return 0

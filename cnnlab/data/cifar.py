@@ -15,6 +15,7 @@ Layouts read (``root`` may be the batch folder itself or its parent):
 
 from __future__ import annotations
 
+import codecs
 import pickle
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,7 +34,9 @@ except ImportError:  # pragma: no cover - NumPy 1.x
 
 # The only globals an ndarray pickle (protocols 2-4) needs; numpy.core.* is how NumPy 1.x and the
 # original Python 2 files name them. dict/list/bytes/str/int are pickle opcodes, not globals.
+# Python 3 writes bytes at protocol 2 as _codecs.encode(latin-1 text): a pure function, allowed.
 ALLOWED_GLOBALS: dict[tuple[str, str], Any] = {
+    ("_codecs", "encode"): codecs.encode,
     ("numpy.core.multiarray", "_reconstruct"): _reconstruct,
     ("numpy._core.multiarray", "_reconstruct"): _reconstruct,
     ("numpy", "ndarray"): np.ndarray,

@@ -259,7 +259,7 @@ def load_dataset(name: str, split: str = "train", *, root: str | Path | None = N
         (360, 1, 8, 8)
     """
     if split not in SPLITS:
-        raise DataError(f"unknown split '{split}'{choices_hint(split, SPLITS)}")
+        raise DataError(f"unknown split {choices_hint(split, SPLITS)}")
     key = name.lower()
     roots = search_roots(root)
     fetch_to = download_root(root) if download else None
@@ -276,7 +276,7 @@ def load_dataset(name: str, split: str = "train", *, root: str | Path | None = N
         if not path.is_dir():
             raise DataError(f"{path}: no such image folder")
         return load_folder_set(path, split, skip_bad)
-    raise DataError(f"unknown data set '{name}'{choices_hint(name, NAMES)} "
+    raise DataError(f"unknown data set {choices_hint(name, NAMES)} "
                     f"(or give the path of an image folder)")
 
 

@@ -27,7 +27,9 @@ class Preprocess:
     ``fit`` is ``pad`` (centre on a zero canvas: LeNet-5's 28->32 MNIST padding), ``resize``
     (bilinear, antialiased) or ``none``. ``mean``/``std`` are per channel in [0, 1] units.
     ``background`` is the mean border intensity of the training images in [0, 1]; prediction
-    uses it to invert a user's dark-on-light digit to the training polarity.
+    uses it to invert a user's dark-on-light digit to the training polarity, and
+    ``ink_fraction`` (the median side of the ink's bounding box over the frame's side, e.g. 20/28
+    for MNIST) to frame it the way the training digits were framed.
     """
 
     channels: int
@@ -36,6 +38,7 @@ class Preprocess:
     mean: list[float]
     std: list[float]
     background: float
+    ink_fraction: float | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -170,8 +173,24 @@ def make_preprocess(train: ImageSet, channels: int, size: tuple[int, int], resiz
     fit = choose_fit(train.image_shape[1:], size, resize)
     sample = match_channels(train.images[:20000], channels, source=train.name)
     mean, std = channel_stats(sample)
+    fitted = fit_to_size(sample[:2000], tuple(size), fit)
     return Preprocess(channels, tuple(size), fit, mean, [max(s, 1e-6) for s in std],
-                      border_mean(sample))
+                      border_mean(sample), ink_fraction(fitted))
+
+
+def ink_fraction(images: torch.Tensor) -> float:
+    """Median longer side of the ink's bounding box / the frame's shorter side, uint8 (N,C,H,W)."""
+    grey = images.float().mean(1)  # (N, H, W)
+    ink = grey > 0.2 * grey.amax((1, 2), keepdim=True).clamp(min=1)
+    sides = []
+    for dim in (1, 2):  # rows hit by ink, then columns
+        hit = ink.any(dim=3 - dim)  # (N, H) or (N, W)
+        index = torch.arange(hit.shape[1]).expand_as(hit)
+        first = torch.where(hit, index, hit.shape[1]).amin(1)
+        last = torch.where(hit, index, -1).amax(1)
+        sides.append((last - first + 1).clamp(min=0))
+    longest = torch.maximum(*sides).float()
+    return float(longest.median()) / min(images.shape[2:])
 
 
 def to_batch_source(

@@ -213,13 +213,20 @@ def fit(config: TrainConfig | None, *, resume: str | Path | None = None,
     run.write_index(status)
     test_acc = None
     if status == "completed" and run.test is not None:
-        test_acc = evaluate(run.model, run.test, precision=config.precision)["acc"]
+        test_acc = test_best(run)
         log(f"test accuracy {test_acc:.4f} (error {100 * (1 - test_acc):.2f}%) on "
-            f"{len(run.test)} images")
+            f"{len(run.test)} images, best epoch {run.state.best_epoch + 1}")
     log(f"run saved in {run_dir}")
     val_acc = None if math.isinf(run.state.best_metric) else run.state.best_metric
     return RunResult(run_dir, status, run.state.epoch, val_acc, test_acc,
                      run.state.best_epoch + 1, stop.signal)
+
+
+def test_best(run: Run) -> float:
+    """Test accuracy of the ``best`` checkpoint (the epoch chosen on validation)."""
+    tensors, _ = read_checkpoint(run.run_dir / "best.safetensors")
+    run.model.load_state_dict(model_state(tensors))
+    return evaluate(run.model, run.test, precision=run.config.precision)["acc"]
 
 
 def _train_epochs(run: Run, stop: StopFlag, stop_after: int | None, log) -> str:
