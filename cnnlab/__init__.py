@@ -10,6 +10,7 @@ Example:
 
 __version__ = "0.1.0"
 
+from cnnlab.analysis.summary import summary  # noqa: E402
 from cnnlab.config import TrainConfig  # noqa: E402
 from cnnlab.evaluate import evaluate_runs  # noqa: E402
 from cnnlab.models import create, list_models  # noqa: E402
@@ -17,4 +18,4 @@ from cnnlab.predict import predict_images  # noqa: E402
 from cnnlab.train import fit, load_model  # noqa: E402
 
 __all__ = ["TrainConfig", "create", "evaluate_runs", "fit", "list_models", "load_model",
-           "predict_images"]
+           "predict_images", "summary"]

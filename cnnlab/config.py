@@ -23,6 +23,7 @@ class TrainConfig:
     model: str = "lenet5"
     model_options: dict = field(default_factory=dict)  # builder keyword options
     data: str = "digits"  # data set name or folder path
+    task: str = "classify"  # classify | multilabel | segment (see cnnlab.train.tasks)
     data_root: str | None = None
     download: bool = False
     image_size: int | None = None  # square side fed to the model; None = model default
@@ -48,7 +49,9 @@ class TrainConfig:
     device: str = "auto"  # auto | cpu | cuda
     precision: str = "fp32"  # fp32 | bf16 (autocast)
     channels_last: bool = False
+    compile: bool = False  # torch.compile the model (falls back to eager with a warning)
     threads: int | None = None  # torch CPU threads; None = torch default
+    deterministic: bool = False  # torch.use_deterministic_algorithms (+ cuBLAS setting on CUDA)
     # output
     out: str = "runs"  # parent directory of run directories
     name: str | None = None  # run directory name; None = <model>-<data>-<time>
@@ -58,6 +61,9 @@ class TrainConfig:
 
     def validate(self) -> None:
         """Raise ConfigError for values that cannot work, naming the flag."""
+        from cnnlab.train.tasks import get_task
+
+        get_task(self.task).check(self)
         _choice("optimizer", self.optimizer, ("sgd", "adam", "adamw"))
         _choice("schedule", self.schedule, ("constant", "step", "cosine", "onecycle"))
         _choice("device", self.device, ("auto", "cpu", "cuda"))

@@ -78,14 +78,23 @@ def prepare_image(path: Path, preprocess: Preprocess) -> torch.Tensor:
 
 @torch.inference_mode()
 def predict_images(run: str | Path, inputs: list[str], *, k: int = 3, which: str = "best",
-                   device: str = "cpu") -> list[dict]:
+                   device: str = "cpu", out: str | Path | None = None) -> list[dict]:
     """Top-``k`` labels with probabilities for each image file (or folder of images).
+
+    Multilabel and segment runs give each image's set of ``labels`` instead; segment runs also
+    write a coloured mask PNG per image into ``out`` (default ``RUN/masks``).
 
     Example:
         >>> predict_images("runs/lenet5-mnist", ["my_digit.png"])  # doctest: +SKIP
         [{'path': 'my_digit.png', 'top': [('7', 0.98), ('1', 0.01), ('9', 0.004)]}]
     """
     model, meta = load_model(run, which=which, device=device)
+    if meta.get("config", {}).get("task", "classify") != "classify":
+        from cnnlab.train.tasks import predict_scenes
+
+        out = out or (Path(run) if Path(run).is_dir() else Path(run).parent) / "masks"
+        return predict_scenes(model, meta, collect_images(inputs), device=device, out_dir=out,
+                              k=k)
     preprocess = Preprocess.from_dict(meta["preprocess"])
     classes = meta["classes"]
     results = []

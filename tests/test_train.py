@@ -76,12 +76,12 @@ def test_interrupt_mid_epoch_saves_and_resumes_exactly(tmp_path, monkeypatch):
     config = quick_config(tmp_path, epochs=2, model_options={"activation": "relu"})
     straight = fit(dataclasses.replace(config, name="straight"), log=lambda *_: None)
 
-    class StopAfterFiveSteps(fit_module.StopFlag):
+    class StopAfterFiveSteps(fit_module.StopFlag):  # checked once before the epoch, then per step
         checks = 0
 
         def __bool__(self):
             StopAfterFiveSteps.checks += 1
-            if StopAfterFiveSteps.checks == 5:
+            if StopAfterFiveSteps.checks == 6:
                 self.signal = 15
             return self.signal is not None
 

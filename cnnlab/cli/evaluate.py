@@ -14,6 +14,7 @@ import argparse
 from pathlib import Path
 
 from cnnlab.evaluate import evaluate_runs, format_errors, write_report
+from cnnlab.train.tasks import evaluate_task_run, format_task_report, run_task
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -30,6 +31,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if run_task(args.runs[0]) != "classify":  # multilabel / segment: label sets, IoU, masks
+        print(format_task_report(evaluate_task_run(
+            args.runs[0], data=args.data, split=args.split, data_root=args.data_root,
+            which=args.checkpoint, device=args.device, out=args.out)))
+        return 0
     report = evaluate_runs(args.runs, data=args.data, split=args.split, data_root=args.data_root,
                            k=args.top_k, which=args.checkpoint, device=args.device)
     print(f"{report.data} {report.split}: {report.count} images")

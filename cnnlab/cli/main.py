@@ -20,19 +20,36 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "predict": ("cnnlab.cli.predict", "top-k labels for your own images"),
     "datasets": ("cnnlab.cli.datasets", "list the data sets cnnlab can find"),
     "models": ("cnnlab.cli.models", "list the model zoo"),
+    "export": ("cnnlab.cli.export", "export a run's model to ONNX or TorchScript (parity-checked)"),
+    "summary": ("cnnlab.cli.summary", "layer table: shapes, parameters, MACs, receptive fields"),
+    "explain": ("cnnlab.cli.explain", "convolution, pooling, gradients worked out step by step"),
+    "invariance": ("cnnlab.cli.invariance", "feature distance, P(true), agreement vs transform"),
+    "equivariance": ("cnnlab.cli.equivariance", "does a k-pixel input shift shift each layer?"),
+    "embed": ("cnnlab.cli.embed", "PCA embedding of a layer's features under a transform"),
+    "probe": ("cnnlab.cli.probe", "linear SVM/softmax probes per layer (lecture 001 Table 6)"),
+    "finetune": ("cnnlab.cli.finetune", "transfer a trained run to a new data set"),
+    "ablate": ("cnnlab.cli.ablate", "remove layers, retrain, report accuracy and parameters"),
+    "gradients": ("cnnlab.cli.gradients", "per-layer gradient norms: vanishing/exploding"),
+    "shift-test": ("cnnlab.cli.shift_test", "CNN vs MLP trained centred, tested shifted"),
+    "visualize": ("cnnlab.cli.visualize", "filters, feature maps, top patches, saliency as PNGs"),
+    "report": ("cnnlab.cli.report", "one self-contained HTML page per run"),
 }
 
 EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(chosen: str | None = None) -> argparse.ArgumentParser:
+    """The parser; only ``chosen``'s module is imported (the others list their help line)."""
     parser = argparse.ArgumentParser(
         prog="cnnlab",
         description="Build, train, inspect and understand convolutional neural networks.",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (module_name, help_text) in COMMANDS.items():
+        if name != chosen:
+            sub.add_parser(name, help=help_text)
+            continue
         module = importlib.import_module(module_name)
         command = sub.add_parser(name, help=help_text, description=module.__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -43,7 +60,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``cnnlab`` script; returns the process exit code."""
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else argv
+    parser = build_parser(next((a for a in argv if a in COMMANDS), None))
     args = parser.parse_args(argv)
     if not getattr(args, "command", None):
         parser.print_help()

@@ -1,4 +1,4 @@
-"""List the model zoo: name, parameters (at 10 classes), default input size and paper.
+"""List the model zoo: name, classes and parameters of the paper's head, input size, paper.
 
 examples:
   cnnlab models
@@ -15,8 +15,9 @@ from cnnlab.models.catalog import model_table
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="machine-readable output")
-    parser.add_argument("--num-classes", type=int, default=10,
-                        help="output classes used for the parameter count (default 10)")
+    parser.add_argument("--num-classes", type=int, default=None,
+                        help="count parameters with this many output classes "
+                             "(default: each paper's, e.g. 1000 for ImageNet models)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -24,9 +25,10 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
-    print(f"{'model':<14} {'family':<10} {'parameters':>13}  {'input':<11} paper")
+    print(f"{'model':<14} {'family':<12} {'classes':>7} {'parameters':>13}  {'input':<11} paper")
     for row in rows:
         size = "x".join(str(v) for v in row["input_size"])
-        print(f"{row['name']:<14} {row['family']:<10} {row['parameters']:>13,}  {size:<11} "
+        print(f"{row['name']:<14} {row['family']:<12} {row['classes']:>7} {row['parameters']:>13,}  "
+              f"{size:<11} "
               f"{row['paper']}")
     return 0

@@ -6,6 +6,7 @@ dark-on-light drawings and centre the digit as in training, so a PNG of a digit 
 examples:
   cnnlab predict runs/lenet5-mnist my_digit.png
   cnnlab predict runs/lenet5-mnist photos/ --top-k 5 --json
+  cnnlab predict runs/fcn-scenes scene.png --out masks/   # segment run: coloured mask PNGs
 """
 
 from __future__ import annotations
@@ -23,15 +24,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--checkpoint", choices=["best", "last"], default="best")
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
     parser.add_argument("--json", action="store_true", help="machine-readable output")
+    parser.add_argument("--out", help="folder for the mask PNGs of a segment run (default "
+                                      "RUN/masks)")
 
 
 def run(args: argparse.Namespace) -> int:
     results = predict_images(args.run, args.images, k=args.top_k, which=args.checkpoint,
-                             device=args.device)
+                             device=args.device, out=args.out)
     if args.json:
         print(json.dumps(results, indent=2))
         return 0
     for r in results:
         guesses = "  ".join(f"{label} {100 * p:5.1f}%" for label, p in r["top"])
+        if "labels" in r:  # multilabel / segment: the set of classes found
+            guesses = f"{{{', '.join(r['labels'])}}}  {guesses}" + (
+                f"  mask {r['mask']}" if "mask" in r else "")
         print(f"{r['path']}: {guesses}")
     return 0

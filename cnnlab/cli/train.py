@@ -5,6 +5,8 @@ examples:
   cnnlab train --model lenet5 --data mnist --epochs 3 --augment "affine:deg=5,translate=0.05"
   cnnlab train --config runs/lenet5-digits-.../config.yaml   # re-run a saved config
   cnnlab train --resume runs/lenet5-digits-...               # continue an interrupted run
+  cnnlab train --data mnist --nproc 2            # data parallel on 2 local processes
+  torchrun --nproc-per-node 2 -m cnnlab train --data mnist   # the same through torchrun
 
 Ctrl-C or SIGTERM saves the last checkpoint at the next step and exits with code 130 / 143.
 """
@@ -26,6 +28,7 @@ FLAGS: dict[str, tuple[type, str]] = {
     "model": (str, "zoo name (see `cnnlab models`), spec string like c5x6-relu-p2-f10, or YAML"),
     "data": (str, "data set name (see `cnnlab datasets`) or image-folder path"),
     "data-root": (str, "directory holding data sets (also $CNNLAB_DATA)"),
+    "task": (str, "classify, multilabel (sigmoid + BCE) or segment (per-pixel) on scene sets"),
     "image-size": (int, "side of the square model input (default: the model's own)"),
     "resize": (str, "how images are fitted to --image-size: auto, pad, resize"),
     "val-fraction": (float, "fraction of the training split held out for validation"),
@@ -54,6 +57,8 @@ SWITCHES = {
     "skip-bad": "skip unreadable images with a warning instead of stopping",
     "nesterov": "Nesterov momentum (SGD)",
     "channels-last": "channels_last memory format (faster convolutions on CPU/GPU)",
+    "compile": "torch.compile the model (opt-in; falls back to eager with a warning)",
+    "deterministic": "deterministic algorithms only (reproducible on CUDA, may be slower)",
     "no-progress": "no progress bar",
 }
 
@@ -63,6 +68,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--resume", metavar="RUN", help="continue the run in directory RUN")
     parser.add_argument("--stop-after-epochs", type=int, metavar="N",
                         help="end this session after N epochs (continue later with --resume)")
+    parser.add_argument("--nproc", type=int, metavar="N",
+                        help="data-parallel training on N local processes (torchrun "
+                             "--standalone); --batch-size stays the global batch")
     parser.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
                         help="model option, repeatable (e.g. --option activation=relu)")
     parser.add_argument("--snapshot-epochs", metavar="LIST",
@@ -86,10 +94,10 @@ def parse_options(pairs: list[str]) -> dict:
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
     """Start from --config / the resumed run's config / defaults; apply the flags given."""
-    if args.resume:
-        config = load_config(f"{args.resume}/config.yaml")
-    elif args.config:
+    if args.config:  # explicit wins (``--nproc`` hands the resolved config to its ranks)
         config = load_config(args.config)
+    elif args.resume:
+        config = load_config(f"{args.resume}/config.yaml")
     else:
         config = TrainConfig()
     values = {}
@@ -111,6 +119,13 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.nproc is not None and args.nproc < 1:
+        raise ConfigError(f"--nproc must be >= 1, got {args.nproc}")
+    if args.nproc is not None and args.nproc > 1:
+        from cnnlab.train.distributed import launch
+
+        return launch(config_from_args(args), args.nproc, resume=args.resume,
+                      stop_after_epochs=args.stop_after_epochs)
     result = fit(config_from_args(args), resume=args.resume,
                  stop_after_epochs=args.stop_after_epochs)
     if result.status == "interrupted":

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from cnnlab.data.base import ImageSet
+from cnnlab.data.scenes import SCENE_SETS, is_scene_name, load_scenes
 from cnnlab.errors import DataError, choices_hint
 
 SPLITS = ("train", "test")
@@ -98,6 +99,9 @@ DESCRIPTIONS = {
     "kmnist": "Kuzushiji-MNIST 28x28 cursive Japanese, 60k/10k (IDX)",
     "cifar10": "CIFAR-10 32x32 RGB, 10 classes, 50k/10k (batches or JPEG folder)",
     "cifar100": "CIFAR-100 32x32 RGB, 100 classes, 50k/10k (batches)",
+    "digit-scenes": "1-2 scikit-learn digits per 32x32 scene, masks and boxes (no files)",
+    "mnist-scenes": "1-4 MNIST digits per 64x64 scene, masks and boxes (name:n=2000,...)",
+    "fashion-scenes": "1-4 Fashion-MNIST items per 64x64 scene, masks and boxes",
 }
 NAMES = tuple(DESCRIPTIONS)
 
@@ -265,6 +269,8 @@ def load_dataset(name: str, split: str = "train", *, root: str | Path | None = N
     fetch_to = download_root(root) if download else None
     if key == "digits":
         return load_digits_set(split)
+    if is_scene_name(key):
+        return load_scenes(key, split, root=root, download=download)
     if key == "xo":
         return load_xo_set(split)
     if key in IDX_SETS:
@@ -281,8 +287,10 @@ def load_dataset(name: str, split: str = "train", *, root: str | Path | None = N
 
 
 def locate(name: str, roots: list[Path]) -> str | None:
-    if name in ("digits", "xo"):
+    if name in ("digits", "xo", "digit-scenes"):
         return "built in"
+    if is_scene_name(name):  # generated from the source set, found where it is
+        return locate(SCENE_SETS[name][0], roots)
     if name in IDX_SETS:
         found = find_idx(IDX_SETS[name], roots)
         return str(found) if found else None

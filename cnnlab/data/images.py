@@ -5,6 +5,7 @@ file is never handed to an exotic decoder. The size in the header is checked aga
 ``max_pixels`` *before* any pixel is decoded (a 100 kB PNG can claim 50,000 x 50,000 pixels).
 PIL's process-wide ``Image.MAX_IMAGE_PIXELS`` and ``ImageFile.LOAD_TRUNCATED_IMAGES`` are never
 changed; above ``2 * Image.MAX_IMAGE_PIXELS`` PIL itself refuses too (also a DataError).
+Every chunk checksum of a PNG is verified (PIL alone ignores a corrupt pixel-data CRC).
 The EXIF orientation tag is applied, so photos taken sideways come out upright (tags 2-8).
 
 How each PIL mode becomes 8-bit grey (G) or RGB:
@@ -112,6 +113,12 @@ def set_channels(pixels: np.ndarray, channels: int | None) -> np.ndarray:
     return np.asarray(Image.fromarray(pixels, "RGB").convert("L"))[..., None]
 
 
+def verify_png_checksums(path: Path) -> None:
+    """Check every PNG chunk's CRC; PIL's decoder skips those of the pixel data (IDAT)."""
+    with Image.open(path, formats=["PNG"]) as img:
+        img.verify()  # reads chunks without decoding; raises on a bad CRC or truncation
+
+
 def decode(path: Path, channels: int | None, max_pixels: int) -> np.ndarray:
     """Open, check the header size, decode, orient and convert; PIL errors pass through."""
     with Image.open(path, formats=SUPPORTED_FORMATS) as img:
@@ -120,6 +127,8 @@ def decode(path: Path, channels: int | None, max_pixels: int) -> np.ndarray:
             raise DataError(f"{path}: {width}x{height} = {width * height} pixels exceeds the "
                             f"limit of {max_pixels} (possible decompression bomb); pass a "
                             "larger max_pixels if the image is genuine")
+        if img.format == "PNG":
+            verify_png_checksums(path)
         img.load()  # decode now, so truncation errors surface here
         upright = ImageOps.exif_transpose(img)
         return set_channels(to_uint8_array(upright, path), channels)

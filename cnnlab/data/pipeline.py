@@ -139,13 +139,16 @@ class BatchSource:
     batch_size: int
     augment: Augment | None = None
     channels_last: bool = False
+    rank: int = 0  # data parallel: this process serves part ``rank`` of each batch ...
+    world_size: int = 1  # ... cut into ``world_size`` contiguous parts (distributed.py)
 
     def __len__(self) -> int:
         return self.images.shape[0]
 
     def num_batches(self, drop_last: bool = False) -> int:
-        n = len(self)
-        return n // self.batch_size if drop_last else -(-n // self.batch_size)
+        """Batches per epoch; a last batch too small to give every rank a sample is dropped."""
+        full, rest = divmod(len(self), self.batch_size)
+        return full + int(not drop_last and rest >= self.world_size)
 
     def batches(
         self, *, seed: int = 0, epoch: int = 0, shuffle: bool = False, start: int = 0,
@@ -157,9 +160,14 @@ class BatchSource:
         for b in range(start, self.num_batches(drop_last)):
             index = slice(b * self.batch_size, (b + 1) * self.batch_size)
             picked = order[index] if order is not None else index
+            if self.world_size > 1:  # this rank's contiguous part of the global batch
+                if order is None:
+                    picked = torch.arange(len(self), device=device)[index]
+                picked = picked.tensor_split(self.world_size)[self.rank]
             x = self.images[picked].float().div_(255)
-            if self.augment is not None:
-                x = self.augment(x, batch_generator(seed, epoch, b, device))
+            if self.augment is not None:  # one random stream per (batch, rank)
+                x = self.augment(x, batch_generator(seed, epoch,
+                                                    b * self.world_size + self.rank, device))
             x = self.preprocess.normalize(x)
             if self.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)

@@ -5,7 +5,9 @@ Lecture 003's activation slide: Maxout = max(w1^T x + b1, w2^T x + b2). Each out
 activation; ReLU is the special case max(w^T x + b, 0).
 
 Layout: the affine layer produces ``out * pieces`` values; unit ``j`` takes rows
-``j * pieces ... j * pieces + pieces - 1`` (consecutive pieces per unit).
+``j * pieces ... j * pieces + pieces - 1`` (consecutive pieces per unit). :class:`MaxOverPieces`
+is the nonlinearity alone (what ``make_activation("maxout")`` gives); :class:`Maxout` and
+:class:`Maxout2d` are an affine layer followed by it.
 """
 
 from __future__ import annotations
@@ -21,6 +23,36 @@ def _check_pieces(pieces: int) -> None:
         raise ModelError(f"maxout pieces={pieces!r}: expected an integer >= 1 (2 on the slide)")
 
 
+class MaxOverPieces(nn.Module):
+    """The maxout nonlinearity alone: the maximum over groups of ``pieces`` consecutive values
+    along ``dim`` (channels by default), ``(B, C * pieces, ...) -> (B, C, ...)``.
+
+    This is what ``make_activation("maxout")`` returns: the layer before it must produce
+    ``pieces`` times the units (each unit's affine pieces side by side).
+
+    Example:
+        >>> MaxOverPieces(2)(torch.tensor([[1.0, -3.0, 0.5, 2.0]]))
+        tensor([[1., 2.]])
+    """
+
+    def __init__(self, pieces: int = 2, dim: int = 1) -> None:
+        super().__init__()
+        _check_pieces(pieces)
+        self.pieces, self.dim = pieces, dim
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        units, rest = divmod(x.shape[self.dim], self.pieces)
+        if rest:
+            raise ModelError(f"maxout with {self.pieces} pieces needs a multiple of {self.pieces} "
+                             f"units along dim {self.dim}, got {x.shape[self.dim]}")
+        # after unflatten the pieces axis follows the units axis: dim + 1, or dim if negative
+        piece_dim = self.dim + 1 if self.dim >= 0 else self.dim
+        return x.unflatten(self.dim, (units, self.pieces)).amax(dim=piece_dim)
+
+    def extra_repr(self) -> str:
+        return f"pieces={self.pieces}, dim={self.dim}"
+
+
 class Maxout(nn.Module):
     """Fully connected maxout: ``(..., in_features) -> (..., out_features)``.
 
@@ -32,13 +64,12 @@ class Maxout(nn.Module):
 
     def __init__(self, in_features: int, out_features: int, pieces: int = 2) -> None:
         super().__init__()
-        _check_pieces(pieces)
         self.out_features, self.pieces = out_features, pieces
+        self.max = MaxOverPieces(pieces, dim=-1)  # validates pieces first
         self.linear = nn.Linear(in_features, out_features * pieces)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        z = self.linear(x)  # (..., out * pieces)
-        return z.unflatten(-1, (self.out_features, self.pieces)).amax(dim=-1)
+        return self.max(self.linear(x))  # (..., out * pieces) -> (..., out)
 
 
 class Maxout2d(nn.Module):
@@ -55,10 +86,9 @@ class Maxout2d(nn.Module):
     def __init__(self, in_channels: int, out_channels: int, pieces: int = 2,
                  kernel_size: int = 1, stride: int = 1, padding: int = 0) -> None:
         super().__init__()
-        _check_pieces(pieces)
         self.out_channels, self.pieces = out_channels, pieces
+        self.max = MaxOverPieces(pieces, dim=1)  # validates pieces first
         self.conv = nn.Conv2d(in_channels, out_channels * pieces, kernel_size, stride, padding)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        z = self.conv(x)  # (B, out * pieces, H', W')
-        return z.unflatten(1, (self.out_channels, self.pieces)).amax(dim=2)
+        return self.max(self.conv(x))  # (B, out * pieces, H', W') -> (B, out, H', W')

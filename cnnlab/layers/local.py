@@ -81,7 +81,8 @@ class LocallyConnected2d(nn.Module):
     def _output_size(self) -> tuple[int, int]:
         left, right, top, bottom = self.padding
         padded = (self.input_size[0] + top + bottom, self.input_size[1] + left + right)
-        out = tuple((p - k) // s + 1 for p, k, s in zip(padded, self.kernel_size, self.stride))
+        out = tuple((p - k) // s + 1 for p, k, s in zip(padded, self.kernel_size, self.stride,
+                                                              strict=True))
         if min(out) < 1:
             raise ModelError(
                 f"LocallyConnected2d: a {self.kernel_size} window does not fit the padded input "

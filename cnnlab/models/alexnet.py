@@ -31,7 +31,13 @@ the next kept layer takes the channels of the last kept one (removing conv3+conv
 conv2's 192 maps, or 256 in the paper net). Removing fc6/fc7 feeds the flattened 9216 features
 (or fc6's 4096) straight to the next kept FC layer. fc8, the classifier, cannot be removed.
 A grouped conv whose input channels are not divisible by 2 (only possible after removing conv1)
-falls back to groups=1.
+falls back to groups=1. Parameters removed (1000 classes; the slides' figures in brackets):
+fc7 16,781,312 ("16 million"); fc6+fc7 49,414,144 ("50 million"); conv3+conv4 1,696,384
+(torchvision) or 1,696,512 (paper) ("1 million": the slides' figures come from Zeiler & Fergus's
+net, not this one); conv3+conv4+fc6+fc7 51,110,528 (paper: 51,110,656).
+
+Inputs smaller than :func:`smallest_input` (63 px for ``alexnet``, 67 for ``alexnet_paper``)
+raise a ModelError; anything larger works thanks to the adaptive 6x6 pool.
 """
 
 from __future__ import annotations
@@ -42,7 +48,7 @@ import torch
 from torch import nn
 
 from cnnlab.errors import ModelError, choices_hint
-from cnnlab.models.base import ImageClassifier
+from cnnlab.models.base import ImageClassifier, check_input_size
 from cnnlab.models.registry import register
 
 FC_NAMES = ("fc6", "fc7")
@@ -127,6 +133,22 @@ def _conv_stack(
     return nn.Sequential(*layers), channels
 
 
+def smallest_input(table: tuple[ConvLayer, ...], removed: frozenset[str] = frozenset()) -> int:
+    """Smallest square input whose last feature map is at least 1x1 (63 for torchvision's)."""
+    for side in range(1, 1024):
+        n = side
+        for row in table:
+            if row.name not in removed:
+                n = (n + 2 * row.padding - row.kernel) // row.stride + 1
+            if row.pool and n >= 1:
+                n = (n - 3) // 2 + 1  # 3x3 max-pool, stride 2
+            if n < 1:
+                break
+        else:
+            return side
+    raise AssertionError("no input size fits the AlexNet table")
+
+
 def _classifier(width: int, num_classes: int, dropout: float,
                 removed: frozenset[str]) -> nn.Sequential:
     """torchvision's head: (Dropout, Linear, ReLU) per kept hidden FC layer, then fc8."""
@@ -154,11 +176,13 @@ class AlexNet(ImageClassifier):
         removed = _parse_remove(remove)
         self.removed_layers = tuple(sorted(removed))
         self.features, channels = _conv_stack(table, in_channels, lrn, removed)
+        self.min_input = smallest_input(table, removed)
         self.avgpool = nn.AdaptiveAvgPool2d((6, 6))
         self.classifier = _classifier(channels * 6 * 6, num_classes, dropout, removed)
         self.head_path = f"classifier.{len(self.classifier) - 1}"
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        check_input_size(x, self.min_input, "AlexNet")
         x = self.avgpool(self.features(x))  # (B, 256, 6, 6)
         return self.classifier(torch.flatten(x, 1))  # (B, 9216) -> (B, num_classes)
 

@@ -7,9 +7,11 @@ layer whatever the family calls it.
 
 from __future__ import annotations
 
+import torch
 from torch import nn
 
-from cnnlab.errors import ModelError
+from cnnlab.errors import ModelError, choices_hint
+from cnnlab.layers.activations import MaxOverPieces
 
 
 class ImageClassifier(nn.Module):
@@ -35,18 +37,37 @@ class ImageClassifier(nn.Module):
         setattr(parent, child, new)
 
 
+ACTIVATIONS = ("sigmoid", "tanh", "relu", "leaky_relu", "elu", "maxout")
+MAXOUT_PIECES = 2  # lecture 003: max(w1^T x + b1, w2^T x + b2)
+
+
 def make_activation(name: str) -> nn.Module:
-    """An activation layer by name: relu, tanh, sigmoid, leaky_relu, elu (lecture 003 slide)."""
+    """An activation layer by name (lecture 003, "Activation functions"): sigmoid, tanh,
+    relu ``max(0, x)``, leaky_relu ``max(0.1x, x)``, elu ``x if x >= 0 else e^x - 1``, maxout.
+
+    ``maxout`` takes the maximum over pairs of consecutive channels, so the layer before it must
+    be :func:`activation_pieces` times wider (builders multiply their widths by it).
+
+    Example:
+        >>> make_activation("leaky_relu")(torch.tensor([-1.0, 2.0]))
+        tensor([-0.1000,  2.0000])
+    """
     table = {
-        "relu": lambda: nn.ReLU(inplace=True),
-        "tanh": nn.Tanh,
         "sigmoid": nn.Sigmoid,
+        "tanh": nn.Tanh,
+        "relu": lambda: nn.ReLU(inplace=True),
         "leaky_relu": lambda: nn.LeakyReLU(0.1, inplace=True),  # max(0.1x, x) as on the slide
-        "elu": lambda: nn.ELU(inplace=True),
+        "elu": lambda: nn.ELU(alpha=1.0, inplace=True),
+        "maxout": lambda: MaxOverPieces(MAXOUT_PIECES, dim=1),
     }
     if name not in table:
-        raise ModelError(f"unknown activation '{name}'; choose one of: {', '.join(table)}")
+        raise ModelError(f"unknown activation {choices_hint(name, list(table))}")
     return table[name]()
+
+
+def activation_pieces(name: str) -> int:
+    """How many times wider a layer must be when ``name`` follows it: 2 for maxout, else 1."""
+    return MAXOUT_PIECES if name == "maxout" else 1
 
 
 def make_pool(name: str, kernel: int = 2, stride: int | None = None) -> nn.Module:
@@ -56,3 +77,20 @@ def make_pool(name: str, kernel: int = 2, stride: int | None = None) -> nn.Modul
     if name == "avg":
         return nn.AvgPool2d(kernel, stride)
     raise ModelError(f"unknown pooling '{name}'; choose one of: avg, max")
+
+
+def check_input_size(x: torch.Tensor, minimum: int, model: str) -> None:
+    """Raise ModelError unless ``x`` is ``(B, C, H, W)`` with ``H, W >= minimum``.
+
+    Example:
+        >>> check_input_size(torch.zeros(1, 3, 16, 16), 32, "resnet18")  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        cnnlab.errors.ModelError: resnet18 needs inputs of at least 32x32 pixels, got 16x16; ...
+    """
+    if x.dim() != 4:
+        raise ModelError(f"{model} expects a batch of images (B, C, H, W), got shape "
+                         f"{tuple(x.shape)}")
+    h, w = x.shape[-2:]
+    if h < minimum or w < minimum:
+        raise ModelError(f"{model} needs inputs of at least {minimum}x{minimum} pixels, got "
+                         f"{h}x{w}; resize the images (e.g. --image-size {minimum})")

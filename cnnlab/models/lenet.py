@@ -19,7 +19,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from cnnlab.models.base import ImageClassifier, make_activation, make_pool
+from cnnlab.errors import ModelError
+from cnnlab.models.base import ImageClassifier, activation_pieces, make_activation, make_pool
 from cnnlab.models.registry import register
 
 # Which S2 maps feed each of the 16 C3 maps (LeCun et al. 1998, table I): the "partial
@@ -79,18 +80,21 @@ class LeNet(ImageClassifier):
         super().__init__()
         layers: list[nn.Module] = []
         channels, size = in_channels, input_hw
+        pieces = activation_pieces(activation)  # maxout: each unit owns 2 affine pieces
+        if partial_c3 and pieces > 1:
+            raise ModelError("partial_c3 needs a one-piece activation (not maxout)")
         for index, (filters, kernel) in enumerate(stages):
             if partial_c3 and index == 1:
                 layers.append(PartialConv2d(C3_TABLE, channels, kernel))
             else:
-                layers.append(nn.Conv2d(channels, filters, kernel))
+                layers.append(nn.Conv2d(channels, filters * pieces, kernel))
             layers += [make_activation(activation), make_pool(pooling, 2)]
             channels, size = filters, (size - kernel + 1) // 2
         self.features = nn.Sequential(*layers)
         head: list[nn.Module] = [nn.Flatten()]
         width = channels * size * size  # (B, C*H*W) after the last pool
         for hidden in fc:
-            head += [nn.Linear(width, hidden), make_activation(activation)]
+            head += [nn.Linear(width, hidden * pieces), make_activation(activation)]
             width = hidden
         head.append(nn.Linear(width, num_classes))
         self.classifier = nn.Sequential(*head)

@@ -9,6 +9,7 @@ defaults never override a model's own), builds, and optionally loads weights.
 from __future__ import annotations
 
 import inspect
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -68,8 +69,9 @@ def model_info(name: str) -> ModelInfo:
 
 def is_spec(name: str) -> bool:
     """True when ``name`` is a layer spec string or a YAML file rather than a zoo name."""
-    return name.endswith((".yaml", ".yml")) or ("-" in name and name not in _MODELS and
-                                                 name.split("-", 1)[0][:1] in "cpf")
+    # the first layer of a spec is a window or fc token, e.g. c3x1s3 or lc7x5 in lc7x5-relu-f10
+    first_layer = re.fullmatch(r"(c|lc|p|a|f)\d[\dxsp]*", name.split("-", 1)[0]) is not None
+    return name.endswith((".yaml", ".yml")) or (name not in _MODELS and first_layer)
 
 
 def create(
@@ -99,9 +101,15 @@ def create(
     if is_spec(name):
         from cnnlab.models.spec import build_from_spec
 
+        strict = bool(options.pop("strict", True))
+        if options:
+            raise ModelError(f"'{name}' is a layer spec: options like {next(iter(options))!r} "
+                             "do not apply (write them into the spec)")
+
         c = in_channels if in_channels is not None else (input_size[0] if input_size else 1)
         size = input_size if input_size is not None else (c, 32, 32)
-        model = build_from_spec(name, num_classes=num_classes, input_size=(c, *size[1:]))
+        model = build_from_spec(name, num_classes=num_classes, input_size=(c, *size[1:]),
+                                strict=strict)
     else:
         info = model_info(name)
         kwargs: dict[str, object] = {"num_classes": num_classes, **options}

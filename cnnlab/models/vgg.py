@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from cnnlab.errors import ModelError
-from cnnlab.models.base import ImageClassifier
+from cnnlab.models.base import ImageClassifier, check_input_size
 from cnnlab.models.registry import register
 
 CONFIGS: dict[str, list[int | str]] = {
@@ -34,6 +34,7 @@ CONFIGS: dict[str, list[int | str]] = {
     "E": [64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M", 512, 512, 512, 512, "M",
           512, 512, 512, 512, "M"],
 }
+MIN_INPUT = 32  # five 2x2 max-pools halve 32 down to 1
 
 
 def make_features(config: list[int | str], in_channels: int, batch_norm: bool) -> nn.Sequential:
@@ -87,6 +88,7 @@ class VGG(ImageClassifier):
                 nn.init.zeros_(m.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        check_input_size(x, MIN_INPUT, "VGG")
         x = self.avgpool(self.features(x))  # (B, 512, 7, 7)
         return self.classifier(torch.flatten(x, 1))  # (B, 25088) -> (B, num_classes)
 

@@ -11,9 +11,13 @@ over the target: a crash at any moment leaves either the old or the new checkpoi
 
 from __future__ import annotations
 
+import io
 import json
 import os
+import pickletools
 import tempfile
+import warnings
+import zipfile
 from pathlib import Path
 
 import torch
@@ -107,22 +111,64 @@ def save_checkpoint(
     atomic_write_bytes(path.with_suffix(".json"), json.dumps(sidecar, indent=2).encode())
 
 
+def pickle_imports(data: bytes) -> list[str]:
+    """``module.name`` globals a pickle (or a torch ``.pth`` zip of one) would import.
+
+    Read statically with :mod:`pickletools` (nothing is executed), so a refusal can say what a
+    file tried to run, e.g. ``['posix.system']``. Unparseable data gives what was read so far.
+    """
+    if data[:4] == b"PK\x03\x04":  # torch.save's zip layout: the pickle is */data.pkl
+        try:
+            with zipfile.ZipFile(io.BytesIO(data)) as archive:
+                name = next(n for n in archive.namelist() if n.endswith("data.pkl"))
+                with archive.open(name) as member:
+                    data = member.read(1 << 24)  # enough to name imports; bounds a zip bomb
+        except Exception:  # not a readable zip: nothing to report
+            return []
+    found, strings = [], []
+    try:
+        for opcode, arg, _ in pickletools.genops(io.BytesIO(data)):
+            if opcode.name in ("GLOBAL", "INST"):
+                found.append(str(arg).replace(" ", "."))
+            elif opcode.name == "STACK_GLOBAL" and len(strings) >= 2:
+                found.append(f"{strings[-2]}.{strings[-1]}")
+            elif isinstance(arg, str):
+                strings.append(arg)
+    except Exception:  # truncated or not a pickle: report what was found before
+        pass
+    return list(dict.fromkeys(found))
+
+
+def not_safetensors(path: Path, data: bytes, reason: str) -> CheckpointError:
+    """The error for a file that is not a safetensors checkpoint; a pickle is never unpickled."""
+    imports = pickle_imports(data)
+    if not imports and data[:1] != b"\x80" and data[:4] != b"PK\x03\x04":
+        return CheckpointError(f"{path}: {reason}")
+    what = f"it would import {', '.join(imports)}" if imports else "a pickle"
+    return CheckpointError(f"{path}: refused to load a pickle checkpoint ({what}); cnnlab never "
+                           "unpickles checkpoints (load torchvision .pth weights with "
+                           "cnnlab.models.create(name, weights=...), which accepts only tensors)")
+
+
 def read_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
     """Return ``(tensors, meta)`` of a cnnlab checkpoint file (safetensors only)."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
-    if path.suffix != ".safetensors":
-        raise CheckpointError(f"{path}: cnnlab checkpoints are .safetensors files "
-                              "(use cnnlab.models.create(name, weights=...) for .pth weights)")
     data = path.read_bytes()
+    if path.suffix != ".safetensors":
+        raise not_safetensors(path, data, "cnnlab checkpoints are .safetensors files (use "
+                              "cnnlab.models.create(name, weights=...) for .pth weights)")
     try:
         tensors = load_safetensors_bytes(data)
         header_len = int.from_bytes(data[:8], "little")
         header = json.loads(data[8:8 + header_len])
         meta = json.loads(header.get("__metadata__", {}).get(META_KEY, "{}"))
-    except (SafetensorError, ValueError, UnicodeDecodeError) as error:
-        raise CheckpointError(f"{path}: not a readable safetensors checkpoint ({error})") from None
+    except (SafetensorError, ValueError, UnicodeDecodeError, AttributeError, TypeError) as error:
+        reason = f"not a readable safetensors checkpoint ({error})"
+        raise not_safetensors(path, data, reason) from None
+    if not isinstance(meta, dict):
+        raise CheckpointError(f"{path}: its '{META_KEY}' metadata is not a JSON object")
     return tensors, meta
 
 
@@ -145,6 +191,8 @@ def load_state_checked(model: nn.Module, state: dict[str, torch.Tensor], *, sour
         if value.shape != expected[key].shape:
             raise CheckpointError(f"{source}: {key} has shape {tuple(value.shape)}, the model "
                                   f"expects {tuple(expected[key].shape)}")
+        if value.is_floating_point() and not torch.isfinite(value).all():
+            raise CheckpointError(f"{source}: {key} has NaN/Inf values; refusing to load it")
     model.load_state_dict(state)
 
 
@@ -180,6 +228,34 @@ def resolve_checkpoint(path: str | Path, which: str = "best") -> Path:
     return path
 
 
+def newest_checkpoint(run_dir: str | Path) -> tuple[Path, dict[str, torch.Tensor], dict]:
+    """``(path, tensors, meta)`` of the complete training checkpoint furthest into the run.
+
+    Candidates are ``last``, ``best`` and ``snapshots/*`` (each holds weights, optimizer, RNG and
+    position); the highest global step wins, ``last`` on ties. A file that does not load is
+    skipped with a warning, so ``--resume`` continues from the newest one that does.
+    """
+    run_dir = Path(run_dir)
+    candidates = [run_dir / "last.safetensors", run_dir / "best.safetensors",
+                  *sorted((run_dir / "snapshots").glob("*.safetensors"))]
+    newest, newest_step = None, -1
+    for path in candidates:
+        if not path.is_file():
+            continue
+        try:
+            tensors, meta = read_checkpoint(path)
+        except CheckpointError as error:
+            warnings.warn(f"skipping unreadable checkpoint: {error}", stacklevel=2)
+            continue
+        step = meta.get("state", {}).get("step", -1) if "optimizer" in meta else -1
+        if step > newest_step:
+            newest, newest_step = (path, tensors, meta), step
+    if newest is None:
+        raise CheckpointError(f"{run_dir}: no complete checkpoint to resume from (expected "
+                              "last.safetensors, best.safetensors or snapshots/)")
+    return newest
+
+
 def load_model(path: str | Path, *, which: str = "best", device: str | torch.device = "cpu",
                ) -> tuple[nn.Module, dict]:
     """Rebuild the model of a run directory or checkpoint file, weights loaded, in eval mode.
@@ -199,5 +275,9 @@ def load_model(path: str | Path, *, which: str = "best", device: str | torch.dev
     model = create(spec["name"], num_classes=spec["num_classes"],
                    in_channels=spec["in_channels"], input_size=tuple(spec["input_size"]),
                    **spec.get("options", {}))
+    classes = meta.get("classes")
+    if classes is not None and len(classes) != spec["num_classes"]:
+        raise CheckpointError(f"{file}: {len(classes)} class names for a model with "
+                              f"{spec['num_classes']} outputs; the checkpoint is inconsistent")
     load_state_checked(model, model_state(tensors), source=str(file))
     return model.to(device).eval(), meta

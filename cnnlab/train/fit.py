@@ -7,29 +7,40 @@ with ``cnnlab train --config``), ``metrics.jsonl`` (one line per epoch), ``last.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
+import os
+import shutil
 import signal
 import subprocess
 import threading
 import time
+from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from torch import nn
 
 import cnnlab
 from cnnlab.config import TrainConfig, load_config, save_config
 from cnnlab.data.base import ImageSet
 from cnnlab.data.pipeline import BatchSource, make_preprocess, split_validation, to_batch_source
-from cnnlab.errors import CheckpointError, ConfigError
-from cnnlab.models import create, default_input_size
+from cnnlab.errors import CheckpointError, CnnlabError, ConfigError
+from cnnlab.models import create, default_input_size, is_spec
 from cnnlab.train.checkpoint import (atomic_write_bytes, load_state_checked, model_state,
-                                     read_checkpoint, restore_optimizer, restore_rng,
-                                     save_checkpoint)
+                                     newest_checkpoint, read_checkpoint, restore_optimizer,
+                                     restore_rng, save_checkpoint)
+from cnnlab.train.distributed import (SINGLE, DistContext, agree, barrier, broadcast_object,
+                                      evaluate_sharded, setup, shard_batches, step_sync,
+                                      wrap_model)
 from cnnlab.train.loop import Progress, Schedule, StopFlag, TrainState, evaluate, train_one_epoch
 from cnnlab.train.optim import build_optimizer, parameter_groups
+from cnnlab.train.tasks import get_task
+
+Prepare = Callable[[nn.Module], "list[dict] | None"]
 
 
 @dataclass
@@ -43,6 +54,7 @@ class RunResult:
     test_acc: float | None
     best_epoch: int
     signal: int | None = None
+    test_metrics: dict | None = None  # every test metric of the task (mIoU, mAP, ...)
 
 
 def resolve_device(name: str) -> torch.device:
@@ -73,9 +85,11 @@ def model_description(config: TrainConfig, train: ImageSet) -> dict:
     default = default_input_size(config.model)
     side = config.image_size
     size = (side, side) if side else tuple(default[1:])
-    if default[1:] == (32, 32) and side is None and config.model.startswith(("c", "f")):
+    if side is None and is_spec(config.model):
         size = train.image_shape[1:]  # spec strings take the data's own size by default
-    return {"name": config.model, "num_classes": len(train.classes),
+    task = get_task(config.task)
+    size = task.input_size(config, train, size)
+    return {"name": config.model, "num_classes": task.num_outputs(train.classes),
             "in_channels": train.image_shape[0], "input_size": [train.image_shape[0], *size],
             "options": dict(config.model_options)}
 
@@ -117,24 +131,57 @@ def stop_on_signals(stop: StopFlag):
             signal.signal(sig, handler)
 
 
+@contextmanager
+def deterministic_algorithms(enabled: bool, device: torch.device):
+    """``--deterministic``: ``torch.use_deterministic_algorithms(True)`` for the duration.
+
+    On CUDA cuBLAS also needs ``CUBLAS_WORKSPACE_CONFIG=:4096:8`` (set unless already set) and
+    cuDNN's autotuner is turned off. The previous settings are restored afterwards.
+    """
+    if not enabled:
+        yield
+        return
+    previous = torch.are_deterministic_algorithms_enabled(), torch.backends.cudnn.benchmark
+    if device.type == "cuda":
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.use_deterministic_algorithms(True)
+    torch.backends.cudnn.benchmark = False
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(previous[0])
+        torch.backends.cudnn.benchmark = previous[1]
+
+
 class Run:
     """The objects of one run, and the checkpoint/metrics writing that belongs to them."""
 
-    def __init__(self, config: TrainConfig, run_dir: Path, device: torch.device) -> None:
-        self.config, self.run_dir, self.device = config, run_dir, device
+    def __init__(self, config: TrainConfig, run_dir: Path, device: torch.device,
+                 prepare: Prepare | None = None, dist: DistContext = SINGLE) -> None:
+        self.config, self.run_dir, self.device, self.dist = config, run_dir, device, dist
         train, val, test = load_splits(config)
-        self.classes = train.classes
+        self.task = get_task(config.task)
+        self.classes = self.task.output_names(train.classes)  # one name per model output
         self.model_meta = model_description(config, train)
         c, h, w = self.model_meta["input_size"]
         self.preprocess = make_preprocess(train, c, (h, w), config.resize)
-        self.model = create(config.model, num_classes=len(train.classes), in_channels=c,
-                            input_size=(c, h, w), **config.model_options).to(device)
+        outputs = self.model_meta["num_classes"]  # segment: background + classes
+        self.model = create(config.model, num_classes=outputs, in_channels=c,
+                            input_size=(c, h, w), **config.model_options)
+        # ``prepare`` (fine-tuning) may load weights, freeze layers and return parameter groups.
+        groups = prepare(self.model) if prepare is not None else None
+        self.model = self.model.to(device)
         if config.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
-        self.optimizer = build_optimizer(parameter_groups(self.model, config.weight_decay), config)
+        groups = groups or parameter_groups(self.model, config.weight_decay)
+        self.optimizer = build_optimizer(groups, config)
         self.train = self._source(train, augment=True)
         self.val = self._source(val) if val is not None else None
         self.test = self._source(test) if test is not None else None
+        # data parallel: this rank's part of each batch, DDP, totals summed over ranks
+        self.train = shard_batches(self.train, dist)
+        self.train_model = wrap_model(self.model, dist, device, compile=config.compile)
+        self.sync = step_sync(dist)
         steps = self.train.num_batches()
         self.schedule = Schedule(steps * config.epochs, steps, config)
         self.state = TrainState()
@@ -143,9 +190,12 @@ class Run:
         from cnnlab.data.augment import parse_augment
 
         aug = parse_augment(self.config.augment) if augment and self.config.augment else None
-        return to_batch_source(data, self.preprocess, batch_size=self.config.batch_size,
+        source = to_batch_source(data, self.preprocess, batch_size=self.config.batch_size,
                                device=self.device, augment=aug,
                                channels_last=self.config.channels_last)
+        if self.task.name == "classify":
+            return source
+        return dataclasses.replace(source, labels=self.task.targets(data).to(self.device))
 
     def meta(self, metrics: dict | None = None) -> dict:
         return {"format": "cnnlab-checkpoint/1", "cnnlab_version": cnnlab.__version__,
@@ -154,23 +204,42 @@ class Run:
                 "classes": self.classes, "preprocess": self.preprocess.to_dict(),
                 "state": self.state.to_dict(), "metrics": metrics or {}}
 
+    def evaluate(self, source: BatchSource) -> dict:
+        """Loss and accuracy on ``source`` (sharded over the ranks when data parallel)."""
+        if self.task.name != "classify":  # dense metrics: every rank scores the whole split
+            return evaluate(self.model, source, precision=self.config.precision, task=self.task)
+        return evaluate_sharded(self.model, source, self.dist, precision=self.config.precision)
+
     def save(self, name: str, metrics: dict | None = None) -> None:
+        if not self.dist.is_main:  # rank 0 writes the run directory
+            return
         save_checkpoint(self.run_dir / f"{name}.safetensors", model=self.model,
                         optimizer=self.optimizer, meta=self.meta(metrics))
 
-    def resume(self) -> None:
-        tensors, meta = read_checkpoint(self.run_dir / "last.safetensors")
-        load_state_checked(self.model, model_state(tensors), source=str(self.run_dir))
+    def resume(self) -> Path:
+        """Continue from the newest complete checkpoint; forget metrics logged after it."""
+        path, tensors, meta = newest_checkpoint(self.run_dir)
+        load_state_checked(self.model, model_state(tensors), source=str(path))
         restore_optimizer(self.optimizer, tensors, meta)
         restore_rng(tensors)
         self.state = TrainState.from_dict(meta["state"])
+        metrics = self.run_dir / "metrics.jsonl"
+        if metrics.is_file() and self.dist.is_main:  # later epochs will be trained again
+            lines = [line for line in metrics.read_text().splitlines()
+                     if _logged_epoch(line) <= self.state.epoch]
+            atomic_write_bytes(metrics, "".join(f"{line}\n" for line in lines).encode())
+        return path
 
     def log(self, record: dict) -> None:
+        if not self.dist.is_main:
+            return
         with open(self.run_dir / "metrics.jsonl", "a") as handle:
             handle.write(json.dumps(record) + "\n")
 
     def write_index(self, status: str) -> None:
         """``run.json``: status and which epoch ``last`` and ``best`` hold."""
+        if not self.dist.is_main:
+            return
         index = {"status": status, "epochs": self.config.epochs,
                  "last": {"file": "last.safetensors", "epoch": self.state.epoch,
                           "batch": self.state.batch},
@@ -180,53 +249,84 @@ class Run:
         atomic_write_bytes(self.run_dir / "run.json", json.dumps(index, indent=2).encode())
 
 
+def _logged_epoch(line: str) -> float:
+    """The epoch of one ``metrics.jsonl`` line; a line torn by a crash counts as infinitely late."""
+    try:
+        return json.loads(line)["epoch"]
+    except (ValueError, KeyError, TypeError):
+        return math.inf
+
+
 def fit(config: TrainConfig | None, *, resume: str | Path | None = None,
-        stop_after_epochs: int | None = None, log=print) -> RunResult:
+        stop_after_epochs: int | None = None, log=print,
+        prepare: Prepare | None = None) -> RunResult:
     """Train ``config`` (or continue the run at ``resume``) and return what happened.
 
     ``stop_after_epochs`` ends this session after that many epochs (resume later with
     ``resume=RUN``). Ctrl-C / SIGTERM saves ``last`` at the next step and returns
-    ``status="interrupted"``.
+    ``status="interrupted"``. ``prepare(model)`` runs on the freshly built model before the
+    optimizer exists (``cnnlab.train.finetune`` loads weights and freezes layers there); it may
+    return the optimizer's parameter groups (e.g. with ``lr_scale``), or None for the default.
 
     Example:
         >>> result = fit(TrainConfig(model="lenet5", data="digits", epochs=2))  # doctest: +SKIP
     """
     if resume is not None:
         run_dir = Path(resume)
-        if not (run_dir / "last.safetensors").is_file():
-            raise CheckpointError(f"--resume {run_dir}: no last.safetensors there to resume from")
+        if not (run_dir / "config.yaml").is_file():
+            raise CheckpointError(f"--resume {run_dir}: not a run directory (no config.yaml)")
         config = load_config(run_dir / "config.yaml") if config is None else config
     config.validate()
     if config.threads:
         torch.set_num_threads(config.threads)
     torch.manual_seed(config.seed)
-    device = resolve_device(config.device)
-    run_dir = Path(resume) if resume is not None else new_run_dir(config)
-    run = Run(config, run_dir, device)
+    dist, device = setup(resolve_device(config.device))  # torchrun: join the process group
+    if not dist.is_main:
+        log = _silent
+    run_dir = Path(resume) if resume is not None else new_run_dir(config) if dist.is_main else None
+    run_dir = broadcast_object(run_dir, dist)
+    try:
+        run = Run(config, run_dir, device, prepare, dist)
+    except CnnlabError:  # bad model/data: leave no empty run directory behind
+        if resume is None and dist.is_main:
+            shutil.rmtree(run_dir, ignore_errors=True)
+        raise
     if resume is not None:
-        run.resume()
-        log(f"resuming {run_dir} at epoch {run.state.epoch + 1}, batch {run.state.batch}")
-    save_config(config, run_dir / "config.yaml")
+        source = run.resume()
+        log(f"resuming {run_dir} from {source.name} at epoch {run.state.epoch + 1}, "
+            f"batch {run.state.batch}")
+    if dist.is_main:
+        save_config(config, run_dir / "config.yaml")
     stop = StopFlag()
-    with stop_on_signals(stop):
+    with stop_on_signals(stop), deterministic_algorithms(config.deterministic, device):
         status = _train_epochs(run, stop, stop_after_epochs, log)
     run.write_index(status)
-    test_acc = None
+    test_acc = test_metrics = None
     if status == "completed" and run.test is not None:
-        test_acc = test_best(run)
+        barrier(dist)  # rank 0 has written best.safetensors
+        test_metrics = test_best(run)
+        test_acc = test_metrics["acc"]
         log(f"test accuracy {test_acc:.4f} (error {100 * (1 - test_acc):.2f}%) on "
             f"{len(run.test)} images, best epoch {run.state.best_epoch + 1}")
+        if run.task.name != "classify":
+            log(f"test {run.task.name}: " + ", ".join(f"{k} {test_metrics[k]:.4f}" for k in
+                                                     ("miou", "map", "f1") if k in test_metrics))
     log(f"run saved in {run_dir}")
     val_acc = None if math.isinf(run.state.best_metric) else run.state.best_metric
     return RunResult(run_dir, status, run.state.epoch, val_acc, test_acc,
-                     run.state.best_epoch + 1, stop.signal)
+                     run.state.best_epoch + 1, stop.signal, test_metrics)
 
 
-def test_best(run: Run) -> float:
-    """Test accuracy of the ``best`` checkpoint (the epoch chosen on validation)."""
+def test_best(run: Run) -> dict:
+    """Test metrics (``acc``, ``loss``, task metrics) of the ``best`` checkpoint (the epoch
+    chosen on validation)."""
     tensors, _ = read_checkpoint(run.run_dir / "best.safetensors")
     run.model.load_state_dict(model_state(tensors))
-    return evaluate(run.model, run.test, precision=run.config.precision)["acc"]
+    return run.evaluate(run.test)
+
+
+def _silent(*_args: object) -> None:
+    """The ``log`` of ranks other than 0."""
 
 
 def _train_epochs(run: Run, stop: StopFlag, stop_after: int | None, log) -> str:
@@ -234,15 +334,21 @@ def _train_epochs(run: Run, stop: StopFlag, stop_after: int | None, log) -> str:
     first_epoch = state.epoch
     while state.epoch < config.epochs:
         if stop_after is not None and state.epoch - first_epoch >= stop_after:
+            run.save("last")  # --checkpoint-every may have skipped this epoch
             return "stopped"
-        progress = Progress(config.progress, len(run.train), state.epoch, config.epochs,
-                            state.batch * config.batch_size)
+        if agree(bool(stop), run.dist):  # a signal during validation: stop before next epoch
+            run.save("last")
+            log(f"interrupted: saved {run.run_dir / 'last.safetensors'} after epoch "
+                f"{state.epoch}; continue with --resume {run.run_dir}")
+            return "interrupted"
+        progress = Progress(config.progress and run.dist.is_main, len(run.train), state.epoch,
+                            config.epochs, state.batch * config.batch_size)
         started = time.perf_counter()
-        finished = train_one_epoch(run.model, run.train, run.optimizer, state,
+        finished = train_one_epoch(run.train_model, run.train, run.optimizer, state,
                                    schedule=run.schedule, seed=config.seed,
                                    precision=config.precision,
                                    label_smoothing=config.label_smoothing, stop=stop,
-                                   progress=progress)
+                                   progress=progress, sync=run.sync, task=run.task)
         progress.close()
         if not finished:
             run.save("last")
@@ -261,10 +367,11 @@ def _end_epoch(run: Run, seconds: float, rate: float, log) -> None:
               "lr": run.optimizer.param_groups[0]["lr"], "seconds": round(seconds, 3),
               "images_per_s": round(rate, 1)}
     if run.val is not None:
-        val = evaluate(run.model, run.val, precision=config.precision)
+        val = run.evaluate(run.val)
         record.update(val_loss=val["loss"], val_acc=val["acc"])
+        record.update({f"val_{k}": val[k] for k in ("miou", "map", "f1") if k in val})
     metric = record.get("val_acc", record["train_acc"])
-    improved = metric > state.best_metric
+    improved = metric >= state.best_metric  # ties go to the later, longer-trained epoch
     if improved:
         state.best_metric, state.best_epoch = metric, state.epoch
     state.epoch += 1
@@ -285,4 +392,7 @@ def _epoch_line(record: dict, epochs: int) -> str:
             f"acc {record['train_acc']:.4f}")
     if "val_acc" in record:
         text += f"  val_loss {record['val_loss']:.4f}  val_acc {record['val_acc']:.4f}"
+    for key in ("val_miou", "val_map"):
+        if key in record:
+            text += f"  {key} {record[key]:.4f}"
     return text + f"  {record['images_per_s']:.0f} img/s  {record['seconds']:.1f}s"

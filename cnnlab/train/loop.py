@@ -17,8 +17,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from cnnlab.data.pipeline import BatchSource
-from cnnlab.errors import TrainingDiverged
+from cnnlab.errors import ResourceError, TrainingDiverged
 from cnnlab.train.optim import lr_at, set_lr
+from cnnlab.train.tasks import Task
+
+CLASSIFY = Task()  # the default task: one class per image
 
 
 @dataclass
@@ -71,6 +74,37 @@ def autocast(device: torch.device, precision: str) -> contextlib.AbstractContext
     return contextlib.nullcontext()
 
 
+OUT_OF_MEMORY_TEXT = ("out of memory", "can't allocate memory")  # CUDA/MPS, CPU allocator
+
+
+@contextlib.contextmanager
+def out_of_memory_as_error(where: str, batch_size: int, device: torch.device):
+    """Turn an allocator failure inside the block into a ResourceError naming the batch size."""
+    try:
+        yield
+    except (RuntimeError, MemoryError) as error:  # torch.OutOfMemoryError is a RuntimeError
+        if not (isinstance(error, (torch.OutOfMemoryError, MemoryError))
+                or any(text in str(error) for text in OUT_OF_MEMORY_TEXT)):
+            raise
+        raise ResourceError(
+            f"out of memory {where} with --batch-size {batch_size} on {device}; try "
+            f"--batch-size {max(1, batch_size // 2)}, --precision bf16 or a smaller "
+            "--image-size (the last complete checkpoint is kept)") from error
+
+
+@dataclass
+class StepTotals:
+    """One step's summed loss, correct count, sample count and stop request.
+
+    A data-parallel run sums these over the ranks (:class:`cnnlab.train.distributed.StepSync`).
+    """
+
+    loss_sum: float
+    correct: int
+    seen: int
+    stop: bool
+
+
 @dataclass
 class Schedule:
     """What ``lr_at`` needs: total steps, steps per epoch and the config."""
@@ -83,60 +117,106 @@ class Schedule:
 def train_one_epoch(
     model: nn.Module, source: BatchSource, optimizer: torch.optim.Optimizer, state: TrainState,
     *, schedule: Schedule, seed: int, precision: str, label_smoothing: float = 0.0,
-    stop: StopFlag | None = None, progress: object | None = None,
+    stop: StopFlag | None = None, progress: object | None = None, sync: object | None = None,
+    task: Task = CLASSIFY,
 ) -> bool:
     """Train from ``state.batch`` to the end of ``state.epoch``; False if stopped early.
 
+    ``sync`` (data parallel) sums each step's totals over the ranks and rescales this rank's
+    loss so that DDP's gradient mean is the mean over the whole global batch.
+
     Raises TrainingDiverged (naming epoch, batch and step) on a NaN/Inf loss, before the
-    optimizer applies that step.
+    optimizer applies that step, and ResourceError (naming the batch size) when out of memory.
     """
     model.train()
     device = source.images.device
     for x, y in source.batches(seed=seed, epoch=state.epoch, shuffle=True, start=state.batch):
         set_lr(optimizer, lr_at(state.step, schedule.total_steps, schedule.steps_per_epoch,
                                 schedule.config))
-        with autocast(device, precision):
-            logits = model(x)
-            loss = F.cross_entropy(logits.float(), y, label_smoothing=label_smoothing)
-        loss_value = loss.item()
-        if not math.isfinite(loss_value):
-            raise TrainingDiverged(f"loss became {loss_value} at epoch {state.epoch + 1}, batch "
-                                   f"{state.batch}, step {state.step}")
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        where = f"at epoch {state.epoch + 1}, batch {state.batch}, step {state.step}"
+        with out_of_memory_as_error(where, source.batch_size, device):
+            with autocast(device, precision):
+                loss, logits = training_loss(model(x), y, task, label_smoothing)
+            totals = StepTotals(loss.item() * y.shape[0], task.correct(logits, y),
+                                y.shape[0], bool(stop))
+            if sync is not None:  # every rank sees the global totals and stops together
+                totals = sync.all_reduce(totals)
+                loss = loss * (y.shape[0] * sync.world_size / totals.seen)
+            loss_value = totals.loss_sum / totals.seen
+            if not math.isfinite(loss_value):
+                raise TrainingDiverged(f"loss became {loss_value} {where}")
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
         state.step += 1
         state.batch += 1
-        state.loss_sum += loss_value * y.shape[0]
-        state.correct += int((logits.argmax(1) == y).sum())
-        state.seen += y.shape[0]
+        state.loss_sum += totals.loss_sum
+        state.correct += totals.correct
+        state.seen += totals.seen
         if progress is not None:
-            progress.update(y.shape[0], state)
-        if stop:
+            progress.update(totals.seen, state)
+        if totals.stop:
             return False
     return True
 
 
+AUX_WEIGHT = 0.3  # GoogLeNet's auxiliary classifiers (Szegedy et al. 2014, sec. 5)
+
+
+def training_loss(outputs: torch.Tensor | tuple, y: torch.Tensor, task: Task,
+                  label_smoothing: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """(loss, main logits); a tuple output is (main, *auxiliary heads), each auxiliary loss
+    "added to the total loss of the network with a discount weight" of 0.3 (GoogLeNet)."""
+    if not isinstance(outputs, tuple):
+        return task.loss(outputs, y, label_smoothing), outputs
+    logits, *auxiliary = outputs
+    loss = task.loss(logits, y, label_smoothing)
+    for extra in auxiliary:
+        loss = loss + AUX_WEIGHT * task.loss(extra, y, label_smoothing)
+    return loss, logits
+
+
 @torch.inference_mode()
-def predict_logits(model: nn.Module, source: BatchSource, *, precision: str = "fp32") -> torch.Tensor:
+def predict_logits(model: nn.Module, source: BatchSource, *,
+                   precision: str = "fp32") -> torch.Tensor:
     """Logits ``(N, num_classes)`` for every sample of ``source``, in order, as float32 on CPU."""
     model.eval()
     device = source.images.device
     outputs = []
     for x, _ in source.batches():
-        with autocast(device, precision):
-            outputs.append(model(x).float().cpu())
+        with out_of_memory_as_error("while evaluating", source.batch_size, device):
+            with autocast(device, precision):
+                outputs.append(model(x).float().cpu())
     return torch.cat(outputs)
 
 
-def evaluate(model: nn.Module, source: BatchSource, *, precision: str = "fp32") -> dict:
-    """Loss and top-1 accuracy of ``model`` on ``source``."""
+def evaluate(model: nn.Module, source: BatchSource, *, precision: str = "fp32",
+             task: Task = CLASSIFY) -> dict:
+    """Loss and top-1 accuracy of ``model`` on ``source`` (other tasks: their metrics)."""
+    if task.name != "classify":
+        return evaluate_task(model, source, precision=precision, task=task)
     logits = predict_logits(model, source, precision=precision)
     labels = source.labels.cpu()
     return {
         "loss": float(F.cross_entropy(logits, labels)),
         "acc": float((logits.argmax(1) == labels).float().mean()),
     }
+
+
+@torch.inference_mode()
+def evaluate_task(model: nn.Module, source: BatchSource, *, precision: str, task: Task) -> dict:
+    """Metrics of a multilabel or segment task, accumulated batch by batch (dense outputs of a
+    whole split would not fit in memory)."""
+    model.eval()
+    device = source.images.device
+    meter = None
+    for x, y in source.batches():
+        with out_of_memory_as_error("while evaluating", source.batch_size, device):
+            with autocast(device, precision):
+                logits = model(x).float().cpu()
+        meter = meter or task.meter(logits.shape[1])
+        meter.update(logits, y.cpu())
+    return meter.result()
 
 
 class Progress:

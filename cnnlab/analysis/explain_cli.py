@@ -1,0 +1,49 @@
+"""Dispatch of ``cnnlab explain OPERATION``: read the matrices, call one explain function."""
+
+from __future__ import annotations
+
+import argparse
+
+from cnnlab.analysis.explain import Style, explain_conv, explain_fc, explain_pool, explain_relu
+from cnnlab.analysis.explain_backward import explain_conv_backward, explain_pool_backward
+from cnnlab.analysis.explain_text import Explanation, read_matrix
+from cnnlab.analysis.explain_upsampling import explain_transpose_conv, explain_unpool
+
+OPERATIONS = ("conv", "pool", "relu", "fc", "transpose-conv", "unpool", "backward")
+
+
+def _matrix(args: argparse.Namespace, name: str, required: bool = True, ndim=(1, 2, 3, 4)):
+    text = getattr(args, name.replace("-", "_"))
+    path = getattr(args, name.replace("-", "_") + "_file")
+    if not required and text is None and path is None:
+        return None
+    return read_matrix(text, path, f"--{name}", ndim)
+
+
+def explain_from_args(args: argparse.Namespace) -> Explanation:
+    """The :class:`Explanation` that ``cnnlab explain`` prints for these arguments."""
+    style = Style(args.decimals, args.truncate)
+    x = _matrix(args, "input")
+    op = args.operation
+    if op == "conv":
+        return explain_conv(x, _matrix(args, "kernel"), _matrix(args, "bias", False),
+                            args.stride or 1, args.padding or 0, args.flip, args.normalize,
+                            args.all_terms, style)
+    if op == "pool":
+        return explain_pool(x, args.size, args.stride, args.mode or "max", args.ceil, style)
+    if op == "relu":
+        return explain_relu(x, style)
+    if op == "fc":
+        return explain_fc(x, _matrix(args, "weights"), _matrix(args, "bias", False), style)
+    if op == "transpose-conv":
+        return explain_transpose_conv(x, _matrix(args, "kernel"), args.stride or 2,
+                                      1 if args.padding is None else args.padding,
+                                      args.output_padding, style)
+    if op == "unpool":
+        return explain_unpool(x, args.mode or "nearest", args.size,
+                              _matrix(args, "pool-input", False), style)
+    grad = _matrix(args, "grad")
+    if args.op == "conv":
+        return explain_conv_backward(x, _matrix(args, "kernel"), grad, args.stride or 1,
+                                     args.padding or 0, style)
+    return explain_pool_backward(x, grad, args.size, args.stride, args.op[:3], style)

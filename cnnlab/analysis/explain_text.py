@@ -1,0 +1,123 @@
+"""Shared pieces of ``explain``: the :class:`Explanation` record, number formatting, aligned
+grids like the slides, and reading matrices typed on the command line or in a file."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from cnnlab.errors import ConfigError
+
+
+@dataclass
+class Explanation:
+    """One worked example: named grids, one line per computed value, and notes."""
+
+    title: str
+    grids: dict[str, np.ndarray]  # name -> 1-D, 2-D or 3-D (channels) array, in display order
+    steps: list[str]
+    notes: list[str] = field(default_factory=list)
+    result: str = "output"  # which grid is the answer
+
+    def to_dict(self) -> dict:
+        return {"title": self.title, "result": self.grids[self.result].tolist(),
+                "grids": {k: v.tolist() for k, v in self.grids.items()},
+                "steps": self.steps, "notes": self.notes}
+
+    def render(self, decimals: int = 2, truncate: bool = False) -> str:
+        out = [self.title, ""]
+        for name, grid in self.grids.items():
+            out += [f"{name} {'x'.join(str(s) for s in grid.shape)}:",
+                    *format_grid(grid, decimals, truncate), ""]
+        out += self.steps
+        if self.notes:
+            out += [""] + [f"note: {n}" for n in self.notes]
+        return "\n".join(out)
+
+
+def fmt(value: float, decimals: int = 2, truncate: bool = False, integral: bool = True) -> str:
+    """A number as the slides print it: integers plain when ``integral`` (the whole grid is
+    whole numbers), else ``decimals`` places, exact zeros as ``0``; ``truncate`` cuts digits
+    instead of rounding (lecture 003 prints 7/9 as 0.77).
+
+    Example: ``fmt(7 / 9) == '0.78'``, ``fmt(7 / 9, truncate=True) == '0.77'``.
+    """
+    value = float(value)
+    if value == 0 or (integral and value.is_integer()):
+        return str(int(value))
+    if truncate:
+        scale = 10 ** decimals
+        value = math.trunc(round(value * scale, 9)) / scale
+    text = f"{value:.{decimals}f}"
+    return "0" if float(text) == 0 else text
+
+
+def is_integral(array: np.ndarray) -> bool:
+    """True when every entry is a whole number."""
+    return bool(np.all(np.mod(array, 1) == 0))
+
+
+def term(value: float) -> str:
+    """A factor in a product: up to 4 significant digits, negatives in parentheses, ``(-2)``."""
+    value = float(value)
+    text = str(int(value)) if value.is_integer() else f"{value:.4g}"
+    return f"({text})" if text.startswith("-") else text
+
+
+def format_grid(grid: np.ndarray, decimals: int = 2, truncate: bool = False) -> list[str]:
+    """Rows of right-aligned numbers; channels of a 3-D array one after another."""
+    if grid.ndim == 3:
+        lines: list[str] = []
+        for c, plane in enumerate(grid):
+            lines += [f"[{c}]"] + format_grid(plane, decimals, truncate)
+        return lines
+    rows = grid.reshape(1, -1) if grid.ndim == 1 else grid
+    whole = is_integral(grid)
+    cells = [[fmt(v, decimals, truncate, whole) for v in row] for row in rows]
+    width = max((len(c) for row in cells for c in row), default=1)
+    return ["  ".join(c.rjust(width) for c in row) for row in cells]
+
+
+_FRACTION = re.compile(r"(-?\d+(?:\.\d+)?)\s*/\s*(\d+(?:\.\d+)?)")
+
+
+def parse_matrix(text: str, what: str = "matrix", ndim: tuple[int, ...] = (1, 2, 3, 4)
+                 ) -> np.ndarray:
+    """``"[[1,3,1],[0,-1,1]]"`` (JSON; entries may be fractions like ``1/16``) -> float array.
+
+    Raises ConfigError (one line) for anything that is not a rectangular array of numbers.
+    """
+    source = _FRACTION.sub(lambda m: repr(float(m.group(1)) / float(m.group(2))), text.strip())
+    try:
+        array = np.array(json.loads(source), dtype=float)
+    except (json.JSONDecodeError, ValueError, TypeError) as exc:
+        reason = ("rows of different lengths" if "inhomogeneous" in str(exc)
+                  else str(exc).split(";")[0].split("\n")[0])
+        raise ConfigError(f"{what} {text!r}: not a rectangular array of numbers ({reason}); "
+                          'write it like "[[1,3,1],[0,-1,1]]"') from None
+    if array.ndim not in ndim or array.size == 0:
+        dims = " or ".join(f"{d}-D" for d in ndim)
+        raise ConfigError(f"{what} {text!r}: expected a non-empty {dims} array, got "
+                          f"{array.ndim}-D with shape {array.shape}")
+    if not np.all(np.isfinite(array)):
+        raise ConfigError(f"{what} {text!r}: entries must be finite numbers")
+    return array
+
+
+def read_matrix(text: str | None, path: str | None, what: str,
+                ndim: tuple[int, ...] = (1, 2, 3, 4)) -> np.ndarray:
+    """A matrix from ``--X`` text or ``--X-file`` path (exactly one of them)."""
+    if (text is None) == (path is None):
+        raise ConfigError(f"give the {what} either on the command line or with a file, "
+                          "exactly one of the two")
+    if path is not None:
+        try:
+            text = Path(path).read_text()
+        except OSError as exc:
+            raise ConfigError(f"{what} file {path}: {exc.strerror}") from None
+    return parse_matrix(text, what, ndim)

@@ -1,0 +1,156 @@
+"""A model's layer activations for a data set: forward hooks, batch-wise, pooled to a fixed size.
+
+Shared by the probes (lecture 001, Table 6), the PCA embeddings (Aubry & Russell 2015) and the
+invariance curves. Layers are named by their dotted module path (``features.0``, ``classifier.1``,
+as ``model.named_modules()`` spells them); ``"all"`` means every Conv2d and Linear layer, the
+layers the lecture numbers 1..8 in AlexNet.
+
+Example:
+    >>> model = create("lenet5")
+    >>> feats = collect_features(model, torch.randn(10, 1, 32, 32), ["features.0"], pool=2)
+    >>> feats["features.0"].shape  # 6 maps pooled to 2x2
+    torch.Size([10, 24])
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from cnnlab.data.pipeline import Preprocess, match_channels
+from cnnlab.errors import ModelError, choices_hint
+
+LAYER_TYPES = (nn.Conv2d, nn.Linear)
+
+
+def default_layers(model: nn.Module) -> list[str]:
+    """Every Conv2d and Linear layer in forward-definition order (what ``all`` selects)."""
+    return [name for name, module in model.named_modules() if isinstance(module, LAYER_TYPES)]
+
+
+def resolve_layers(model: nn.Module, layers: str | list[str] | None) -> list[str]:
+    """``"all"``/None -> :func:`default_layers`; ``"a,b"`` or a list -> validated names."""
+    if layers is None or layers == "all":
+        return default_layers(model)
+    names = [n.strip() for n in layers.split(",")] if isinstance(layers, str) else list(layers)
+    known = dict(model.named_modules())
+    for name in names:
+        if name not in known or name == "":
+            raise ModelError(f"unknown layer {choices_hint(name, default_layers(model))}")
+    return names
+
+
+@contextmanager
+def capture(model: nn.Module, layers: list[str]) -> Iterator[dict[str, torch.Tensor]]:
+    """Within the block, ``outputs[name]`` holds the latest output of each layer (module path).
+
+    The hook hands a clone to the rest of the network, so a following in-place activation
+    cannot overwrite the stored map, while the stored tensor stays on the autograd path
+    (saliency and Grad-CAM differentiate through it).
+    """
+    outputs: dict[str, torch.Tensor] = {}
+    handles = []
+    for name in layers:
+        def hook(_module, _inputs, output, name=name):
+            outputs[name] = output
+            return output.clone()
+        handles.append(model.get_submodule(name).register_forward_hook(hook))
+    try:
+        yield outputs
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+def pool_features(output: torch.Tensor, pool: int | None) -> torch.Tensor:
+    """``(B, C, H, W)`` -> ``(B, C*pool*pool)`` by adaptive average pooling; 2-D stays as is.
+
+    ``pool=None`` keeps every position (``(B, C*H*W)``).
+    """
+    if output.dim() == 4 and pool is not None:
+        output = F.adaptive_avg_pool2d(output, pool)  # (B, C, pool, pool)
+    return output.flatten(1).float()
+
+
+@torch.no_grad()
+def collect_features(model: nn.Module, images: torch.Tensor, layers: list[str], *,
+                     pool: int | None = 2, batch_size: int = 256) -> dict[str, torch.Tensor]:
+    """Pooled activations ``{layer: (N, D)}`` (CPU float32) of model-ready ``images``.
+
+    ``images`` are normalised inputs ``(N, C, H, W)``; the model runs in eval mode.
+    """
+    model.eval()
+    device = next(model.parameters()).device
+    chunks: dict[str, list[torch.Tensor]] = {name: [] for name in layers}
+    with capture(model, layers) as outputs:
+        for start in range(0, images.shape[0], batch_size):
+            model(images[start:start + batch_size].to(device))
+            for name in layers:
+                chunks[name].append(pool_features(outputs[name], pool).cpu())
+    return {name: torch.cat(parts) for name, parts in chunks.items()}
+
+
+@dataclass
+class RunData:
+    """A trained model and one split of a data set prepared as that model's training was."""
+
+    model: nn.Module
+    images: torch.Tensor  # float (N, C, H, W) in [0, 1], fitted to the model's input size
+    labels: torch.Tensor  # int64 (N,)
+    preprocess: Preprocess
+    classes: list[str]
+
+    def inputs(self, images: torch.Tensor | None = None) -> torch.Tensor:
+        """Normalised model inputs of ``images`` (default: all of them)."""
+        return self.preprocess.normalize(self.images if images is None else images)
+
+
+def load_run_data(run: str | Path, *, data: str | None = None, split: str = "test",
+                  limit: int | None = None, seed: int = 0) -> RunData:
+    """Load ``run``'s best model and ``split`` of ``data`` (default: the data it was trained on).
+
+    ``limit`` keeps a random subset of that many images (chosen by ``seed``).
+    """
+    from cnnlab.data.datasets import load_dataset
+    from cnnlab.train.checkpoint import load_model
+
+    model, meta = load_model(run)
+    preprocess = Preprocess.from_dict(meta["preprocess"])
+    config = meta.get("config", {})
+    subset = load_dataset(data or config.get("data", "digits"), split,
+                          root=config.get("data_root"))
+    if limit is not None and limit < len(subset):
+        order = torch.randperm(len(subset), generator=torch.Generator().manual_seed(seed))
+        subset = subset.subset(order[:limit].sort().values)
+    images = match_channels(subset.images, preprocess.channels, source=subset.name)
+    images = preprocess.fit_images(images).float() / 255  # (N, C, H, W) in [0, 1]
+    return RunData(model, images, subset.labels, preprocess, subset.classes)
+
+
+def write_csv(rows: list[dict], path: str | Path) -> Path:
+    """Write ``rows`` (dicts with the same keys) as a CSV file with a header line."""
+    import csv
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]) if rows else [])
+        writer.writeheader()
+        writer.writerows(rows)
+    return path
+
+
+def pyplot():
+    """matplotlib's pyplot on the non-interactive Agg backend (imported lazily)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt

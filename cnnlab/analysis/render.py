@@ -1,0 +1,112 @@
+"""Text tables for :class:`~cnnlab.analysis.summary.Summary` and ``Comparison``."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from cnnlab.analysis.receptive import _number
+
+if TYPE_CHECKING:
+    from cnnlab.analysis.summary import Comparison, LayerRow, Summary
+
+HEADER = ("layer", "type", "F", "S", "P", "output", "params", "MACs", "memory", "RF", "jump")
+
+
+def _pair(values: tuple | None) -> str:
+    if values is None:
+        return "-"
+    shown = [f"{_number(v):g}" if isinstance(v, float) else str(v) for v in values]
+    return shown[0] if len(set(shown)) == 1 else "x".join(shown)
+
+
+def human_bytes(n: int) -> str:
+    """``1536 -> '1.5 KB'`` (powers of 1024)."""
+    value = float(n)
+    for unit in ("B", "KB", "MB", "GB"):
+        if value < 1024 or unit == "GB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{value:.1f} GB"
+
+
+def _row_cells(row: LayerRow) -> list[str]:
+    f = row.field
+    return [row.name, row.type, _pair(row.kernel), _pair(row.stride), _pair(row.padding),
+            "x".join(str(v) for v in row.output_shape) or "-", f"{row.params:,}",
+            "?" if row.macs is None else f"{row.macs:,}",
+            human_bytes(row.activation_bytes) if row.output_shape else "-",
+            _pair(f.size) if f else "?", (_pair(f.jump) if not f.collapsed else "-") if f else "?"]
+
+
+def _table(header: tuple[str, ...], lines: list[list[str]]) -> list[str]:
+    widths = [max(len(line[i]) for line in [list(header), *lines]) for i in range(len(header))]
+    numeric = {i for i, h in enumerate(header) if h in ("params", "MACs", "memory")}
+
+    def fmt(cells: list[str]) -> str:
+        return "  ".join(c.rjust(w) if i in numeric else c.ljust(w)
+                         for i, (c, w) in enumerate(zip(cells, widths, strict=False))).rstrip()
+
+    rule = "-" * len(fmt(list(header)))
+    return [fmt(list(header)), rule, *(fmt(line) for line in lines), rule]
+
+
+def render_summary(s: Summary) -> str:
+    """The summary as an aligned table, totals, then warnings (one per line)."""
+    size = "x".join(str(v) for v in s.input_size)
+    out = [f"{s.model} on a {size} input (C x H x W, batch 1)", ""]
+    out += _table(HEADER, [_row_cells(r) for r in s.rows])
+    macs = f"{s.total_macs:,}" + ("" if s.macs_complete else " (at least; see warnings)")
+    out += [f"parameters: {s.total_params:,} ({s.trainable_params:,} trainable)",
+            f"multiply-adds: {macs}",
+            f"activation memory: {human_bytes(s.activation_bytes)} (outputs of all layers)"]
+    f = s.output_field
+    if f is not None:
+        jump = "" if f.collapsed else f", jump {_pair(f.jump)}"
+        out.append(f"receptive field of the output: {_pair(f.size)}{jump}"
+                   + _coverage(f.size, tuple(s.input_size[1:])))
+    if s.error:
+        out += ["", f"error: {s.error}"]
+    out += [f"warning: {w}" for w in s.warnings]
+    return "\n".join(out)
+
+
+def _final_rf(s: Summary) -> str:
+    return _pair(s.output_field.size) if s.output_field is not None else "?"
+
+
+def _relative(ratio: float, noun: str) -> str:
+    if ratio <= 1:
+        return f"{ratio:.1%} of A's {noun} (saves {1 - ratio:.1%})"
+    return f"{ratio:,.1f} times A's {noun}"
+
+
+def render_comparison(c: Comparison) -> str:
+    """Both summaries, then their totals side by side with B / A ratios."""
+    a, b = c.a, c.b
+    lines = [render_summary(a), "", render_summary(b), "", "comparison:"]
+    head = ("", a.model, b.model, "B / A")
+    rows = []
+    for label, va, vb in (("parameters", a.total_params, b.total_params),
+                          ("multiply-adds", a.total_macs, b.total_macs),
+                          ("activation bytes", a.activation_bytes, b.activation_bytes)):
+        ratio = f"{vb / va:.3f}" if va else "-"
+        rows.append([label, f"{va:,}", f"{vb:,}", ratio])
+    rows.append(["output RF", _final_rf(a), _final_rf(b), ""])
+    widths = [max(len(r[i]) for r in [list(head), *rows]) for i in range(4)]
+    for r in [list(head), *rows]:
+        lines.append("  ".join([r[0].ljust(widths[0])] + [v.rjust(w) for v, w in
+                                                          zip(r[1:], widths[1:], strict=False)]))
+    if a.total_macs and a.total_params:
+        macs, params = b.total_macs / a.total_macs, b.total_params / a.total_params
+        lines.append(f"B needs {_relative(macs, 'multiply-adds')} and "
+                     f"{_relative(params, 'parameters')}")
+    return "\n".join(lines)
+
+
+def _coverage(size: tuple[int, int], input_hw: tuple[int, ...]) -> str:
+    """Says whether the output sees the whole input or misses some of its rows/columns."""
+    if len(input_hw) != 2:
+        return ""
+    if all(f >= n for f, n in zip(size, input_hw)):
+        return " (the whole input)"
+    return f" (smaller than the {input_hw[0]}x{input_hw[1]} input: some pixels are never seen)"

@@ -1,0 +1,42 @@
+"""PCA embedding of one layer's features for images seen under a range of transforms, coloured
+by the transform's parameter (lecture 001, "Filter invariance and equivariance", after Aubry &
+Russell 2015). --center image removes each image's own mean first (the paper's rotation
+embedding: what the transform changes, with "style" taken out).
+
+examples:
+  cnnlab embed runs/lenet5-mnist --layer features.3 --transform rotate
+  cnnlab embed runs/lenet5-mnist --layer classifier.1 --transform translate --center image
+Writes embed-<layer>-<transform>.csv and .png into --out (default RUN/embed).
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from cnnlab.analysis.embed import CENTERING, embed_report
+from cnnlab.analysis.features import load_run_data
+from cnnlab.analysis.invariance import TRANSFORMS, sweep_values
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("run", metavar="RUN", help="run directory or checkpoint")
+    parser.add_argument("--layer", required=True, help="layer name, e.g. features.3")
+    parser.add_argument("--transform", default="rotate", help=f"one of: {', '.join(TRANSFORMS)}")
+    parser.add_argument("--range", nargs=2, type=float, metavar=("LOW", "HIGH"),
+                        help="magnitudes (default: +-size/4 px, 0.5-1.5, +-180 deg)")
+    parser.add_argument("--steps", type=int, default=16, help="magnitudes per image (default 16)")
+    parser.add_argument("--images", type=int, default=20, help="number of images (default 20)")
+    parser.add_argument("--center", default="none", help=f"one of: {', '.join(CENTERING)}")
+    parser.add_argument("--data", help="data set (default: the one the run was trained on)")
+    parser.add_argument("--out", help="output directory (default RUN/embed)")
+
+
+def run(args: argparse.Namespace) -> int:
+    data = load_run_data(args.run, data=args.data, limit=args.images)
+    values = sweep_values(args.transform, args.range, args.steps, data.images.shape[-1])
+    out = Path(args.out) if args.out else Path(args.run) / "embed"
+    _, ratios = embed_report(data, args.layer, args.transform, values, out, center=args.center)
+    print(f"PC1 and PC2 explain {100 * ratios[0]:.1f}% and {100 * ratios[1]:.1f}% of the variance")
+    print(f"wrote {out / f'embed-{args.layer}-{args.transform}.csv'} and .png")
+    return 0

@@ -1,0 +1,67 @@
+r"""The computations the slides do by hand, step by step, on small matrices.
+
+Matrices are JSON-style lists ("[[1,3,1],[0,-1,1]]"; entries may be fractions like 1/16), given
+on the command line or in a file (--input-file, --kernel-file, ...). A 3-D input is (channels,
+rows, cols); a 4-D kernel is (filters, channels, rows, cols).
+
+examples:
+  cnnlab explain conv --input "[[1,3,1],[0,-1,1],[2,2,-1]]" \
+      --kernel "[[-2,-2,1],[-2,0,1],[1,1,1]]" --padding 1
+  cnnlab explain conv --input-file x.json --kernel "[[1,-1,-1],[-1,1,-1],[-1,-1,1]]" \
+      --normalize --truncate
+  cnnlab explain pool --input "[[1,2,6,3],[3,5,2,1],[1,2,2,1],[7,3,4,8]]" --mode max
+  cnnlab explain relu --input "[[0.77,-0.11],[-0.33,1]]"
+  cnnlab explain fc --input "[1,2,3]" --weights "[[1,0,-1],[2,1,0]]" --bias "[0.5,-1]"
+  cnnlab explain transpose-conv --input "[[1,2],[3,4]]" --kernel "[[1,1,1],[1,1,1],[1,1,1]]"
+  cnnlab explain unpool --mode max --input "[[1,2],[3,4]]" \
+      --pool-input "[[1,2,6,3],[3,5,2,1],[1,2,2,1],[7,3,4,8]]"
+  cnnlab explain backward --op maxpool --input "[[1,2,6,3],[3,5,2,1],[1,2,2,1],[7,3,4,8]]" \
+      --grad "[[1,2],[3,4]]"
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from cnnlab.analysis.explain_cli import OPERATIONS, explain_from_args
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("operation", choices=OPERATIONS, help="what to explain")
+    parser.add_argument("--input", help="input matrix")
+    parser.add_argument("--input-file", help="file holding the input matrix")
+    for name, what in (("kernel", "kernel (conv, transpose-conv, backward --op conv)"),
+                       ("weights", "fc weight matrix (outputs x inputs)"),
+                       ("bias", "bias: a number, or one per filter/output"),
+                       ("grad", "upstream gradient (backward)"),
+                       ("pool-input", "what the matching max-pool saw (unpool --mode max)")):
+        parser.add_argument(f"--{name}", help=what)
+        parser.add_argument(f"--{name}-file", help=f"file holding the {what.split(' (')[0]}")
+    parser.add_argument("--stride", type=int, help="stride (conv 1, pool = size, "
+                        "transpose-conv 2)")
+    parser.add_argument("--padding", type=int, help="zero padding (conv 0, transpose-conv 1)")
+    parser.add_argument("--output-padding", type=int, default=1,
+                        help="transpose-conv extra output rows/cols (default 1: 2x2 -> 4x4)")
+    parser.add_argument("--size", type=int, default=2, help="pooling window / unpool scale")
+    parser.add_argument("--mode", help="pool: max|avg; unpool: nearest|nails|max")
+    parser.add_argument("--op", choices=("conv", "maxpool", "avgpool"), default="conv",
+                        help="backward: which layer (default conv)")
+    parser.add_argument("--flip", action="store_true", help="true convolution (flipped kernel)")
+    parser.add_argument("--normalize", action="store_true",
+                        help="divide by the kernel's pixel count (lecture 003's X's and O's)")
+    parser.add_argument("--ceil", action="store_true", help="pool: keep partial border windows")
+    parser.add_argument("--all-terms", action="store_true", help="show zero products too")
+    parser.add_argument("--decimals", type=int, default=2, help="decimal places (default 2)")
+    parser.add_argument("--truncate", action="store_true",
+                        help="cut digits instead of rounding, as the slides do")
+    parser.add_argument("--json", action="store_true", help="machine-readable output")
+
+
+def run(args: argparse.Namespace) -> int:
+    explanation = explain_from_args(args)
+    if args.json:
+        print(json.dumps(explanation.to_dict(), indent=2))
+    else:
+        print(explanation.render(args.decimals, args.truncate))
+    return 0

@@ -1,0 +1,30 @@
+"""Write one self-contained HTML page for a run: config, model summary, training curves,
+confusion matrix, errors, filters, feature maps and top patches. All images are embedded, so the
+file opens from disk in any browser with no network access.
+
+examples:
+  cnnlab report runs/lenet5-mnist                   # writes runs/lenet5-mnist/report.html
+  cnnlab report runs/lenet5-mnist --out ~/notebook/lenet5.html
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from cnnlab.viz.report import run_report
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("run", metavar="RUN", help="run directory (or checkpoint file)")
+    parser.add_argument("--out", metavar="FILE", help="HTML file (default RUN/report.html)")
+    parser.add_argument("--checkpoint", choices=["best", "last"], default="best")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda")
+    parser.add_argument("--limit", type=int, default=5000,
+                        help="test images searched for top patches (default 5000)")
+
+
+def run(args: argparse.Namespace) -> int:
+    path = run_report(args.run, out=args.out, which=args.checkpoint, device=args.device,
+                      limit=args.limit)
+    print(f"wrote {path}")
+    return 0

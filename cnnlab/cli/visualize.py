@@ -1,0 +1,65 @@
+"""Look inside a trained network: filters, feature maps, top patches, saliency, class models,
+feature evolution, errors, curves and the confusion matrix, written as PNG files.
+
+kinds:
+  filters      first conv layer's kernels (--layer conv2: per input channel)
+  maps         feature maps of every conv layer (or --layer) for a test image or --image
+  top-patches  for --units of --layer (default: last conv), the 9 most exciting data patches
+  saliency     input-gradient saliency and Grad-CAM (last conv) for 8 test images or --image
+  class-model  the image maximising each class score (or --class) by gradient ascent
+  evolution    strongest patch per unit at each snapshot (train with --snapshot-epochs 1,2,5)
+  errors       misclassified test images captioned true->pred with the top-2 guesses
+  curves       loss, accuracy and learning rate per epoch
+  confusion    confusion-matrix heat map of the test split
+
+examples:
+  cnnlab visualize maps runs/lenet5-mnist
+  cnnlab visualize top-patches runs/lenet5-mnist --layer conv2 --units 0-7
+  cnnlab visualize saliency runs/lenet5-mnist --image my_digit.png --class 7
+  cnnlab visualize class-model runs/lenet5-mnist --out figures/
+Writes into --out (default RUN/viz/) and prints each file written. See docs/VISUALIZE.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from cnnlab.errors import ConfigError
+from cnnlab.viz.visualize import KINDS, visualize
+
+
+def parse_units(text: str) -> list[int]:
+    """``"0,3,5-7"`` -> ``[0, 3, 5, 6, 7]``."""
+    units: list[int] = []
+    try:
+        for part in text.split(","):
+            low, _, high = part.partition("-")
+            units += list(range(int(low), int(high or low) + 1))
+    except ValueError:
+        raise ConfigError(f"--units {text!r}: expected numbers like 0,3,5-7") from None
+    return units
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("kind", choices=list(KINDS), metavar="KIND", help="what to draw (above)")
+    parser.add_argument("run", metavar="RUN|CHECKPOINT", help="run directory or checkpoint file")
+    parser.add_argument("--layer", help="layer: conv1, conv2, ... or a module path (features.3)")
+    parser.add_argument("--units", type=parse_units, help="units (channels), e.g. 0,3,5-7")
+    parser.add_argument("--image", help="your own image file (maps, saliency)")
+    parser.add_argument("--class", dest="target_class", metavar="C",
+                        help="class name or index (saliency, class-model)")
+    parser.add_argument("--split", default="test", help="data split to use (default test)")
+    parser.add_argument("--limit", type=int, help="search at most N images (top-patches, "
+                                                  "evolution)")
+    parser.add_argument("--checkpoint", choices=["best", "last"], default="best")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda")
+    parser.add_argument("--out", help="output folder (default RUN/viz)")
+
+
+def run(args: argparse.Namespace) -> int:
+    paths = visualize(args.kind, args.run, out=args.out, which=args.checkpoint,
+                      device=args.device, layer=args.layer, units=args.units, image=args.image,
+                      target_class=args.target_class, split=args.split, limit=args.limit)
+    for path in paths:
+        print(f"wrote {path}")
+    return 0

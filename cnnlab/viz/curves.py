@@ -1,0 +1,89 @@
+"""Training curves from a run's ``metrics.jsonl`` and the confusion-matrix heat map.
+
+Plots are drawn on a bare :class:`matplotlib.figure.Figure` (no pyplot state, no display), and
+returned so a caller or a test can read what was plotted (``fig.axes[0].lines[0].get_ydata()``).
+
+Example:
+    >>> fig = curves_figure(read_metrics("runs/lenet5-digits"))  # doctest: +SKIP
+    >>> save_figure(fig, "curves.png")  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+from PIL import Image
+
+from cnnlab.errors import DataError
+
+# (axis title, [(metrics.jsonl key, legend label)]) per panel
+PANELS = [
+    ("loss", [("train_loss", "train"), ("val_loss", "validation")]),
+    ("accuracy", [("train_acc", "train"), ("val_acc", "validation")]),
+    ("learning rate", [("lr", "lr")]),
+]
+
+
+def read_metrics(run_dir: str | Path) -> list[dict]:
+    """The per-epoch records of ``RUN/metrics.jsonl`` (one JSON object per line)."""
+    path = Path(run_dir) / "metrics.jsonl"
+    if not path.is_file():
+        raise DataError(f"{run_dir}: no metrics.jsonl (is this a cnnlab run directory?)")
+    records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    if not records:
+        raise DataError(f"{path}: no epoch finished yet")
+    return records
+
+
+def curves_figure(records: list[dict]):
+    """Loss, accuracy and learning rate against the epoch, one panel each."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(11, 3.2), dpi=100, layout="constrained")
+    axes = fig.subplots(1, len(PANELS))
+    for ax, (title, series) in zip(axes, PANELS, strict=True):
+        for key, label in series:
+            points = [(r["epoch"], r[key]) for r in records if r.get(key) is not None]
+            if points:
+                epochs, values = zip(*points, strict=True)
+                ax.plot(epochs, values, marker="o", markersize=3, label=label)
+        ax.set_title(title)
+        ax.set_xlabel("epoch")
+        ax.grid(alpha=0.3)
+        if len(series) > 1:
+            ax.legend()
+    return fig
+
+
+def confusion_figure(confusion: list[list[int]], classes: list[str]):
+    """Heat map of a confusion matrix (rows = true class, columns = predicted), with counts."""
+    from matplotlib.figure import Figure
+
+    n = len(classes)
+    side = min(12.0, 2.5 + 0.45 * n)
+    fig = Figure(figsize=(side, side * 0.85), dpi=100, layout="constrained")
+    ax = fig.subplots()
+    image = ax.imshow(confusion, cmap="Blues")
+    fig.colorbar(image, ax=ax, shrink=0.8)
+    if n <= 30:
+        ax.set_xticks(range(n), classes, rotation=90 if n > 10 else 0)
+        ax.set_yticks(range(n), classes)
+        high = max(max(row) for row in confusion) or 1
+        for i, row in enumerate(confusion):
+            for j, count in enumerate(row):
+                if count and n <= 20:
+                    ax.text(j, i, str(count), ha="center", va="center", fontsize=8,
+                            color="white" if count > high / 2 else "black")
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    return fig
+
+
+def figure_image(fig) -> Image.Image:
+    """Render a matplotlib figure to a Pillow RGB image."""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png")
+    buffer.seek(0)
+    return Image.open(buffer).convert("RGB")

@@ -1,0 +1,76 @@
+"""Coloured class masks over the input, and image / truth / prediction side by side.
+
+Lecture 002's segmentation slides colour each class ("Horse", "Person") over the photo; here
+class ``c`` of a scene mask (value ``c + 1``) gets colour ``PALETTE[c + 1]`` and background keeps
+the grey input. Grids come from :func:`cnnlab.viz.grids.make_grid`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from cnnlab.viz.grids import make_grid, save_png
+
+# background (unused: the image shows through), then 10 well-separated colours (tab10).
+PALETTE = torch.tensor([
+    [0, 0, 0], [31, 119, 180], [255, 127, 14], [44, 160, 44], [214, 39, 40], [148, 103, 189],
+    [140, 86, 75], [227, 119, 194], [188, 189, 34], [23, 190, 207], [255, 255, 255],
+], dtype=torch.float32) / 255
+
+
+def class_colours(num_classes: int) -> torch.Tensor:
+    """``(num_classes, 3)`` colours in [0, 1]; beyond the palette, colours from a fixed seed."""
+    if num_classes <= len(PALETTE):
+        return PALETTE[:num_classes]
+    extra = torch.rand(num_classes - len(PALETTE), 3, generator=torch.Generator().manual_seed(0))
+    return torch.cat([PALETTE, extra])
+
+
+def overlay_mask(image: torch.Tensor, mask: torch.Tensor, *, alpha: float = 0.6,
+                 num_classes: int = 11) -> torch.Tensor:
+    """Colour the pixels of ``mask`` ``(H, W)`` (0 = background) over ``image``.
+
+    ``image`` float ``(1 | 3, H, W)`` in [0, 1] -> RGB float ``(3, H, W)``: object pixels are
+    ``(1 - alpha) * image + alpha * colour``; background pixels are the image itself.
+
+    Example:
+        >>> overlay_mask(torch.zeros(1, 2, 2), torch.tensor([[0, 1], [0, 0]]))[:, 0, 1]
+        tensor([0.0729, 0.2800, 0.4235])
+    """
+    rgb = image.expand(3, -1, -1) if image.shape[0] == 1 else image
+    colours = class_colours(max(num_classes, int(mask.max()) + 1))
+    painted = colours[mask.long()].permute(2, 0, 1)  # (3, H, W)
+    blended = (1 - alpha) * rgb + alpha * painted
+    return torch.where(mask[None] > 0, blended, rgb)
+
+
+def segmentation_panel(images: torch.Tensor, truth: torch.Tensor | None, pred: torch.Tensor,
+                       path: str | Path, *, classes: list[str] | None = None,
+                       scale: int = 3) -> Path:
+    """Save a PNG with one row per scene: image, truth overlay (if given), prediction overlay.
+
+    ``images`` uint8 or float ``(N, C, H, W)``, ``truth`` and ``pred`` ``(N, H, W)`` class maps
+    (0 = background). Captions list the classes each mask contains.
+    """
+    x = images.float() / 255 if images.dtype == torch.uint8 else images.float()
+    k = 1 + (len(classes) if classes else int(pred.max()) + 1)
+    tiles, captions = [], []
+    for i in range(x.shape[0]):
+        tiles.append(x[i].expand(3, -1, -1) if x.shape[1] == 1 else x[i])
+        captions.append("image")
+        for name, mask in (("truth", truth), ("pred", pred)):
+            if mask is None:
+                continue
+            tiles.append(overlay_mask(x[i], mask[i], num_classes=k))
+            captions.append(f"{name}: {_names(mask[i], classes)}")
+    columns = 2 if truth is None else 3
+    grid = make_grid(torch.stack(tiles), columns=columns, scale=scale, normalize="none",
+                     captions=captions)
+    return save_png(grid.image, path)
+
+
+def _names(mask: torch.Tensor, classes: list[str] | None) -> str:
+    present = [int(c) - 1 for c in mask.unique().tolist() if c > 0]
+    return " ".join(classes[c] if classes and c < len(classes) else str(c) for c in present)

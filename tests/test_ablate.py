@@ -1,0 +1,64 @@
+"""Layer ablations: parameter counts against hand counts (lecture 001) and a retraining run."""
+
+from __future__ import annotations
+
+import pytest
+
+from cnnlab.analysis.ablate import ablate, format_table, layer_names, parameters_removed
+from cnnlab.config import TrainConfig
+from cnnlab.errors import ModelError
+from cnnlab.train.fit import fit
+
+FC6 = 9216 * 4096 + 4096  # 256*6*6 inputs
+FC7 = 4096 * 4096 + 4096
+
+
+def test_slide_numbers_map_to_alexnet_layers():
+    assert layer_names("7", "alexnet") == ["fc7"]
+    assert layer_names("3,4,6,7", "alexnet") == ["conv3", "conv4", "fc6", "fc7"]
+    assert layer_names(["features.2"], "c3x8p1-relu-gap") == ["features.2"]
+
+
+def test_removing_layer_7_removes_16_million_parameters():
+    full, removed = parameters_removed("alexnet", ["fc7"])
+    assert full == 61_100_840
+    assert removed == FC7 == 16_781_312  # slide: "16 million less parameters"
+
+
+def test_removing_layers_6_and_7_removes_about_50_million():
+    _, removed = parameters_removed("alexnet", ["fc6", "fc7"])
+    # fc8 then reads the 9216 conv features instead of fc7's 4096: 5,120,000 more weights
+    assert removed == FC6 + FC7 - (9216 - 4096) * 1000 == 49_414_144  # slide: "50 million"
+
+
+def test_removing_layers_3_and_4_removes_few_parameters():
+    _, removed = parameters_removed("alexnet", ["conv3", "conv4"])
+    conv3, conv4 = 192 * 384 * 9 + 384, 384 * 256 * 9 + 256
+    conv5_saving = (256 - 192) * 256 * 9  # conv5 now reads conv2's 192 maps
+    assert removed == conv3 + conv4 + conv5_saving == 1_696_384  # slide: "1 million"
+    _, paper = parameters_removed("alexnet_paper", ["conv3", "conv4"])
+    assert paper == 256 * 384 * 9 + 384 + 192 * 384 * 9 + 384 + 256 * (192 - 128) * 9
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    config = TrainConfig(model="c3x8p1-relu-c3x8p1-relu-gap", data="digits", epochs=1, lr=0.1,
+                         progress=False, seed=0, out=str(tmp_path_factory.mktemp("runs")),
+                         name="full")
+    return fit(config, log=lambda *_: None)
+
+
+def test_identity_ablation_retrains_and_reports(run):
+    rows = ablate(run.run_dir, [["features.2"]], log=lambda *_: None)
+    base, removed = rows
+    assert base["test_acc"] == pytest.approx(run.test_acc, abs=1e-6)
+    assert removed["parameters_removed"] == 8 * 8 * 9 + 8  # the 3x3 conv 8 -> 8
+    assert removed["parameters"] == base["parameters"] - 584
+    assert removed["change_pp"] == pytest.approx(100 * (removed["test_acc"] - base["test_acc"]))
+    assert "Removing features.2:" in format_table(rows)
+    assert (run.run_dir.parent / "full-minus-features.2" / "best.safetensors").is_file()
+
+
+def test_a_layer_that_changes_the_shape_cannot_become_an_identity(run):
+    with pytest.raises(ModelError, match="breaks the shapes"):
+        ablate(run.run_dir, [["features.0"]], log=lambda *_: None)  # 1 -> 8 channels

@@ -1,0 +1,268 @@
+"""Visualisations check what they compute against independent references: brute-force top-k,
+autograd gradients, a hand-computed Grad-CAM, the layout of every grid, a real tiny run's metrics.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from torch import nn
+
+from cnnlab.analysis.features import capture
+from cnnlab.analysis.receptive import receptive_field
+from cnnlab.cli.main import main
+from cnnlab.config import TrainConfig
+from cnnlab.errors import CheckpointError, ModelError
+from cnnlab.train.fit import fit
+from cnnlab.viz.classmodel import class_model
+from cnnlab.viz.curves import confusion_figure, curves_figure, read_metrics
+from cnnlab.viz.errors import error_caption, errors_grid, split_scores
+from cnnlab.viz.evolution import feature_evolution, snapshot_files
+from cnnlab.viz.filters import filter_grid
+from cnnlab.viz.grids import make_grid, normalize_tiles
+from cnnlab.viz.inputs import data_source, open_run
+from cnnlab.viz.maps import feature_maps, resolve_layer
+from cnnlab.viz.patches import crop_patch, merge_top, top_activations, top_patches
+from cnnlab.viz.saliency import grad_cam, saliency
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    """A LeNet-5 trained 2 epochs on the 8x8 digits, with snapshots of both epochs."""
+    out = tmp_path_factory.mktemp("runs")
+    config = TrainConfig(model="lenet5", data="digits", epochs=2, out=str(out), name="viz",
+                         progress=False, device="cpu", snapshot_epochs=[1, 2])
+    return fit(config, log=lambda *_: None).run_dir
+
+
+@pytest.fixture(scope="module")
+def run(run_dir):
+    return open_run(run_dir)
+
+
+@pytest.fixture(scope="module")
+def source(run):
+    return data_source(run, "test", batch_size=37)  # batches that do not divide 360
+
+
+def tile_pixels(grid, index: int) -> np.ndarray:
+    return np.asarray(grid.image.crop(grid.layout.box(index)), dtype=np.float64)
+
+
+def test_grid_places_each_tile_at_its_box():
+    tiles = torch.rand(7, 3, 4, 5)
+    grid = make_grid(tiles, columns=3, scale=2, pad=1, normalize="none")
+    assert grid.layout.rows == 3 and grid.image.size == (1 + 3 * 11, 1 + 3 * 9)
+    for i in range(7):
+        expected = tiles[i].repeat_interleave(2, 1).repeat_interleave(2, 2)  # (3, 8, 10)
+        expected = (expected * 255).round().permute(1, 2, 0).numpy()
+        assert np.array_equal(tile_pixels(grid, i), expected)
+    assert np.all(tile_pixels(grid, 7) == 255)  # the empty ninth cell is background
+
+
+def test_filter_grid_has_one_tile_per_filter_scaled_per_filter(run):
+    weight = run.model.features[0].weight.detach()  # C1: (6, 1, 5, 5)
+    grid = filter_grid(run.model, scale=4)
+    assert grid.layout.count == 6 and grid.image.size == grid.layout.size
+    assert (grid.layout.tile_w, grid.layout.tile_h) == (20, 20)
+    for i in range(6):
+        w = weight[i, 0]
+        expected = ((w - w.min()) / (w.max() - w.min()) * 255).round()
+        got = tile_pixels(grid, i)[::4, ::4, 0]  # one pixel per kernel weight
+        assert np.abs(got - expected.numpy()).max() <= 1
+    deep = filter_grid(run.model, "conv2", scale=2)  # C3 per input channel: 16 rows of 6
+    assert deep.layout.count == 16 * 6 and deep.layout.columns == 6
+
+
+def test_feature_maps_are_the_conv_output_even_before_an_inplace_relu():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(1, 3, 3), nn.ReLU(inplace=True), nn.Flatten(),
+                          nn.Linear(3 * 6 * 6, 2))
+    x = torch.randn(2, 1, 8, 8)
+    maps = feature_maps(model, x, ["conv1"])["conv1"]
+    expected = F.conv2d(x, model[0].weight, model[0].bias)
+    assert (expected < 0).any() and torch.allclose(maps, expected)
+    assert torch.allclose(model(x), model[3](F.relu(expected).flatten(1)))  # output unchanged
+
+
+def test_layer_names_resolve_and_unknown_names_suggest_choices(run):
+    assert resolve_layer(run.model, "conv2") == "features.3"
+    assert resolve_layer(run.model, None, default="last") == "features.3"
+    with pytest.raises(ModelError, match="did you mean 'conv2'"):
+        resolve_layer(run.model, "conv22")
+
+
+def test_top_activations_match_brute_force(run, source):
+    model, layer = run.model, "features.3"
+    top = top_activations(model, source, "conv2", units=[0, 5, 15], k=9)
+    with capture(model, [layer]) as store, torch.no_grad():
+        model(source.preprocess.normalize(source.images.float() / 255))
+        maps = store[layer][:, [0, 5, 15]]  # (360, 3, 10, 10)
+    per_image = maps.flatten(2).amax(2)  # (360, 3)
+    best = per_image.topk(9, dim=0)  # over images
+    assert torch.allclose(top.values, best.values.T)
+    assert torch.equal(top.images, best.indices.T)
+    for u in range(3):  # the stored position holds that maximum
+        for i, (r, c) in zip(top.images[u], top.positions[u].tolist(), strict=True):
+            assert maps[i, u, r, c] == per_image[i, u]
+
+
+def test_merge_top_keeps_the_k_largest_over_a_stream():
+    gen = torch.Generator().manual_seed(1)
+    values = torch.randn(4, 50, generator=gen)
+    best = None
+    for start in range(0, 50, 7):
+        chunk = values[:, start:start + 7]
+        index = torch.arange(start, start + chunk.shape[1]).expand(4, -1)
+        best = merge_top(best, chunk, index, torch.zeros(4, chunk.shape[1], 2, dtype=torch.long),
+                         5)
+    assert torch.equal(best[1], values.topk(5, dim=1).indices)
+
+
+def test_top_patch_is_the_whole_receptive_field(run, source):
+    """Replacing everything outside the cropped patch by the mean keeps the unit's value."""
+    model = run.model
+    top = top_activations(model, source, "conv2", units=[3], k=2)
+    field = receptive_field(model, run.input_size, "features.3")
+    patches = top_patches(top, source, field)  # (1, 2, 1, 14, 14)
+    assert patches.shape == (1, 2, 1, 14, 14)
+    for j in range(2):
+        r, c = top.positions[0, j].tolist()
+        t, left, b, right = field.box(r, c)
+        image = source.images[top.images[0, j]].float() / 255  # (1, 32, 32)
+        assert torch.equal(patches[0, j], source.images[top.images[0, j]][:, t:b, left:right])
+        masked = torch.full_like(image, source.preprocess.mean[0])
+        masked[:, t:b, left:right] = image[:, t:b, left:right]
+        value = feature_maps(model, source.preprocess.normalize(masked[None]), ["conv2"])
+        assert value["conv2"][0, 3, r, c] == pytest.approx(float(top.values[0, j]), abs=1e-5)
+
+
+def test_crop_patch_fills_outside_the_image():
+    image = torch.arange(16, dtype=torch.uint8).view(1, 4, 4)
+    field = receptive_field(nn.Sequential(nn.Conv2d(1, 1, 3, padding=1)), (1, 4, 4), "0")
+    patch = crop_patch(image, 0, 0, field, torch.tensor([99], dtype=torch.uint8))
+    assert patch[0, 0].tolist() == [99, 99, 99] and patch[0, 1].tolist() == [99, 0, 1]
+
+
+def test_saliency_equals_the_autograd_gradient_of_the_class_score(run, source):
+    x = source.preprocess.normalize(source.images[:2].float() / 255)
+    for i, target in enumerate((3, 7)):
+        jac = torch.autograd.functional.jacobian(lambda v, t=target: run.model(v)[0, t],
+                                                 x[i:i + 1])  # (1, 1, 32, 32)
+        assert torch.allclose(saliency(run.model, x[i:i + 1], target)[0],
+                              jac.abs().amax(1)[0], atol=1e-6)
+    both = saliency(run.model, x, torch.tensor([3, 7]))  # per-sample targets in one batch
+    assert torch.allclose(both[1], saliency(run.model, x[1:2], 7)[0], atol=1e-6)
+
+
+def test_grad_cam_equals_a_hand_computation():
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(1, 2, 3), nn.Flatten(), nn.Linear(2 * 4 * 4, 3)).eval()
+    x = torch.randn(2, 1, 6, 6)
+    cam = grad_cam(net, x, 1, upsample=False)  # default layer: the only (last) conv
+    maps = F.conv2d(x, net[0].weight, net[0].bias)  # A: (2, 2, 4, 4)
+    alpha = net[2].weight[1].view(2, 4, 4).mean((1, 2))  # dS_1/dA is the linear weight
+    expected = F.relu((alpha.view(1, 2, 1, 1) * maps).sum(1))
+    assert torch.allclose(cam, expected, atol=1e-6)
+    full = grad_cam(net, x, 1)
+    assert full.shape == (2, 6, 6) and (full >= 0).all()
+
+
+def test_grad_cam_on_a_trained_lenet_is_input_sized_and_non_negative(run, source):
+    x = source.preprocess.normalize(source.images[:4].float() / 255)
+    cam = grad_cam(run.model, x)
+    assert cam.shape == (4, 32, 32) and (cam >= 0).all() and cam.sum() > 0
+
+
+def test_class_model_ascent_raises_the_class_score(run):
+    result = class_model(run.model, [4, 7], run.input_size, steps=40)
+    assert (result.scores[-1] > result.scores[0] + 1.0).all()
+    assert (result.objectives[-1] > result.objectives[0]).all()
+    assert run.model(result.images).argmax(1).tolist() == [4, 7]
+    alone = class_model(run.model, 7, run.input_size, steps=40)  # the batch does not interact
+    assert torch.allclose(alone.images[0], result.images[1], atol=1e-5)
+
+
+def test_errors_grid_shows_every_error_with_its_caption(run):
+    scores, images = split_scores(run, "test")
+    with torch.no_grad():
+        x = run.preprocess.normalize(images.float() / 255)
+        pred = run.model(x).argmax(1)
+    labels = torch.tensor([run.classes.index(c) for c in _true_labels(run)])
+    assert len(scores.errors) == int((pred != labels).sum()) > 0
+    grid = errors_grid(scores.errors, images, max_errors=1000)
+    cells = [tile_pixels(grid, i).std() > 0 for i in range(grid.layout.rows * 10)]
+    assert grid.layout.count == len(scores.errors) == sum(cells)
+    first = scores.errors[0]
+    assert error_caption(first).split("\n")[0] == f"{first['true']}->{first['pred']}"
+    assert first["top2"][0][0] == first["pred"]
+
+
+def _true_labels(run):
+    from cnnlab.data.datasets import load_dataset
+
+    test = load_dataset("digits", "test")
+    return [run.classes[i] for i in test.labels]
+
+
+def test_curves_plot_the_runs_metrics(run_dir):
+    records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    fig = curves_figure(read_metrics(run_dir))
+    loss, acc, lr = fig.axes[:3]
+    assert list(loss.lines[0].get_ydata()) == [r["train_loss"] for r in records]
+    assert list(loss.lines[1].get_ydata()) == [r["val_loss"] for r in records]
+    assert list(acc.lines[1].get_ydata()) == [r["val_acc"] for r in records]
+    assert list(lr.lines[0].get_xdata()) == [1, 2]
+
+
+def test_confusion_heat_map_holds_the_matrix(run):
+    scores, _ = split_scores(run, "test")
+    fig = confusion_figure(scores.confusion, run.classes)
+    shown = np.asarray(fig.axes[0].images[0].get_array())
+    assert np.array_equal(shown, np.array(scores.confusion)) and shown.sum() == 360
+
+
+def test_evolution_finds_each_snapshots_strongest_patch(run_dir, run):
+    evo = feature_evolution(run_dir, "conv1", units=[0, 2], limit=100)
+    assert evo.epochs == [1, 2] and evo.patches.shape == (2, 2, 1, 5, 5)
+    source = data_source(run, "test", limit=100)
+    for e, (_, path) in enumerate(snapshot_files(run_dir)):
+        model = open_run(path).model
+        with torch.no_grad():
+            maps = feature_maps(model, source.preprocess.normalize(source.images.float() / 255),
+                                ["conv1"])["conv1"][:, [0, 2]]
+        assert torch.allclose(evo.values[:, e], maps.transpose(0, 1).flatten(1).amax(1))
+    assert not torch.equal(evo.values[:, 0], evo.values[:, 1])  # weights changed in between
+
+
+def test_evolution_without_snapshots_says_how_to_get_them(tmp_path):
+    with pytest.raises(CheckpointError, match="--snapshot-epochs"):
+        snapshot_files(tmp_path)
+
+
+def test_normalize_tiles_scales_each_tile_to_full_range():
+    tiles = torch.stack([torch.linspace(-3, 1, 16).view(1, 4, 4), torch.full((1, 4, 4), 2.0)])
+    out = normalize_tiles(tiles)
+    assert out[0].min() == 0 and out[0].max() == 1 and torch.all(out[1] == 0.5)
+
+
+@pytest.mark.parametrize("kind", ["filters", "maps", "top-patches", "saliency", "class-model",
+                                  "evolution", "errors", "curves", "confusion"])
+def test_cli_writes_pngs_for_every_kind(run_dir, tmp_path, capsys, kind):
+    out = tmp_path / kind
+    extra = ["--class", "3"] if kind == "class-model" else []
+    assert main(["visualize", kind, str(run_dir), "--out", str(out), "--limit", "100"] + extra) == 0
+    written = [line.split(" ", 1)[1] for line in capsys.readouterr().out.splitlines()]
+    assert written and all(Image.open(p).size[0] > 10 for p in written)
+
+
+def test_cli_user_errors_are_one_line(run_dir, capsys):
+    assert main(["visualize", "maps", str(run_dir), "--layer", "conv9"]) == 2
+    assert "unknown layer 'conv9'" in capsys.readouterr().err
+    assert main(["visualize", "saliency", str(run_dir), "--class", "cat"]) == 2
+    assert "unknown class 'cat'" in capsys.readouterr().err
