@@ -99,7 +99,7 @@ def _choice(flag: str, value: str, choices: tuple[str, ...]) -> None:
 
 def save_config(config: TrainConfig, path: Path) -> None:
     """Write ``config`` as YAML (atomically) so ``cnnlab train --config`` re-runs it."""
-    from cnnlab.train.checkpoint import atomic_write_bytes
+    from cnnlab.files import atomic_write_bytes
 
     text = yaml.safe_dump(config.to_dict(), sort_keys=False)
     atomic_write_bytes(path, text.encode())

@@ -56,7 +56,7 @@ def score(name: str, probs: torch.Tensor, labels: torch.Tensor, classes: list[st
                        "top2": guesses, "path": paths[i] if paths else None})
     return Scores(name, float((pred == labels).float().mean()),
                   float((top.indices == labels[:, None]).any(1).float().mean()), k,
-                  {c: float(a) for c, a in zip(classes, per_class)}, confusion.tolist(), errors)
+                  {c: float(a) for c, a in zip(classes, per_class, strict=False)}, confusion.tolist(), errors)
 
 
 @dataclass
@@ -139,7 +139,7 @@ def write_report(report: Report, out_dir: Path) -> list[Path]:
     with open(out_dir / "confusion.csv", "w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(["true\\pred", *classes])
-        for name, row in zip(classes, main.confusion):
+        for name, row in zip(classes, main.confusion, strict=False):
             writer.writerow([name, *row])
     with open(out_dir / "errors.csv", "w", newline="") as handle:
         writer = csv.writer(handle)

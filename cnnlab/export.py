@@ -29,7 +29,8 @@ import torch
 from torch import nn
 
 from cnnlab.errors import ConfigError, ModelError, choices_hint
-from cnnlab.train.checkpoint import atomic_write_bytes, load_model, resolve_checkpoint
+from cnnlab.files import atomic_write_bytes
+from cnnlab.train.checkpoint import load_model, resolve_checkpoint
 
 FORMATS = {"onnx": ".onnx", "torchscript": ".torchscript.pt"}
 

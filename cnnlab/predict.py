@@ -103,5 +103,5 @@ def predict_images(run: str | Path, inputs: list[str], *, k: int = 3, which: str
         probs = model(x).float().softmax(1)[0].cpu()
         top = probs.topk(min(k, len(classes)))
         results.append({"path": str(path), "top": [(classes[i], round(float(p), 4))
-                                                   for p, i in zip(top.values, top.indices)]})
+                                                   for p, i in zip(top.values, top.indices, strict=False)]})
     return results

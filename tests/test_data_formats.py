@@ -66,7 +66,7 @@ def write_cifar10(root, n_train=4, n_test=3):
     folder.mkdir()
     rng = np.random.default_rng(0)
     batches = {}
-    for i, name in enumerate([f"data_batch_{k}" for k in range(1, 6)] + ["test_batch"]):
+    for name in [f"data_batch_{k}" for k in range(1, 6)] + ["test_batch"]:
         n = n_test if name == "test_batch" else n_train
         data = rng.integers(0, 256, (n, 3072), dtype=np.uint8)
         labels = [int(x) for x in rng.integers(0, 10, n)]

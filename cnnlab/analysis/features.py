@@ -154,3 +154,15 @@ def pyplot():
     import matplotlib.pyplot as plt
 
     return plt
+
+
+def save_figure(fig, ax, path: str | Path, *, title: str, ylabel: str) -> Path:
+    """Title, y label, legend and grid on ``ax``; save ``fig`` as a PNG at ``path`` and close it."""
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.legend()
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    pyplot().close(fig)
+    return Path(path)

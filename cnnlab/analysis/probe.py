@@ -26,6 +26,7 @@ from cnnlab.analysis.features import (
     load_run_data,
     pyplot,
     resolve_layers,
+    save_figure,
     write_csv,
 )
 from cnnlab.errors import ConfigError, choices_hint
@@ -116,14 +117,8 @@ def plot_probes(rows: list[dict], path: str | Path) -> Path:
     first = [r for r in rows if r["classifier"] == rows[0]["classifier"]]
     ax.set_xticks([r["layer_index"] for r in first], [r["layer"] for r in first], rotation=30,
                   fontsize=8)
-    ax.set_ylabel("test accuracy (%)")
-    ax.set_title("linear probe per layer (lecture 001, Table 6)")
-    ax.legend()
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return Path(path)
+    return save_figure(fig, ax, path, title="linear probe per layer (lecture 001, Table 6)",
+                       ylabel="test accuracy (%)")
 
 
 def probe_run(run: str | Path, *, layers: str | list[str] | None = "all", data: str | None = None,

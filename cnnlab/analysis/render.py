@@ -107,6 +107,6 @@ def _coverage(size: tuple[int, int], input_hw: tuple[int, ...]) -> str:
     """Says whether the output sees the whole input or misses some of its rows/columns."""
     if len(input_hw) != 2:
         return ""
-    if all(f >= n for f, n in zip(size, input_hw)):
+    if all(f >= n for f, n in zip(size, input_hw, strict=False)):
         return " (the whole input)"
     return f" (smaller than the {input_hw[0]}x{input_hw[1]} input: some pixels are never seen)"

@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from cnnlab.analysis.features import pyplot, write_csv
+from cnnlab.analysis.features import pyplot, save_figure, write_csv
 from cnnlab.analysis.invariance import apply_transform
 from cnnlab.config import TrainConfig
 from cnnlab.data.base import ImageSet
@@ -121,14 +121,8 @@ def plot_shift(rows: list[dict], path: str | Path) -> Path:
         ax.plot([r["shift"] for r in mine], [100 * r["accuracy"] for r in mine], marker="o",
                 label=f"{name} ({mine[0]['parameters']:,} parameters)")
     ax.set_xlabel("shift (pixels right)")
-    ax.set_ylabel("test accuracy (%)")
-    ax.set_title("trained on centred digits (lecture 003)")
-    ax.legend()
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return Path(path)
+    return save_figure(fig, ax, path, title="trained on centred digits (lecture 003)",
+                       ylabel="test accuracy (%)")
 
 
 def shift_report(data: str, out: str | Path, **options) -> list[dict]:

@@ -14,8 +14,8 @@ every file's size and mtime, so editing, adding or removing an image rebuilds it
 from __future__ import annotations
 
 import hashlib
+import io
 import os
-import tempfile
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -27,6 +27,7 @@ from PIL import Image
 from cnnlab.data.base import ImageSet
 from cnnlab.data.images import IMAGE_EXTENSIONS, load_image
 from cnnlab.errors import DataError
+from cnnlab.files import atomic_write_bytes
 
 CACHE_VERSION = 1  # bump when the decoding rules change, to invalidate old caches
 CHUNK = 256  # images per pool task: small enough to stop early, large enough to amortise
@@ -181,17 +182,9 @@ def decode_folder(root: Path, files: list[str], labels: list[int], channels: int
 
 def save_cache(path: Path, arrays: dict[str, np.ndarray]) -> None:
     """Write an .npz atomically (temp file in the same folder, then os.replace)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".npz")
-    try:
-        with os.fdopen(fd, "wb") as file:
-            np.savez(file, **arrays)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    atomic_write_bytes(path, buffer.getvalue())
 
 
 def load_cache(path: Path, key: str) -> dict[str, np.ndarray] | None:

@@ -14,8 +14,14 @@ from cnnlab.models import (  # noqa: F401  (each family module registers its bui
     xonet,
 )
 from cnnlab.models.base import ImageClassifier
-from cnnlab.models.registry import (ModelInfo, create, default_input_size, is_spec, list_models,
-                                    model_info)
+from cnnlab.models.registry import (
+    ModelInfo,
+    create,
+    default_input_size,
+    is_spec,
+    list_models,
+    model_info,
+)
 
 __all__ = ["ImageClassifier", "ModelInfo", "create", "default_input_size", "is_spec",
            "list_models", "model_info"]

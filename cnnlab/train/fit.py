@@ -29,13 +29,29 @@ from cnnlab.config import TrainConfig, load_config, save_config
 from cnnlab.data.base import ImageSet
 from cnnlab.data.pipeline import BatchSource, make_preprocess, split_validation, to_batch_source
 from cnnlab.errors import CheckpointError, CnnlabError, ConfigError
+from cnnlab.files import atomic_write_bytes
 from cnnlab.models import create, default_input_size, is_spec
-from cnnlab.train.checkpoint import (atomic_write_bytes, load_state_checked, model_state,
-                                     newest_checkpoint, read_checkpoint, restore_optimizer,
-                                     restore_rng, save_checkpoint)
-from cnnlab.train.distributed import (SINGLE, DistContext, agree, barrier, broadcast_object,
-                                      evaluate_sharded, setup, shard_batches, step_sync,
-                                      wrap_model)
+from cnnlab.train.checkpoint import (
+    load_state_checked,
+    model_state,
+    newest_checkpoint,
+    read_checkpoint,
+    restore_optimizer,
+    restore_rng,
+    save_checkpoint,
+)
+from cnnlab.train.distributed import (
+    SINGLE,
+    DistContext,
+    agree,
+    barrier,
+    broadcast_object,
+    evaluate_sharded,
+    setup,
+    shard_batches,
+    step_sync,
+    wrap_model,
+)
 from cnnlab.train.loop import Progress, Schedule, StopFlag, TrainState, evaluate, train_one_epoch
 from cnnlab.train.optim import build_optimizer, parameter_groups
 from cnnlab.train.tasks import get_task
