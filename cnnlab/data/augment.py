@@ -83,18 +83,21 @@ def _rand(gen: torch.Generator, shape: tuple[int, ...], like: torch.Tensor) -> t
 # The augmentations.
 
 
-def random_crop(x: torch.Tensor, gen: torch.Generator, *, padding: int) -> torch.Tensor:
-    """Zero-pad by ``padding`` and crop back to ``H x W`` at a random offset per sample.
+def random_crop(x: torch.Tensor, gen: torch.Generator, *, padding: int,
+                mode: str = "constant") -> torch.Tensor:
+    """Zero-pad (``mode="reflect"``: mirror-pad) by ``padding`` and crop back to ``H x W`` at a
+    random offset per sample.
 
     ``(B, C, H, W) -> (B, C, H, W)``; each sample's content moves by an offset in
-    ``[-padding, padding]`` pixels per axis (the CIFAR recipe ``crop:4``).
+    ``[-padding, padding]`` pixels per axis (the CIFAR recipe ``crop:4``; airbench's
+    ``translate:2`` mirror-pads).
     """
     _check_batch(x, "crop")
     _check_crop(padding)
     b, c, h, w = x.shape
     offsets = torch.randint(0, 2 * padding + 1, (b, 2), generator=gen, device=gen.device)
     offsets = offsets.to(x.device)  # (B, 2): top, left corner of the crop in the padded image
-    padded = F.pad(x, (padding, padding, padding, padding))  # (B, C, H + 2p, W + 2p)
+    padded = F.pad(x, (padding, padding, padding, padding), mode=mode)  # (B, C, H+2p, W+2p)
     rows = offsets[:, 0, None] + torch.arange(h, device=x.device)  # (B, H)
     cols = offsets[:, 1, None] + torch.arange(w, device=x.device)  # (B, W)
     rows = rows[:, None, :, None].expand(b, c, h, w + 2 * padding)
@@ -108,6 +111,69 @@ def random_hflip(x: torch.Tensor, gen: torch.Generator, *, p: float = 0.5) -> to
     _check_flip(p)
     flip = _rand(gen, (x.shape[0],), x) < p  # (B,)
     return torch.where(flip[:, None, None, None], x.flip(-1), x)
+
+
+def alternating_flip_mask(index: torch.Tensor, epoch: int) -> torch.Tensor:
+    """Which samples airbench's alternating flip mirrors in ``epoch``: ``(N,) int64 -> (N,) bool``.
+
+    Sample ``i`` is flipped iff ``h(i) + epoch`` is odd, where ``h(i)`` is a fixed pseudo-random
+    bit (the top bit of Knuth's multiplicative hash ``i * 2654435761 mod 2^32``): in epoch 0
+    about half the images are flipped, and each image alternates between its two views every
+    epoch, so every two epochs show both (Jordan 2024, sec. 3.6).
+
+    Example:
+        >>> alternating_flip_mask(torch.arange(4), 0) ^ alternating_flip_mask(torch.arange(4), 1)
+        tensor([True, True, True, True])
+    """
+    bit = ((index.to(torch.int64) * 2654435761) % 2**32) >> 31  # (N,) in {0, 1}
+    return (bit + epoch) % 2 == 1
+
+
+def alternating_flip(x: torch.Tensor, index: torch.Tensor, epoch: int) -> torch.Tensor:
+    """Mirror left-right the samples ``alternating_flip_mask(index, epoch)`` selects.
+
+    ``x`` ``(B, C, H, W)``, ``index`` ``(B,)``: each sample's position in the data set.
+    """
+    _check_batch(x, "altflip")
+    flip = alternating_flip_mask(index, epoch).to(x.device)  # (B,)
+    return torch.where(flip[:, None, None, None], x.flip(-1), x)
+
+
+TTA_NAMES = ("flip", "translate")
+
+
+def parse_tta(spec: str | None) -> tuple[str, ...]:
+    """``"flip,translate"`` -> ``("flip", "translate")``; ``""``/``"none"`` -> ``()``."""
+    if spec is None or spec.strip().lower() in ("", "none"):
+        return ()
+    names = tuple(part.strip().lower() for part in spec.split(","))
+    for name in names:
+        if name not in TTA_NAMES:
+            raise ConfigError(f"--tta: unknown view {choices_hint(name, list(TTA_NAMES))}")
+    return names
+
+
+def tta_views(x: torch.Tensor, spec: str) -> list[tuple[float, torch.Tensor]]:
+    """Weighted views of a batch for test-time augmentation (airbench's TTA level 2).
+
+    ``translate``: the batch (weight 1/2) and the batch mirror-padded by 1 pixel and shifted
+    by (+1, +1) and (-1, -1) pixels (1/4 each); ``flip``: every view also mirrored left-right,
+    halving the weights. Averaging the model's logits over the views gives the prediction.
+    ``"flip,translate"`` gives 6 views; weights always sum to 1.
+
+    Example:
+        >>> [w for w, _ in tta_views(torch.zeros(1, 3, 8, 8), "flip")]
+        [0.5, 0.5]
+    """
+    names = parse_tta(spec)
+    views = [(1.0, x)]
+    if "translate" in names:
+        h, w = x.shape[-2:]
+        padded = F.pad(x, (1, 1, 1, 1), mode="reflect")  # (B, C, H + 2, W + 2)
+        views = [(0.5, x), (0.25, padded[..., :h, :w]), (0.25, padded[..., 2:, 2:])]
+    if "flip" in names:
+        views = [(wt / 2, v) for wt, v in views] + [(wt / 2, v.flip(-1)) for wt, v in views]
+    return views
 
 
 def affine_transform(
@@ -383,8 +449,53 @@ class ElasticOp:
         return f"elastic:alpha={_fmt(self.alpha)},sigma={_fmt(self.sigma)}"
 
 
-AugmentOp = CropOp | FlipOp | AffineOp | ElasticOp
-OPS: dict[str, type[AugmentOp]] = {op.name: op for op in (CropOp, FlipOp, AffineOp, ElasticOp)}
+@dataclass(frozen=True)
+class TranslateOp:
+    """``translate:P`` -> ``random_crop(padding=P, mode="reflect")`` (airbench: translate:2)."""
+
+    padding: int
+    name: ClassVar[str] = "translate"
+    keys: ClassVar[tuple[str, ...]] = ("padding",)
+
+    def __post_init__(self) -> None:
+        _check_crop(self.padding)
+
+    @classmethod
+    def from_args(cls, args: dict[str, str]) -> TranslateOp:
+        if "padding" not in args:
+            raise _bad("translate", "needs a shift in pixels, e.g. translate:2")
+        return cls(_integer("translate", "padding", args["padding"]))
+
+    def __call__(self, x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+        return random_crop(x, gen, padding=self.padding, mode="reflect")
+
+    def __str__(self) -> str:
+        return f"translate:{self.padding}"
+
+
+@dataclass(frozen=True)
+class AltFlipOp:
+    """``altflip`` -> ``alternating_flip`` (needs each sample's index and the epoch)."""
+
+    name: ClassVar[str] = "altflip"
+    keys: ClassVar[tuple[str, ...]] = ()
+    uses_index: ClassVar[bool] = True
+
+    @classmethod
+    def from_args(cls, args: dict[str, str]) -> AltFlipOp:
+        return cls()
+
+    def __call__(self, x: torch.Tensor, gen: torch.Generator, *, index: torch.Tensor,
+                 epoch: int) -> torch.Tensor:
+        return alternating_flip(x, index, epoch)
+
+    def __str__(self) -> str:
+        return "altflip"
+
+
+AugmentOp = CropOp | FlipOp | AffineOp | ElasticOp | TranslateOp | AltFlipOp
+OPS: dict[str, type[AugmentOp]] = {op.name: op for op in (CropOp, FlipOp, AffineOp, ElasticOp,
+                                                          TranslateOp, AltFlipOp)}
 
 
 @dataclass(frozen=True)
@@ -401,10 +512,24 @@ class Augment:
     def is_identity(self) -> bool:
         return not self.ops
 
-    def __call__(self, x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
-        """Augment a batch ``(B, C, H, W) -> (B, C, H, W)``; returns ``x`` itself if identity."""
+    @property
+    def uses_index(self) -> bool:
+        """True when an op (``altflip``) needs each sample's data-set index and the epoch."""
+        return any(getattr(op, "uses_index", False) for op in self.ops)
+
+    def __call__(self, x: torch.Tensor, gen: torch.Generator, *,
+                 index: torch.Tensor | None = None, epoch: int = 0) -> torch.Tensor:
+        """Augment a batch ``(B, C, H, W) -> (B, C, H, W)``; returns ``x`` itself if identity.
+
+        ``index`` ``(B,)`` (positions in the data set) and ``epoch`` feed ``altflip``.
+        """
         for op in self.ops:
-            x = op(x, gen)
+            if getattr(op, "uses_index", False):
+                if index is None:
+                    raise ConfigError(f"augment '{op}' needs the samples' indices and the epoch")
+                x = op(x, gen, index=index, epoch=epoch)
+            else:
+                x = op(x, gen)
         return x
 
     def __str__(self) -> str:
@@ -413,7 +538,8 @@ class Augment:
 
 def parse_augment(spec: str | None) -> Augment:
     """Parse ``"crop:4,flip"``, ``"affine:deg=10,translate=0.1,scale=0.9-1.1"``,
-    ``"elastic:alpha=34,sigma=4"``; ``None``, ``""`` and ``"none"`` give the identity."""
+    ``"elastic:alpha=34,sigma=4"``, ``"altflip,translate:2"`` (airbench); ``None``, ``""`` and
+    ``"none"`` give the identity."""
     if spec is None or spec.strip().lower() in ("", "none"):
         return Augment()
     ops = [_parse_op(name, args, spec) for name, args in _split_ops(spec)]
@@ -440,6 +566,8 @@ def _parse_op(name: str, items: list[str], spec: str) -> AugmentOp:
     args: dict[str, str] = {}
     for item in items:
         key, sep, value = item.partition("=")
+        if not op.keys:
+            raise _bad(name, f"takes no options, got '{item}' (write just '{name}')")
         if not sep:  # positional value: the operation's first key (crop:4, flip:0.3)
             key, value = op.keys[0], item
         key = "deg" if key.strip() == "degrees" else key.strip()

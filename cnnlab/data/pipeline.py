@@ -166,8 +166,13 @@ class BatchSource:
                 picked = picked.tensor_split(self.world_size)[self.rank]
             x = self.images[picked].float().div_(255)
             if self.augment is not None:  # one random stream per (batch, rank)
-                x = self.augment(x, batch_generator(seed, epoch,
-                                                    b * self.world_size + self.rank, device))
+                gen = batch_generator(seed, epoch, b * self.world_size + self.rank, device)
+                if getattr(self.augment, "uses_index", False):  # altflip: who, which epoch
+                    if isinstance(picked, slice):
+                        picked = torch.arange(len(self), device=device)[picked]
+                    x = self.augment(x, gen, index=picked, epoch=epoch)
+                else:
+                    x = self.augment(x, gen)
             x = self.preprocess.normalize(x)
             if self.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)

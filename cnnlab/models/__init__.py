@@ -4,6 +4,7 @@ Importing this package imports every family module, which registers its builders
 """
 
 from cnnlab.models import (  # noqa: F401  (each family module registers its builders)
+    airbench,
     alexnet,
     cifarnets,
     googlenet,

@@ -8,8 +8,10 @@ rank 0 wrote after epoch 1 and finish the run.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
 import subprocess
 import sys
 import textwrap
@@ -53,9 +55,14 @@ def test_torchrun_restart_resumes_from_the_last_checkpoint(tmp_path):
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone",
                "--nproc-per-node=2", "--max-restarts=1", str(script), str(tmp_path)]
     env = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="1")
-    done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True,
-                          timeout=300)  # a hang would end here and fail
-    output = done.stdout + done.stderr
+    job = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+                           stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    try:
+        output, _ = job.communicate(timeout=300)  # a hang would end here and fail
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(job.pid, signal.SIGKILL)  # never leave a worker behind, pass or fail
+    done = job
     assert done.returncode == 0, output[-3000:]
     started = sorted(p.name for p in tmp_path.glob("attempt-*"))
     assert started == ["attempt-0-rank-0", "attempt-0-rank-1", "attempt-1-rank-0",
