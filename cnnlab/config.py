@@ -44,6 +44,10 @@ class TrainConfig:
     warmup_epochs: float = 0.0
     label_smoothing: float = 0.0
     augment: str = ""  # e.g. "crop:4,flip" (see cnnlab.data.augment)
+    bias_lr_scale: float = 1.0  # lr multiplier of biases and norm shifts (airbench: 64)
+    lookahead: float = 0.0  # slow-weight decay per update, ramped by (step/total)^3; 0 = off
+    lookahead_every: int = 5  # optimizer steps between lookahead updates
+    tta: str = ""  # test-time views of the final test: "", "flip", "translate", "flip,translate"
     # execution
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda
@@ -52,6 +56,7 @@ class TrainConfig:
     compile: bool = False  # torch.compile the model (falls back to eager with a warning)
     threads: int | None = None  # torch CPU threads; None = torch default
     deterministic: bool = False  # torch.use_deterministic_algorithms (+ cuBLAS setting on CUDA)
+    tensorboard: bool = False  # also log scalars and first-layer filters to RUN/tensorboard
     # output
     out: str = "runs"  # parent directory of run directories
     name: str | None = None  # run directory name; None = <model>-<data>-<time>
@@ -78,6 +83,19 @@ class TrainConfig:
             raise ConfigError(f"--val-fraction must be in [0, 1), got {self.val_fraction}")
         if not 0 <= self.label_smoothing < 1:
             raise ConfigError(f"--label-smoothing must be in [0, 1), got {self.label_smoothing}")
+        self._validate_fast_cifar()
+
+    def _validate_fast_cifar(self) -> None:
+        """The airbench options: bias lr scale, lookahead and test-time augmentation."""
+        from cnnlab.data.augment import parse_tta
+
+        if not self.bias_lr_scale > 0:
+            raise ConfigError(f"--bias-lr-scale must be > 0, got {self.bias_lr_scale}")
+        if not 0 <= self.lookahead < 1:
+            raise ConfigError(f"--lookahead must be in [0, 1) (e.g. 0.77), got {self.lookahead}")
+        if self.lookahead_every < 1:
+            raise ConfigError(f"--lookahead-every must be >= 1, got {self.lookahead_every}")
+        parse_tta(self.tta)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

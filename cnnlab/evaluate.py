@@ -75,8 +75,13 @@ class Report:
 
 
 def run_probabilities(run: str | Path, data: ImageSet, *, which: str = "best",
-                      device: str = "cpu", batch_size: int = 500) -> tuple[torch.Tensor, dict]:
-    """Softmax probabilities ``(N, classes)`` of a run's model on ``data``."""
+                      device: str = "cpu", batch_size: int = 500,
+                      tta: str | None = None) -> tuple[torch.Tensor, dict]:
+    """Softmax probabilities ``(N, classes)`` of a run's model on ``data``.
+
+    ``tta``: test-time augmentation views (``"flip,translate"``, ``"none"``); None = the run's
+    own ``tta`` setting, so the training's reported test accuracy is reproduced.
+    """
     model, meta = load_model(run, which=which, device=device)
     if list(meta["classes"]) != list(data.classes):
         raise CheckpointError(f"{run}: trained on classes {meta['classes'][:5]}..., the data has "
@@ -84,15 +89,17 @@ def run_probabilities(run: str | Path, data: ImageSet, *, which: str = "best",
     preprocess = Preprocess.from_dict(meta["preprocess"])
     source = to_batch_source(data, preprocess, batch_size=batch_size, device=torch.device(device))
     precision = meta.get("config", {}).get("precision", "fp32")
-    return predict_logits(model, source, precision=precision).softmax(1), meta
+    tta = meta.get("config", {}).get("tta", "") if tta is None else tta
+    return predict_logits(model, source, precision=precision, tta=tta).softmax(1), meta
 
 
 def evaluate_runs(runs: list[str | Path], *, data: str | None = None, split: str = "test",
                   data_root: str | None = None, k: int = 5, which: str = "best",
-                  device: str = "cpu") -> Report:
+                  device: str = "cpu", tta: str | None = None) -> Report:
     """Evaluate one or more runs on a split; several runs are also averaged.
 
-    ``data`` defaults to the data set the (first) run was trained on.
+    ``data`` defaults to the data set the (first) run was trained on; ``tta`` to each run's
+    own test-time augmentation (see :func:`run_probabilities`).
 
     Example:
         >>> report = evaluate_runs(["runs/a", "runs/b"])  # doctest: +SKIP
@@ -108,7 +115,7 @@ def evaluate_runs(runs: list[str | Path], *, data: str | None = None, split: str
     dataset = load_dataset(name, split, root=root)
     members, all_probs = [], []
     for run in runs:
-        probs, _ = run_probabilities(run, dataset, which=which, device=device)
+        probs, _ = run_probabilities(run, dataset, which=which, device=device, tta=tta)
         all_probs.append(probs)
         members.append(score(str(run), probs, dataset.labels, dataset.classes, k=k,
                              paths=dataset.paths))

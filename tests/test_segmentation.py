@@ -103,13 +103,14 @@ def quick(tmp_path, **values):
 
 @pytest.mark.slow
 def test_fit_segment_beats_predicting_background_everywhere(tmp_path):
-    result = fit(quick(tmp_path, model="fcn", task="segment", model_options={"widths": [8, 16]}),
+    result = fit(quick(tmp_path, model="fcn", task="segment", model_options={"widths": [16, 32]}),
                  log=lambda *_: None)
     masks = load_dataset("digit-scenes:n=300", "test").masks
     background = float((masks == 0).float().mean())  # accuracy of "all background"
     all_background_miou = background / len(masks.unique())  # its IoU is 0 for every digit
     m = result.test_metrics
-    assert m["acc"] > background and m["miou"] > 1.2 * all_background_miou
+    # measured: pixel accuracy 0.861 vs 0.847, mean IoU 0.113 vs 0.077
+    assert m["acc"] > background + 0.005 and m["miou"] > 1.3 * all_background_miou
     assert len(m["per_class_iou"]) == 11
 
 
@@ -120,7 +121,7 @@ def test_fit_multilabel_beats_chance(tmp_path):
                  log=lambda *_: None)
     present = load_dataset("digit-scenes:n=300", "test").present
     chance = float(present.float().mean())  # the AP of a score that ignores the image
-    assert result.test_metrics["map"] > chance + 0.03
+    assert result.test_metrics["map"] > chance + 0.03  # chance 0.147
     assert 0 <= result.test_metrics["f1"] <= 1
 
 

@@ -5,6 +5,7 @@ examples:
   cnnlab evaluate runs/lenet5-mnist
   cnnlab evaluate runs/a runs/b runs/c          # model averaging: ensemble error vs members
   cnnlab evaluate runs/a --data mnist --split test --out eval/
+  cnnlab evaluate runs/airbench94-cifar10 --tta flip,translate   # test-time augmentation
 Writes metrics.json, confusion.csv and errors.csv (into --out, default RUN/eval-SPLIT).
 """
 
@@ -25,6 +26,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--top-k", type=int, default=5, help="k of the top-k accuracy")
     parser.add_argument("--checkpoint", choices=["best", "last"], default="best")
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
+    parser.add_argument("--tta", metavar="VIEWS",
+                        help='test-time augmentation: "flip", "translate", "flip,translate" or '
+                             '"none" (default: what the run was trained with)')
     parser.add_argument("--out", help="directory for metrics.json, confusion.csv, errors.csv")
     parser.add_argument("--show-errors", type=int, default=100, metavar="N",
                         help="print at most N misclassified pairs (default 100)")
@@ -37,7 +41,8 @@ def run(args: argparse.Namespace) -> int:
             which=args.checkpoint, device=args.device, out=args.out)))
         return 0
     report = evaluate_runs(args.runs, data=args.data, split=args.split, data_root=args.data_root,
-                           k=args.top_k, which=args.checkpoint, device=args.device)
+                           k=args.top_k, which=args.checkpoint, device=args.device,
+                           tta=args.tta)
     print(f"{report.data} {report.split}: {report.count} images")
     for s in report.members + ([report.ensemble] if report.ensemble else []):
         print(f"{s.name:<40} top-1 {100 * s.top1:6.2f}%  error {100 * s.error_rate:5.2f}%  "

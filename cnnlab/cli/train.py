@@ -44,6 +44,10 @@ FLAGS: dict[str, tuple[type, str]] = {
     "warmup-epochs": (float, "linear warm-up length in epochs"),
     "label-smoothing": (float, "label smoothing of the cross-entropy, e.g. 0.1"),
     "augment": (str, 'batched augmentations, e.g. "crop:4,flip" or "elastic:alpha=34,sigma=4"'),
+    "bias-lr-scale": (float, "learning-rate multiplier of biases and BatchNorm shifts (airbench: 64)"),
+    "lookahead": (float, "lookahead slow-weight decay per update, e.g. 0.77 (0 = off)"),
+    "lookahead-every": (int, "optimizer steps between lookahead updates (default 5)"),
+    "tta": (str, 'test-time augmentation of the final test: "flip", "translate", "flip,translate"'),
     "seed": (int, "random seed (data order, augmentation, initialisation)"),
     "device": (str, "auto, cpu or cuda"),
     "precision": (str, "fp32 or bf16 (autocast; fast on CPUs with AMX and on GPUs)"),
@@ -59,6 +63,7 @@ SWITCHES = {
     "channels-last": "channels_last memory format (faster convolutions on CPU/GPU)",
     "compile": "torch.compile the model (opt-in; falls back to eager with a warning)",
     "deterministic": "deterministic algorithms only (reproducible on CUDA, may be slower)",
+    "tensorboard": "also log to RUN/tensorboard (needs the tensorboard package)",
     "no-progress": "no progress bar",
 }
 

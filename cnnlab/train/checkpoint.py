@@ -58,9 +58,14 @@ def _unflatten_optimizer(tensors: dict, saved: dict) -> dict:
 def save_checkpoint(
     path: Path, *, model: nn.Module, meta: dict,
     optimizer: torch.optim.Optimizer | None = None, rng: bool = True,
+    extra: dict[str, torch.Tensor] | None = None,
 ) -> None:
-    """Save weights (+ optimizer and RNG state when given) and ``meta`` to ``path``."""
+    """Save weights (+ optimizer and RNG state when given) and ``meta`` to ``path``.
+
+    ``extra`` tensors (e.g. ``lookahead.*`` slow weights) are stored under their own names.
+    """
     tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
+    tensors.update(extra or {})
     meta = dict(meta)
     if optimizer is not None:
         optim_tensors, meta["optimizer"] = _flatten_optimizer(optimizer)

@@ -27,7 +27,14 @@ from torch import nn
 import cnnlab
 from cnnlab.config import TrainConfig, load_config, save_config
 from cnnlab.data.base import ImageSet
-from cnnlab.data.pipeline import BatchSource, make_preprocess, split_validation, to_batch_source
+from cnnlab.data.pipeline import (
+    BatchSource,
+    Preprocess,
+    make_preprocess,
+    match_channels,
+    split_validation,
+    to_batch_source,
+)
 from cnnlab.errors import CheckpointError, CnnlabError, ConfigError
 from cnnlab.files import atomic_write_bytes
 from cnnlab.models import create, default_input_size, is_spec
@@ -52,8 +59,10 @@ from cnnlab.train.distributed import (
     step_sync,
     wrap_model,
 )
+from cnnlab.train.lookahead import Lookahead
 from cnnlab.train.loop import Progress, Schedule, StopFlag, TrainState, evaluate, train_one_epoch
 from cnnlab.train.optim import build_optimizer, parameter_groups
+from cnnlab.train.tensorboard import TensorBoardLog
 from cnnlab.train.tasks import get_task
 
 Prepare = Callable[[nn.Module], "list[dict] | None"]
@@ -175,6 +184,7 @@ class Run:
     def __init__(self, config: TrainConfig, run_dir: Path, device: torch.device,
                  prepare: Prepare | None = None, dist: DistContext = SINGLE) -> None:
         self.config, self.run_dir, self.device, self.dist = config, run_dir, device, dist
+        self.tensorboard: TensorBoardLog | None = None  # opened at the first record
         train, val, test = load_splits(config)
         self.task = get_task(config.task)
         self.classes = self.task.output_names(train.classes)  # one name per model output
@@ -184,12 +194,14 @@ class Run:
         outputs = self.model_meta["num_classes"]  # segment: background + classes
         self.model = create(config.model, num_classes=outputs, in_channels=c,
                             input_size=(c, h, w), **config.model_options)
+        init_from_data(self.model, train, self.preprocess, config.seed)
         # ``prepare`` (fine-tuning) may load weights, freeze layers and return parameter groups.
         groups = prepare(self.model) if prepare is not None else None
         self.model = self.model.to(device)
         if config.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
-        groups = groups or parameter_groups(self.model, config.weight_decay)
+        groups = groups or parameter_groups(self.model, config.weight_decay,
+                                            config.bias_lr_scale)
         self.optimizer = build_optimizer(groups, config)
         self.train = self._source(train, augment=True)
         self.val = self._source(val) if val is not None else None
@@ -201,6 +213,9 @@ class Run:
         steps = self.train.num_batches()
         self.schedule = Schedule(steps * config.epochs, steps, config)
         self.state = TrainState()
+        self.lookahead = None if not config.lookahead else Lookahead(
+            self.model, decay=config.lookahead, every=config.lookahead_every,
+            total_steps=self.schedule.total_steps)
 
     def _source(self, data: ImageSet, augment: bool = False) -> BatchSource:
         from cnnlab.data.augment import parse_augment
@@ -220,17 +235,20 @@ class Run:
                 "classes": self.classes, "preprocess": self.preprocess.to_dict(),
                 "state": self.state.to_dict(), "metrics": metrics or {}}
 
-    def evaluate(self, source: BatchSource) -> dict:
-        """Loss and accuracy on ``source`` (sharded over the ranks when data parallel)."""
+    def evaluate(self, source: BatchSource, tta: str = "") -> dict:
+        """Loss and accuracy on ``source`` (sharded over the ranks when data parallel);
+        ``tta``: test-time augmentation views (classification only)."""
         if self.task.name != "classify":  # dense metrics: every rank scores the whole split
             return evaluate(self.model, source, precision=self.config.precision, task=self.task)
-        return evaluate_sharded(self.model, source, self.dist, precision=self.config.precision)
+        return evaluate_sharded(self.model, source, self.dist, precision=self.config.precision,
+                                tta=tta)
 
     def save(self, name: str, metrics: dict | None = None) -> None:
         if not self.dist.is_main:  # rank 0 writes the run directory
             return
+        extra = self.lookahead.state_tensors() if self.lookahead is not None else None
         save_checkpoint(self.run_dir / f"{name}.safetensors", model=self.model,
-                        optimizer=self.optimizer, meta=self.meta(metrics))
+                        optimizer=self.optimizer, meta=self.meta(metrics), extra=extra)
 
     def resume(self) -> Path:
         """Continue from the newest complete checkpoint; forget metrics logged after it."""
@@ -238,6 +256,8 @@ class Run:
         load_state_checked(self.model, model_state(tensors), source=str(path))
         restore_optimizer(self.optimizer, tensors, meta)
         restore_rng(tensors)
+        if self.lookahead is not None:
+            self.lookahead.load_state_tensors(tensors)
         self.state = TrainState.from_dict(meta["state"])
         metrics = self.run_dir / "metrics.jsonl"
         if metrics.is_file() and self.dist.is_main:  # later epochs will be trained again
@@ -251,6 +271,10 @@ class Run:
             return
         with open(self.run_dir / "metrics.jsonl", "a") as handle:
             handle.write(json.dumps(record) + "\n")
+        if self.config.tensorboard:
+            if self.tensorboard is None:
+                self.tensorboard = TensorBoardLog(self.run_dir)
+            self.tensorboard.write(record, self.model)
 
     def write_index(self, status: str) -> None:
         """``run.json``: status and which epoch ``last`` and ``best`` hold."""
@@ -263,6 +287,21 @@ class Run:
                           "val_acc": None if math.isinf(self.state.best_metric)
                           else self.state.best_metric}}
         atomic_write_bytes(self.run_dir / "run.json", json.dumps(index, indent=2).encode())
+
+
+def init_from_data(model: nn.Module, train: ImageSet, preprocess: Preprocess, seed: int,
+                   count: int = 5000) -> None:
+    """Call ``model.init_from_data(x)`` when the model has it (airbench's whitening layer).
+
+    ``x``: ``count`` training images chosen by ``seed``, fitted and normalised exactly like the
+    model's input, float ``(count, C, H, W)``. A resumed run then loads its saved weights over it.
+    """
+    hook = getattr(model, "init_from_data", None)
+    if hook is None:
+        return
+    pick = torch.randperm(len(train), generator=torch.Generator().manual_seed(seed))[:count]
+    images = match_channels(train.images[pick], preprocess.channels, source=train.name)
+    hook(preprocess.normalize(preprocess.fit_images(images).float() / 255))
 
 
 def _logged_epoch(line: str) -> float:
@@ -317,6 +356,8 @@ def fit(config: TrainConfig | None, *, resume: str | Path | None = None,
     with stop_on_signals(stop), deterministic_algorithms(config.deterministic, device):
         status = _train_epochs(run, stop, stop_after_epochs, log)
     run.write_index(status)
+    if run.tensorboard is not None:
+        run.tensorboard.close()
     test_acc = test_metrics = None
     if status == "completed" and run.test is not None:
         barrier(dist)  # rank 0 has written best.safetensors
@@ -338,7 +379,7 @@ def test_best(run: Run) -> dict:
     chosen on validation)."""
     tensors, _ = read_checkpoint(run.run_dir / "best.safetensors")
     run.model.load_state_dict(model_state(tensors))
-    return run.evaluate(run.test)
+    return run.evaluate(run.test, tta=run.config.tta)
 
 
 def _silent(*_args: object) -> None:
@@ -364,7 +405,8 @@ def _train_epochs(run: Run, stop: StopFlag, stop_after: int | None, log) -> str:
                                    schedule=run.schedule, seed=config.seed,
                                    precision=config.precision,
                                    label_smoothing=config.label_smoothing, stop=stop,
-                                   progress=progress, sync=run.sync, task=run.task)
+                                   progress=progress, sync=run.sync, task=run.task,
+                                   lookahead=run.lookahead)
         progress.close()
         if not finished:
             run.save("last")

@@ -118,9 +118,11 @@ def train_one_epoch(
     model: nn.Module, source: BatchSource, optimizer: torch.optim.Optimizer, state: TrainState,
     *, schedule: Schedule, seed: int, precision: str, label_smoothing: float = 0.0,
     stop: StopFlag | None = None, progress: object | None = None, sync: object | None = None,
-    task: Task = CLASSIFY,
+    task: Task = CLASSIFY, lookahead: object | None = None,
 ) -> bool:
     """Train from ``state.batch`` to the end of ``state.epoch``; False if stopped early.
+
+    ``lookahead`` (:class:`cnnlab.train.lookahead.Lookahead`) is updated after every step.
 
     ``sync`` (data parallel) sums each step's totals over the ranks and rescales this rank's
     loss so that DDP's gradient mean is the mean over the whole global batch.
@@ -149,6 +151,8 @@ def train_one_epoch(
             loss.backward()
             optimizer.step()
         state.step += 1
+        if lookahead is not None:
+            lookahead.update(state.step)
         state.batch += 1
         state.loss_sum += totals.loss_sum
         state.correct += totals.correct
@@ -177,25 +181,33 @@ def training_loss(outputs: torch.Tensor | tuple, y: torch.Tensor, task: Task,
 
 
 @torch.inference_mode()
-def predict_logits(model: nn.Module, source: BatchSource, *,
-                   precision: str = "fp32") -> torch.Tensor:
-    """Logits ``(N, num_classes)`` for every sample of ``source``, in order, as float32 on CPU."""
+def predict_logits(model: nn.Module, source: BatchSource, *, precision: str = "fp32",
+                   tta: str = "") -> torch.Tensor:
+    """Logits ``(N, num_classes)`` for every sample of ``source``, in order, as float32 on CPU.
+
+    ``tta`` (e.g. ``"flip,translate"``): the weighted mean of the logits over the views of
+    :func:`cnnlab.data.augment.tta_views` (airbench's test-time augmentation).
+    """
+    from cnnlab.data.augment import tta_views
+
     model.eval()
     device = source.images.device
     outputs = []
     for x, _ in source.batches():
         with out_of_memory_as_error("while evaluating", source.batch_size, device):
             with autocast(device, precision):
-                outputs.append(model(x).float().cpu())
+                logits = sum(weight * model(view).float()
+                             for weight, view in tta_views(x, tta))  # (B, classes)
+                outputs.append(logits.cpu())
     return torch.cat(outputs)
 
 
 def evaluate(model: nn.Module, source: BatchSource, *, precision: str = "fp32",
-             task: Task = CLASSIFY) -> dict:
+             task: Task = CLASSIFY, tta: str = "") -> dict:
     """Loss and top-1 accuracy of ``model`` on ``source`` (other tasks: their metrics)."""
     if task.name != "classify":
         return evaluate_task(model, source, precision=precision, task=task)
-    logits = predict_logits(model, source, precision=precision)
+    logits = predict_logits(model, source, precision=precision, tta=tta)
     labels = source.labels.cpu()
     return {
         "loss": float(F.cross_entropy(logits, labels)),

@@ -17,8 +17,14 @@ from torch import nn
 from cnnlab.config import TrainConfig
 
 
-def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict]:
-    """Decay weights of conv/linear layers; never biases or normalisation parameters."""
+def parameter_groups(model: nn.Module, weight_decay: float,
+                     bias_lr_scale: float = 1.0) -> list[dict]:
+    """Decay weights of conv/linear layers; never biases or normalisation parameters.
+
+    ``bias_lr_scale`` != 1 (airbench, Jordan 2024: 64) multiplies the learning rate of those
+    1-d parameters and, as airbench does, decays them by ``weight_decay / bias_lr_scale`` so
+    that their per-step shrink ``lr * decay`` equals the weights'.
+    """
     decay, no_decay = [], []
     for param in model.parameters():
         if not param.requires_grad:
@@ -26,6 +32,8 @@ def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict]:
         (decay if param.dim() > 1 else no_decay).append(param)
     groups = [{"params": decay, "weight_decay": weight_decay},
               {"params": no_decay, "weight_decay": 0.0}]
+    if bias_lr_scale != 1.0:
+        groups[1].update(lr_scale=bias_lr_scale, weight_decay=weight_decay / bias_lr_scale)
     return [g for g in groups if g["params"]]
 
 
