@@ -200,8 +200,8 @@ def test_airbench_trains_on_digits_with_whitening_from_data(tmp_path) -> None:
     config = tiny_config(tmp_path, model="airbench94", image_size=16, epochs=2, batch_size=128,
                          lr=1.0, momentum=0.85, nesterov=True, schedule="onecycle",
                          label_smoothing=0.2, bias_lr_scale=64, lookahead=0.77,
-                         lookahead_every=5, tta="flip,translate", precision="bf16",
-                         channels_last=True, name="ab")
+                         lookahead_every=5, tta="flip,translate", channels_last=True,
+                         name="ab")
     result = fit(config, log=lambda *_: None)
     assert result.test_acc > 0.8  # 360 real test scans; chance is 0.10
     state, _ = weights(result.run_dir)

@@ -218,7 +218,8 @@ def test_parsed_ops_and_identity() -> None:
 @pytest.mark.parametrize(
     "spec, message",
     [
-        ("blur:3", "unknown augmentation 'blur'; choose one of: affine, crop, elastic, flip"),
+        ("blur:3", "unknown augmentation 'blur'; choose one of: affine, altflip, crop, elastic, "
+                   "flip, translate"),
         ("crop", "augment 'crop': needs a padding"),
         ("crop:-1", "augment 'crop': padding must be an integer >= 0, got -1"),
         ("crop:x", "augment 'crop': padding must be an integer, got 'x'"),

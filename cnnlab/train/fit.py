@@ -62,8 +62,8 @@ from cnnlab.train.distributed import (
 from cnnlab.train.lookahead import Lookahead
 from cnnlab.train.loop import Progress, Schedule, StopFlag, TrainState, evaluate, train_one_epoch
 from cnnlab.train.optim import build_optimizer, parameter_groups
-from cnnlab.train.tensorboard import TensorBoardLog
 from cnnlab.train.tasks import get_task
+from cnnlab.train.tensorboard import TensorBoardLog
 
 Prepare = Callable[[nn.Module], "list[dict] | None"]
 
