@@ -43,6 +43,7 @@ def test_lenet5_learns_digits_and_writes_a_complete_run(tmp_path):
     assert lines[-1]["train_loss"] < lines[0]["train_loss"]
     index = json.loads((run / "run.json").read_text())
     assert index["status"] == "completed" and index["last"]["epoch"] == 4
+    assert index["torch_version"] == torch.__version__ and "git_sha" in index
     best_val = max(r["val_acc"] for r in lines)
     assert index["best"]["val_acc"] == pytest.approx(best_val)
     assert index["best"]["epoch"] == 1 + [r["val_acc"] for r in lines].index(best_val)

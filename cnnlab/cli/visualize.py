@@ -11,12 +11,14 @@ kinds:
   errors       misclassified test images captioned true->pred with the top-2 guesses
   curves       loss, accuracy and learning rate per epoch
   confusion    confusion-matrix heat map of the test split
+  segmentation image / truth / predicted mask for --count test images (a --task segment run)
 
 examples:
   cnnlab visualize maps runs/lenet5-mnist
   cnnlab visualize top-patches runs/lenet5-mnist --layer conv2 --units 0-7
   cnnlab visualize saliency runs/lenet5-mnist --image my_digit.png --class 7
   cnnlab visualize class-model runs/lenet5-mnist --out figures/
+  cnnlab visualize segmentation runs/fcn-digit-scenes --count 4
 Writes into --out (default RUN/viz/) and prints each file written. See docs/VISUALIZE.md.
 """
 
@@ -51,6 +53,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--split", default="test", help="data split to use (default test)")
     parser.add_argument("--limit", type=int, help="search at most N images (top-patches, "
                                                   "evolution)")
+    parser.add_argument("--count", type=int, help="images shown (segmentation, default 8)")
     parser.add_argument("--checkpoint", choices=["best", "last"], default="best")
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
     parser.add_argument("--out", help="output folder (default RUN/viz)")
@@ -59,7 +62,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     paths = visualize(args.kind, args.run, out=args.out, which=args.checkpoint,
                       device=args.device, layer=args.layer, units=args.units, image=args.image,
-                      target_class=args.target_class, split=args.split, limit=args.limit)
+                      target_class=args.target_class, split=args.split, limit=args.limit,
+                      count=args.count)
     for path in paths:
         print(f"wrote {path}")
     return 0

@@ -8,6 +8,7 @@ with ``cnnlab train --config``), ``metrics.jsonl`` (one line per epoch), ``last.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import math
 import os
@@ -119,6 +120,7 @@ def model_description(config: TrainConfig, train: ImageSet) -> dict:
             "options": dict(config.model_options)}
 
 
+@functools.lru_cache(maxsize=1)
 def git_sha() -> str | None:
     """The commit of the cnnlab checkout, if it is one (saved beside every checkpoint)."""
     try:
@@ -277,10 +279,12 @@ class Run:
             self.tensorboard.write(record, self.model)
 
     def write_index(self, status: str) -> None:
-        """``run.json``: status and which epoch ``last`` and ``best`` hold."""
+        """``run.json``: status, versions, git SHA, and which epoch ``last`` and ``best`` hold."""
         if not self.dist.is_main:
             return
         index = {"status": status, "epochs": self.config.epochs,
+                 "cnnlab_version": cnnlab.__version__, "torch_version": torch.__version__,
+                 "git_sha": git_sha(),
                  "last": {"file": "last.safetensors", "epoch": self.state.epoch,
                           "batch": self.state.batch},
                  "best": {"file": "best.safetensors", "epoch": self.state.best_epoch + 1,

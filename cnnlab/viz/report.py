@@ -3,10 +3,12 @@
 Sections (each a ``<section id=...>``, in this order): the config, the model summary table
 (:func:`cnnlab.analysis.summary.summary`), training curves, the confusion matrix, the errors grid,
 the first layer's filters, feature maps of a few test images, and top patches of the last conv
-layer. Every image is a PNG embedded as a ``data:`` URI: the file opens from disk with no network
-access. Large runs stay small: thumbnails at most ``MAX_WIDTH`` pixels wide, at most
-``MAX_ERRORS`` errors, ``MAX_MAPS`` maps of ``MAP_LAYERS`` layers, and top patches searched over
-at most ``limit`` images.
+layer. A ``--task segment`` run shows image / truth / predicted mask for a few test scenes
+(:func:`cnnlab.viz.segmentation.run_segmentation_grid`) in place of the confusion matrix and
+errors (:data:`SEGMENT_SECTIONS`). Every image is a PNG embedded as a ``data:`` URI: the file
+opens from disk with no network access. Large runs stay small: thumbnails at most ``MAX_WIDTH``
+pixels wide, at most ``MAX_ERRORS`` errors, ``MAX_MAPS`` maps of ``MAP_LAYERS`` layers, and top
+patches searched over at most ``limit`` images.
 
 Example:
     >>> run_report("runs/lenet5-digits")  # doctest: +SKIP
@@ -27,6 +29,9 @@ from cnnlab.viz.grids import fit_width, make_grid, png_data_uri
 from cnnlab.viz.inputs import OpenRun, data_source, open_run, to_display
 
 SECTIONS = ("config", "summary", "curves", "confusion", "errors", "filters", "maps", "patches")
+# a --task segment run: image / truth / prediction panels instead of the per-image scores
+SEGMENT_SECTIONS = ("config", "summary", "curves", "segmentation", "filters", "maps", "patches")
+SEGMENT_IMAGES = 8  # test scenes in the segmentation panel
 MAX_WIDTH = 1100  # pixels of any embedded image
 MAX_ERRORS = 60
 MAX_MAPS = 32
@@ -169,12 +174,35 @@ def maps_section(run: OpenRun, source) -> str:
         shown = make_grid(to_display(x[i:i + 1], run.preprocess), scale=max(1, 96 // x.shape[-1]),
                           normalize="none")
         parts.append(img_tag(shown.image, f"test image {i}",
-                             f"test image {i}, class {run.classes[int(labels[i])]}"))
+                             f"test image {i}, class {_class_name(run, int(labels[i]))}"))
         for layer in layers:
             grid = maps_grid(maps[layer][i, :MAX_MAPS])
             parts.append(img_tag(grid.image, f"maps {layer}",
                                  f"{_layer_label(run, layer)}: {grid.layout.count} maps"))
     return "\n".join(parts)
+
+
+def _class_name(run: OpenRun, label: int) -> str:
+    """A data label's name; a segment run's outputs start with background (label -1)."""
+    return run.classes[label + 1] if _is_segment(run) else run.classes[label]
+
+
+def _is_segment(run: OpenRun) -> bool:
+    return run.meta.get("config", {}).get("task") == "segment"
+
+
+def segmentation_section(run: OpenRun) -> str:
+    """Image / truth / prediction for the first test scenes (the panel of ``cnnlab visualize
+    segmentation``), captioned with the classes each mask holds."""
+    from cnnlab.viz.segmentation import run_segmentation_grid
+
+    try:
+        grid = run_segmentation_grid(run, "test", SEGMENT_IMAGES)
+    except DataError as error:
+        return note(f"no test split: {error}")
+    return img_tag(grid.image, "image, true mask, predicted mask",
+                   f"first {grid.layout.rows} test scenes: image, true mask, predicted mask "
+                   "(argmax per pixel)")
 
 
 def patches_section(run: OpenRun, source) -> str:
@@ -205,20 +233,25 @@ def _layer_label(run: OpenRun, layer: str) -> str:
 
 
 def build_sections(run: OpenRun, *, limit: int = 5000) -> list[Section]:
-    """Every report section, in :data:`SECTIONS` order."""
+    """Every report section, in :data:`SECTIONS` (segment runs: :data:`SEGMENT_SECTIONS`)
+    order."""
     try:
         source = data_source(run, "test", limit=limit)
     except DataError:
         source = data_source(run, "train", limit=limit)
-    confusion, errors = score_sections(run)
+    keys = SEGMENT_SECTIONS if _is_segment(run) else SECTIONS
     bodies = {"config": config_section(run), "summary": summary_section(run),
-              "curves": curves_section(run), "confusion": confusion, "errors": errors,
-              "filters": filters_section(run), "maps": maps_section(run, source),
-              "patches": patches_section(run, source)}
+              "curves": curves_section(run), "filters": filters_section(run),
+              "maps": maps_section(run, source), "patches": patches_section(run, source)}
+    if _is_segment(run):
+        bodies["segmentation"] = segmentation_section(run)
+    else:
+        bodies["confusion"], bodies["errors"] = score_sections(run)
     titles = {"config": "Configuration", "summary": "Model summary", "curves": "Training curves",
               "confusion": "Confusion matrix", "errors": "Errors", "filters": "Filters",
-              "maps": "Feature maps", "patches": "What excites the last conv layer"}
-    return [Section(key, titles[key], bodies[key]) for key in SECTIONS]
+              "maps": "Feature maps", "patches": "What excites the last conv layer",
+              "segmentation": "Image, truth and prediction"}
+    return [Section(key, titles[key], bodies[key]) for key in keys]
 
 
 def render_html(run: OpenRun, sections: list[Section]) -> str:

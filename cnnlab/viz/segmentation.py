@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 
-from cnnlab.viz.grids import make_grid, save_png
+from cnnlab.viz.grids import Grid, make_grid, save_png
 
 # background (unused: the image shows through), then 10 well-separated colours (tab10).
 PALETTE = torch.tensor([
@@ -49,10 +49,22 @@ def overlay_mask(image: torch.Tensor, mask: torch.Tensor, *, alpha: float = 0.6,
 def segmentation_panel(images: torch.Tensor, truth: torch.Tensor | None, pred: torch.Tensor,
                        path: str | Path, *, classes: list[str] | None = None,
                        scale: int = 3) -> Path:
-    """Save a PNG with one row per scene: image, truth overlay (if given), prediction overlay.
+    """Save :func:`segmentation_grid` as a PNG at ``path`` and return the path."""
+    grid = segmentation_grid(images, truth, pred, classes=classes, scale=scale)
+    return save_png(grid.image, path)
+
+
+def segmentation_grid(images: torch.Tensor, truth: torch.Tensor | None, pred: torch.Tensor, *,
+                      classes: list[str] | None = None, scale: int = 3) -> Grid:
+    """One row per scene: image, truth overlay (if given), prediction overlay.
 
     ``images`` uint8 or float ``(N, C, H, W)``, ``truth`` and ``pred`` ``(N, H, W)`` class maps
     (0 = background). Captions list the classes each mask contains.
+
+    Example:
+        >>> grid = segmentation_grid(torch.zeros(2, 1, 4, 4), None, torch.zeros(2, 4, 4).long())
+        >>> grid.layout.columns, grid.layout.rows
+        (2, 2)
     """
     x = images.float() / 255 if images.dtype == torch.uint8 else images.float()
     k = 1 + (len(classes) if classes else int(pred.max()) + 1)
@@ -66,11 +78,36 @@ def segmentation_panel(images: torch.Tensor, truth: torch.Tensor | None, pred: t
             tiles.append(overlay_mask(x[i], mask[i], num_classes=k))
             captions.append(f"{name}: {_names(mask[i], classes)}")
     columns = 2 if truth is None else 3
-    grid = make_grid(torch.stack(tiles), columns=columns, scale=scale, normalize="none",
+    return make_grid(torch.stack(tiles), columns=columns, scale=scale, normalize="none",
                      captions=captions)
-    return save_png(grid.image, path)
 
 
 def _names(mask: torch.Tensor, classes: list[str] | None) -> str:
     present = [int(c) - 1 for c in mask.unique().tolist() if c > 0]
     return " ".join(classes[c] if classes and c < len(classes) else str(c) for c in present)
+
+
+@torch.no_grad()
+def run_segmentation_grid(run, split: str = "test", count: int = 8) -> Grid:
+    """Image / truth / prediction for the first ``count`` images of ``split`` of a segment run
+    (an :class:`~cnnlab.viz.inputs.OpenRun`); prediction = argmax over the model's classes.
+
+    Example:
+        >>> from cnnlab.viz.inputs import open_run
+        >>> run_segmentation_grid(open_run("runs/fcn"), count=4).layout.rows  # doctest: +SKIP
+        4
+    """
+    from cnnlab.errors import ConfigError
+    from cnnlab.viz.inputs import data_source, load_split
+
+    task = run.meta.get("config", {}).get("task", "classify")
+    if task != "segment":
+        raise ConfigError(f"{run.path}: a '{task}' run has no masks to show; segmentation "
+                          f"panels need a run trained with --task segment")
+    if count < 1:
+        raise ConfigError(f"--count {count}: expected at least 1 image")
+    data = load_split(run, split, limit=count)
+    source = data_source(run, data)
+    x, _ = next(source.batches())  # (B, C, H, W) normalised, in data order
+    pred = run.model(x).argmax(1).cpu()  # (B, H, W) class per pixel
+    return segmentation_grid(source.images.cpu(), data.masks, pred, classes=data.classes)

@@ -12,6 +12,7 @@ pick layers, units and images so that ``visualize("maps", run)`` just works.
 | errors      | misclassified test images, true->pred, top-2     | first 100 errors               |
 | curves      | loss/accuracy/lr per epoch                       |                                |
 | confusion   | confusion-matrix heat map                        | test split                     |
+| segmentation| image / truth / predicted mask, side by side     | first 8 test images            |
 
 Example:
     >>> visualize("maps", "runs/lenet5-digits")  # doctest: +SKIP
@@ -40,6 +41,7 @@ class Request:
     target_class: str | None = None
     split: str = "test"
     limit: int | None = None  # images searched (top-patches, evolution)
+    count: int | None = None  # images shown (segmentation)
 
 
 def resolve_class(classes: list[str], value: str | int) -> int:
@@ -183,10 +185,18 @@ def draw_confusion(run: OpenRun, request: Request, out: Path) -> list[Path]:
     return [save_png(image, out / f"confusion-{request.split}.png")]
 
 
+def draw_segmentation(run: OpenRun, request: Request, out: Path) -> list[Path]:
+    from cnnlab.viz.segmentation import run_segmentation_grid
+
+    grid = run_segmentation_grid(run, request.split, request.count or 8)
+    return [grid.save(out / f"segmentation-{request.split}.png")]
+
+
 KINDS = {
     "filters": draw_filters, "maps": draw_maps, "top-patches": draw_top_patches,
     "saliency": draw_saliency, "class-model": draw_class_model, "evolution": draw_evolution,
     "errors": draw_errors, "curves": draw_curves, "confusion": draw_confusion,
+    "segmentation": draw_segmentation,
 }
 
 

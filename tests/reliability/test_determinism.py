@@ -60,9 +60,9 @@ def test_each_batch_and_epoch_draws_its_own_augmentation_stream():
 
 
 def test_deterministic_flag_reaches_the_config():
-    args = build_parser().parse_args(["train", "--deterministic", "--epochs", "1"])
+    args = build_parser("train").parse_args(["train", "--deterministic", "--epochs", "1"])
     assert config_from_args(args).deterministic is True
-    args = build_parser().parse_args(["train", "--epochs", "1"])
+    args = build_parser("train").parse_args(["train", "--epochs", "1"])
     assert config_from_args(args).deterministic is False
 
 
