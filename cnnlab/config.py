@@ -24,11 +24,13 @@ class TrainConfig:
     model_options: dict = field(default_factory=dict)  # builder keyword options
     data: str = "digits"  # data set name or folder path
     task: str = "classify"  # classify | multilabel | segment (see cnnlab.train.tasks)
+    class_weights: str = "none"  # none | median (segment: median-frequency weighted loss)
     data_root: str | None = None
     download: bool = False
     image_size: int | None = None  # square side fed to the model; None = model default
     resize: str = "auto"  # auto | pad | resize: how images are fitted to image_size
     val_fraction: float = 0.1  # of the training split, chosen by seed
+    train_per_class: int | None = None  # keep only this many training images per class (seeded)
     skip_bad: bool = False
     # optimisation
     epochs: int = 10
@@ -57,6 +59,7 @@ class TrainConfig:
     threads: int | None = None  # torch CPU threads; None = torch default
     deterministic: bool = False  # torch.use_deterministic_algorithms (+ cuBLAS setting on CUDA)
     tensorboard: bool = False  # also log scalars and first-layer filters to RUN/tensorboard
+    dist_timeout: float = 300.0  # data parallel: seconds a collective waits for a silent rank
     # output
     out: str = "runs"  # parent directory of run directories
     name: str | None = None  # run directory name; None = <model>-<data>-<time>
@@ -74,13 +77,21 @@ class TrainConfig:
         _choice("device", self.device, ("auto", "cpu", "cuda"))
         _choice("precision", self.precision, ("fp32", "bf16"))
         _choice("resize", self.resize, ("auto", "pad", "resize"))
+        _choice("class-weights", self.class_weights, ("none", "median"))
+        if self.class_weights != "none" and self.task != "segment":
+            raise ConfigError(f"--class-weights {self.class_weights} weights a segmentation "
+                              f"loss: use it with --task segment")
         for flag, value in (("epochs", self.epochs), ("batch-size", self.batch_size)):
             if value < 1:
                 raise ConfigError(f"--{flag} must be >= 1, got {value}")
         if not self.lr > 0:
             raise ConfigError(f"--lr must be > 0, got {self.lr}")
+        if self.train_per_class is not None and self.train_per_class < 1:
+            raise ConfigError(f"--train-per-class must be >= 1, got {self.train_per_class}")
         if not 0 <= self.val_fraction < 1:
             raise ConfigError(f"--val-fraction must be in [0, 1), got {self.val_fraction}")
+        if not self.dist_timeout > 0:
+            raise ConfigError(f"--dist-timeout must be > 0 seconds, got {self.dist_timeout}")
         if not 0 <= self.label_smoothing < 1:
             raise ConfigError(f"--label-smoothing must be in [0, 1), got {self.label_smoothing}")
         self._validate_fast_cifar()

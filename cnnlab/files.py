@@ -35,3 +35,19 @@ def _fsync_directory(directory: Path) -> None:
         pass
     finally:
         os.close(fd)
+
+
+def remove_stale_temporaries(directory: Path) -> list[Path]:
+    """Delete ``.NAME.XXXX.tmp`` files :func:`atomic_write_bytes` left after a crash mid-write.
+
+    Call it only when nothing is writing into ``directory`` (at the start of a run or resume).
+    """
+    directory = Path(directory)
+    if not directory.is_dir():
+        return []
+    removed = []
+    for path in directory.glob(".*.tmp"):
+        if path.is_file() and path.name.count(".") >= 3:  # .<name>.<random>.tmp
+            path.unlink(missing_ok=True)
+            removed.append(path)
+    return removed

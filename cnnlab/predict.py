@@ -78,11 +78,13 @@ def prepare_image(path: Path, preprocess: Preprocess) -> torch.Tensor:
 
 @torch.inference_mode()
 def predict_images(run: str | Path, inputs: list[str], *, k: int = 3, which: str = "best",
-                   device: str = "cpu", out: str | Path | None = None) -> list[dict]:
+                   device: str = "cpu", out: str | Path | None = None,
+                   threshold: float = 0.5) -> list[dict]:
     """Top-``k`` labels with probabilities for each image file (or folder of images).
 
     Multilabel and segment runs give each image's set of ``labels`` instead; segment runs also
-    write a coloured mask PNG per image into ``out`` (default ``RUN/masks``).
+    write a coloured mask PNG per image into ``out`` (default ``RUN/masks``). ``threshold`` is
+    the multilabel decision threshold on each class's sigmoid.
 
     Example:
         >>> predict_images("runs/lenet5-mnist", ["my_digit.png"])  # doctest: +SKIP
@@ -94,7 +96,7 @@ def predict_images(run: str | Path, inputs: list[str], *, k: int = 3, which: str
 
         out = out or (Path(run) if Path(run).is_dir() else Path(run).parent) / "masks"
         return predict_scenes(model, meta, collect_images(inputs), device=device, out_dir=out,
-                              k=k)
+                              k=k, threshold=threshold)
     preprocess = Preprocess.from_dict(meta["preprocess"])
     classes = meta["classes"]
     results = []

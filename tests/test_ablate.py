@@ -62,3 +62,19 @@ def test_identity_ablation_retrains_and_reports(run):
 def test_a_layer_that_changes_the_shape_cannot_become_an_identity(run):
     with pytest.raises(ModelError, match="breaks the shapes"):
         ablate(run.run_dir, [["features.0"]], log=lambda *_: None)  # 1 -> 8 channels
+
+
+def test_unknown_layer_is_a_one_line_error_naming_the_choices(run):
+    with pytest.raises(ModelError) as caught:
+        ablate(run.run_dir, [["nope"]], log=lambda *_: None)
+    message = str(caught.value)
+    assert "nope" in message and "features.0" in message and "\n" not in message
+    with pytest.raises(ModelError, match="'7'|7"):  # slide numbers mean nothing here
+        ablate(run.run_dir, ["7"], log=lambda *_: None)
+
+
+def test_every_removal_is_checked_before_any_retraining(run):
+    before = sorted(p.name for p in run.run_dir.parent.iterdir())
+    with pytest.raises(ModelError, match="nope"):
+        ablate(run.run_dir, [["features.2"], ["nope"]], log=lambda *_: None)
+    assert sorted(p.name for p in run.run_dir.parent.iterdir()) == before

@@ -118,3 +118,65 @@ def test_freeze_errors_name_the_layers(source):
     assert isinstance(model.features[5], nn.BatchNorm2d)  # its parameters still train
     with pytest.raises(ConfigError, match="finetune"):
         finetune(source, data="xo", mode="fine")
+
+
+def test_feature_mode_trains_a_kept_head_at_lr_new(source, tmp_path):
+    # digits -> digits: same label set, the head is kept, but it is what features mode learns
+    result = finetune(source, data="digits", mode="features", epochs=1, schedule="constant",
+                      out=str(tmp_path), progress=False, log=lambda *_: None)
+    settings = json.loads((result.run_dir / "finetune.json").read_text())
+    assert not settings["new_head"]
+    record = json.loads((result.run_dir / "metrics.jsonl").read_text().splitlines()[0])
+    assert record["lr"] == pytest.approx(0.01)  # lr_new, not lr_pretrained's 0.001
+
+
+def test_batch_norm_without_affine_is_frozen_only_inside_the_range():
+    def net():
+        return nn.Sequential(nn.BatchNorm2d(1, affine=False), nn.Conv2d(1, 2, 3),
+                             nn.BatchNorm2d(2, affine=False), nn.Conv2d(2, 2, 3))
+    model = net()
+    freeze_layers(model, [])  # nothing frozen: all([]) must not freeze the affine-free norms
+    assert all(isinstance(model[i], nn.BatchNorm2d) for i in (0, 2))
+    model = net()
+    freeze_layers(model, ["1.weight", "1.bias"])  # frozen up to the first conv
+    assert isinstance(model[0], FrozenBatchNorm) and isinstance(model[2], nn.BatchNorm2d)
+
+
+def test_per_class_subset_keeps_n_of_each_class():
+    from cnnlab.config import TrainConfig
+    from cnnlab.data.datasets import load_dataset
+    from cnnlab.data.pipeline import per_class_subset
+    from cnnlab.train.fit import load_splits
+
+    full = load_dataset("digits", "train")
+    small = per_class_subset(full, 7, seed=0)
+    assert torch.bincount(small.labels).tolist() == [7] * 10
+    assert torch.equal(small.images[0], full.images[int(small_index(full, small))])
+    train, val, test = load_splits(TrainConfig(data="digits", train_per_class=3, val_fraction=0))
+    assert torch.bincount(train.labels).tolist() == [3] * 10 and val is None
+    assert len(test.labels) == 360  # the test split is untouched
+
+
+def small_index(full, small) -> int:
+    """Where the subset's first image sits in the full set (it must be one of its images)."""
+    matches = (full.images == small.images[0]).flatten(1).all(1).nonzero()
+    assert len(matches) >= 1
+    return matches[0, 0]
+
+
+def test_scratch_mode_trains_on_the_subset_from_random_weights(source, tmp_path):
+    result = finetune(source, data="digits", mode="scratch", limit_per_class=10, epochs=1,
+                      out=str(tmp_path), progress=False, log=lambda *_: None)
+    record = json.loads((result.run_dir / "metrics.jsonl").read_text().splitlines()[0])
+    assert record["step"] == 2  # 90 training images (100 less 10 held out) / batch 64
+    before, after = weights(source), weights(result.run_dir)
+    assert not torch.equal(before["features.0.weight"], after["features.0.weight"])
+    with pytest.raises(ConfigError, match="limit-per-class"):
+        finetune(source, data="digits", limit_per_class=0)
+
+
+def test_bad_freeze_fails_before_the_transfer_line(source):
+    lines = []
+    with pytest.raises(ConfigError, match="features.44"):
+        finetune(source, data="xo", freeze="features.44", log=lines.append)
+    assert lines == []

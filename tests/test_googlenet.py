@@ -59,12 +59,22 @@ def test_naive_modules_grow_depth_by_their_input() -> None:
     model = _meta(naive=True)
     assert isinstance(model.inception3a, NaiveInception)
     assert model.inception3a.out_channels == 64 + 128 + 32 + 192
-    channels = 192
+    channels, extra_5x5 = 192, 0
     for name, widths in MODULES:
         if name.startswith("inception"):
-            channels += widths[0] + widths[2] + widths[4]  # 1x1 + 3x3 + "5x5" + pass-through
+            extra_5x5 += channels * widths[4] * (25 - 9)  # the 5x5 branch reads all C inputs
+            channels += widths[0] + widths[2] + widths[4]  # 1x1 + 3x3 + 5x5 + pass-through
     assert model.fc.in_features == channels == 4944
-    assert count_parameters(model) == 70_300_872
+    three = _meta(naive=True, paper_5x5=False)  # torchvision's 3x3 in the "5x5" branch
+    assert count_parameters(three) == 70_300_872
+    assert count_parameters(model) == 70_300_872 + extra_5x5 == 97_531_080
+
+
+def test_naive_module_defaults_to_the_papers_5x5_branch() -> None:
+    # fig. 2a: 1x1, 3x3 and 5x5 convolutions; the reduced net keeps torchvision's 3x3 default
+    assert _meta(naive=True).inception3a.branch3.conv.kernel_size == (5, 5)
+    assert _meta(naive=True, paper_5x5=False).inception3a.branch3.conv.kernel_size == (3, 3)
+    assert _meta().inception3a.branch3[1].conv.kernel_size == (3, 3)
 
 
 def test_forward_backward_at_reduced_size() -> None:
@@ -96,7 +106,7 @@ def test_aux_heads_in_training_and_their_loss() -> None:
 
 
 def test_naive_variant_shapes_flow_at_minimum_size() -> None:
-    model = _meta(naive=True).eval()  # 70M parameters: shapes checked on the meta device
+    model = _meta(naive=True).eval()  # 98M parameters: shapes checked on the meta device
     out = model(torch.empty(1, 3, 32, 32, device="meta"))
     assert out.shape == (1, 1000)
 

@@ -79,3 +79,20 @@ def test_layer_gradient_norms_match_autograd():
     norms = layer_gradient_norms(model, x.flatten(1), y)
     assert list(norms) == ["0", "2", "4"]
     assert norms["4"] == float(model[4].weight.grad.norm())
+
+
+def test_sweep_report_writes_every_layers_norm(tmp_path):
+    import csv
+
+    from cnnlab.analysis.gradients import sweep_report
+
+    rows = sweep_report([1, 3], tmp_path, kinds=("plain",), activations=("sigmoid",))
+    with open(tmp_path / "gradient-depths-layers.csv") as handle:
+        layers = list(csv.DictReader(handle))
+    deep = [r for r in layers if r["depth"] == "3"]
+    assert len(deep) == 4  # 3 hidden layers + the output layer
+    assert [int(r["layer_index"]) for r in deep] == [1, 2, 3, 4]
+    assert float(deep[0]["grad_norm"]) == pytest.approx(rows[1]["first"], rel=1e-6)
+    assert float(deep[-1]["grad_norm"]) == pytest.approx(rows[1]["last"], rel=1e-6)
+    with open(tmp_path / "gradient-depths.csv") as handle:
+        assert "layer_norms" not in handle.readline()

@@ -121,3 +121,66 @@ def test_shift_test_matches_sizes_and_runs():
     acc = {(r["model"], r["shift"]): r["accuracy"] for r in rows}
     assert acc[("cnn", 0)] > 0.5 and acc[("mlp", 0)] > 0.5
     assert acc[("mlp", 2)] < acc[("mlp", 0)]
+
+
+def small_dense(name: str, circular: bool) -> nn.Module:
+    torch.manual_seed(0)
+    model = create(name, num_classes=3, in_channels=1, input_size=(1, 48, 48), widths=(4, 8))
+    return circular_copy(model) if circular else model
+
+
+def test_strides_go_down_through_upsampling_as_fractions():
+    from fractions import Fraction
+
+    from cnnlab.layers.upsample import upsample_transposed
+
+    net = nn.Sequential(nn.Conv2d(1, 2, 3, stride=2, padding=1), upsample_transposed(2),
+                        upsample_transposed(2))
+    strides = cumulative_strides(net, torch.zeros(1, 1, 16, 16))
+    assert [strides[k] for k in ("0", "1", "2")] == [2, 1, Fraction(1, 2)]
+    seg = cumulative_strides(small_dense("segnet", False), torch.zeros(1, 1, 48, 48))
+    # encoder 1, 2; max-unpooling back to 2 then 1 (the decoder's convs follow their unpool)
+    assert [seg[k] for k in ("encoder.0.0", "encoder.1.0", "ups.0.layer", "decoder.0.0",
+                             "ups.1.layer", "decoder.1.0", "classifier", "")] == \
+        [1, 2, 2, 2, 1, 1, 1, 1]
+
+
+@pytest.mark.parametrize("name", ["segnet", "fcn"])
+def test_dense_models_shift_their_output_by_k(name):
+    x = torch.randn(2, 1, 48, 48, generator=torch.Generator().manual_seed(0))
+    circ = {r["layer"]: r for r in equivariance_errors(small_dense(name, True), x, shift=4)}
+    assert circ["output"]["stride"] == 1 and circ["output"]["output_shift"] == 4
+    if name == "segnet":  # convs, max-pools and max-unpools: exact on the whole map
+        assert all(r["error_full"] < 1e-5 for r in circ.values())
+    zero = equivariance_errors(small_dense(name, False), x, shift=4)
+    by_layer = {r["layer"]: r for r in zero}
+    assert by_layer["output"]["error_full"] > 0.05  # the border breaks it
+    # inside the measured receptive-field margin the output moves by exactly k pixels
+    assert all(r["error_interior"] < 1e-5 for r in zero), \
+        [(r["layer"], r["error_interior"]) for r in zero]
+
+
+def test_interior_margin_follows_the_receptive_field():
+    from fractions import Fraction
+
+    from cnnlab.analysis.invariance import dependency_extents, interior_ranges
+
+    net = nn.Sequential(nn.Conv2d(1, 1, 5, padding=2), nn.Conv2d(1, 1, 3, padding=1))
+    x = torch.randn(1, 1, 20, 20)
+    extents = dependency_extents(net, x, ["0", "1"], {"0": Fraction(1), "1": Fraction(1)})
+    assert extents["0"] == [(2, 2), (2, 2)] and extents["1"] == [(3, 3), (3, 3)]
+    # rolled by 4: rows 4.. hold the original; a 7-wide field fits from row 4 + 3 to 19 - 3
+    assert interior_ranges(extents["1"], Fraction(1), 4, 20, 20) == [range(7, 17)] * 2
+
+
+def test_embed_report_writes_the_files_it_names(run, tmp_path):
+    from cnnlab.analysis.embed import embed_paths, embed_report
+
+    data = load_run_data(run.run_dir, limit=4)
+    for layer in ("features.0", "features.3"):
+        for kind, values in (("rotate", [-30, 0, 30]), ("scale", [0.8, 1.0, 1.2])):
+            embed_report(data, layer, kind, values, tmp_path)
+    names = sorted(p.name for p in tmp_path.iterdir())
+    assert names == sorted(f"embed-{layer}-{kind}.{ext}" for layer in ("features.0", "features.3")
+                           for kind in ("rotate", "scale") for ext in ("csv", "png"))
+    assert embed_paths(tmp_path, "features.3", "rotate")[0].name == "embed-features.3-rotate.csv"

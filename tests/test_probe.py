@@ -81,3 +81,20 @@ def test_probe_errors_name_the_choices(run):
         probe_run(run.run_dir, classifiers=("svn",))
     with pytest.raises(ModelError, match="features.0"):
         probe_run(run.run_dir, layers="features.9", limit=50)
+
+
+def test_depth_verdict_compares_first_and_last_layer():
+    from cnnlab.analysis.probe import depth_verdicts
+
+    def rows(kind, accs):
+        return [{"classifier": kind, "acc_mean": a} for a in accs]
+    lines = depth_verdicts(rows("svm", [0.5, 0.7, 0.6, 0.9]) + rows("softmax", [0.8, 0.6]))
+    assert lines == ["accuracy rises with depth (SVM): yes (50.0% -> 90.0%; up at 2 of 3 steps)",
+                     "accuracy rises with depth (Softmax): no (80.0% -> 60.0%; up at 0 of 1 "
+                     "steps)"]
+
+
+@pytest.mark.parametrize("option", ["per_class", "repeats", "limit"])
+def test_probe_counts_must_be_positive(option):
+    with pytest.raises(ConfigError, match=option.replace("_", "-")):
+        probe_run("no-such-run", **{option: 0})

@@ -101,16 +101,35 @@ def test_max_pool_and_its_subgradient_match_torch(seed: int, ceil_mode: bool) ->
 
 
 @pytest.mark.parametrize("seed", RNG_SEEDS)
-def test_avg_pool_and_its_gradient_match_torch(seed: int) -> None:
+@pytest.mark.parametrize("ceil_mode", [False, True])
+def test_avg_pool_and_its_gradient_match_torch(seed: int, ceil_mode: bool) -> None:
     rng, kernel, stride, padding, x = _pool_case(seed)
     xt = _t(x)
-    yt = F.avg_pool2d(xt, kernel, stride, padding)
-    y = ref.avg_pool2d(x, kernel, stride, padding)
+    yt = F.avg_pool2d(xt, kernel, stride, padding, ceil_mode=ceil_mode)
+    y = ref.avg_pool2d(x, kernel, stride, padding, ceil_mode=ceil_mode)
     np.testing.assert_allclose(y, yt.detach().numpy(), atol=1e-10)
     dy = rng.standard_normal(y.shape)
     yt.backward(torch.tensor(dy))
-    dx = ref.avg_pool2d_backward(dy, x.shape, kernel, stride, padding)
+    dx = ref.avg_pool2d_backward(dy, x.shape, kernel, stride, padding, ceil_mode=ceil_mode)
     np.testing.assert_allclose(dx, xt.grad.numpy(), atol=1e-10)
+
+
+def test_avg_pool_ceil_mode_partial_window_divides_by_its_pixels() -> None:
+    x = np.arange(9.0).reshape(1, 1, 3, 3)  # 2x2 windows, stride 2: last row/column partial
+    y = ref.avg_pool2d(x, 2, ceil_mode=True)
+    assert y[0, 0].tolist() == [[(0 + 1 + 3 + 4) / 4, (2 + 5) / 2], [(6 + 7) / 2, 8.0]]
+    assert y.tolist() == F.avg_pool2d(torch.tensor(x), 2, ceil_mode=True).tolist()
+
+
+@pytest.mark.parametrize("seed", RNG_SEEDS)
+def test_max_unpool_backward_matches_torch(seed: int) -> None:
+    rng, kernel, stride, padding, x = _pool_case(seed)
+    y, idx = ref.max_pool2d(x, kernel, stride, padding)
+    yt = _t(y)
+    out = F.max_unpool2d(yt, torch.tensor(idx), kernel, stride, padding, output_size=x.shape)
+    dout = rng.standard_normal(out.shape)
+    out.backward(torch.tensor(dout))
+    np.testing.assert_allclose(ref.max_unpool2d_backward(dout, idx), yt.grad.numpy())
 
 
 def test_avg_pool_gradient_is_one_over_r_times_c() -> None:

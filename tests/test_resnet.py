@@ -23,6 +23,7 @@ def _meta(name: str, **options: object) -> torch.nn.Module:
 ])
 def test_imagenet_parameter_counts_match_torchvision(name: str, expected: int) -> None:
     assert count_parameters(_meta(name, num_classes=1000)) == expected
+    assert count_parameters(_meta(name)) == expected  # create's default: the paper's 1000
 
 
 def _cifar_parameters(n: int, classes: int = 10) -> int:
@@ -70,16 +71,6 @@ def test_plain_nets_differ_only_by_projection_shortcuts() -> None:
         res, plain = _meta(f"resnet{depth}"), _meta(f"plain{depth}")
         assert set(plain.state_dict()) == set(res.state_dict())
         assert count_parameters(plain) == count_parameters(res)
-
-
-@pytest.mark.parametrize("name", ["resnet18", "resnet50"])
-def test_imagenet_forward_backward_at_reduced_size(name: str) -> None:
-    torch.manual_seed(0)
-    model = create(name, num_classes=7, in_channels=3)
-    out = model(torch.randn(1, 3, 64, 64))  # reduced from 224 to keep the suite fast
-    assert out.shape == (1, 7)
-    out.sum().backward()
-    assert model.conv1.weight.grad is not None and model.conv1.weight.grad.abs().sum() > 0
 
 
 @pytest.mark.parametrize(("options", "size"), [

@@ -125,3 +125,19 @@ def test_subset_keeps_dense_targets(digits):
     s = small(digits, n=10)
     part = s.subset(torch.tensor([3, 7]))
     assert torch.equal(part.masks, s.masks[[3, 7]]) and torch.equal(part.boxes, s.boxes[[3, 7]])
+
+
+def test_too_big_message_suggests_overlap_only_when_it_is_off(digits):
+    with pytest.raises(DataError, match=r"or allow overlap \(overlap=1\)"):
+        small(digits, objects=(4, 4), scale=(3.0, 3.0), overlap=False)
+    with pytest.raises(DataError, match="do not fit the canvas") as error:
+        small(digits, canvas=16, scale=(3.0, 3.0), overlap=True)  # 24 px objects, 16 px canvas
+    assert "overlap" not in str(error.value).split(":")[-1]
+
+
+@pytest.mark.parametrize("n", [0, -5])
+def test_fewer_than_one_scene_is_refused(digits, n):
+    with pytest.raises(DataError, match=f"n={n}"):
+        small(digits, n=n)
+    with pytest.raises(DataError, match=f"n={n}: expected at least 1"):
+        parse_scene_name(f"digit-scenes:n={n}")

@@ -168,3 +168,23 @@ def test_masks_are_drawn_over_the_image(tmp_path):
     path = segmentation_panel(scenes.images, scenes.masks, scenes.masks, tmp_path / "p.png",
                               classes=scenes.classes)
     assert path.stat().st_size > 0
+
+
+def test_median_class_weights_reach_the_training_loss(tmp_path):
+    from cnnlab.data.datasets import load_dataset as load
+    from cnnlab.train.fit import Run, load_splits, resolve_device
+    from cnnlab.train.tasks import Segment, median_frequency_weights
+
+    config = TrainConfig(model="fcn", data="digit-scenes", task="segment", epochs=1,
+                         class_weights="median", out=str(tmp_path), progress=False)
+    run = Run(config, tmp_path / "r", resolve_device("cpu"))
+    train, _, _ = load_splits(config)
+    expected = median_frequency_weights(train.masks, 11)
+    assert isinstance(run.task, Segment) and torch.equal(run.task.weights, expected)
+    assert expected[0] < 0.1 * expected[1:].min()  # background is by far the most frequent
+    logits, y = torch.randn(2, 11, 4, 4), torch.randint(0, 11, (2, 4, 4))
+    assert run.task.loss(logits, y) == pytest.approx(
+        float(F.cross_entropy(logits, y, weight=expected)))
+    assert len(load("digit-scenes", "train")) > len(train)  # weights come from the training part
+    with pytest.raises(ConfigError, match="--class-weights median weights a segmentation"):
+        TrainConfig(class_weights="median").validate()

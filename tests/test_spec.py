@@ -134,3 +134,40 @@ def test_input_size_is_checked_and_head_can_be_reset() -> None:
     assert model(torch.zeros(2, 1, 8, 8)).shape == (2, 3)
     with pytest.raises(ModelError, match="no YAML model file"):
         create("missing.yaml")
+
+
+@pytest.mark.parametrize("spec, first", [
+    ("relu-c3x4-f10", torch.nn.ReLU), ("bn-c3x4-f10", torch.nn.BatchNorm2d),
+    ("drop0.2-c3x4-f10", torch.nn.Dropout), ("gap-f10", torch.nn.AdaptiveAvgPool2d),
+])
+def test_any_layer_may_come_first(spec: str, first: type) -> None:
+    model = create(spec, input_size=(1, 8, 8))
+    assert isinstance(model.features[0], first)
+    assert model(torch.randn(2, 1, 8, 8)).shape == (2, 10)
+
+
+def test_specs_are_case_insensitive() -> None:
+    upper = create("C5x6-RELU-P2-F10", input_size=(1, 12, 12))
+    lower = create("c5x6-relu-p2-f10", input_size=(1, 12, 12))
+    assert {k: v.shape for k, v in upper.state_dict().items()} == \
+        {k: v.shape for k, v in lower.state_dict().items()}
+    assert isinstance(upper.features[1], torch.nn.ReLU) and count_parameters(upper) == 6 * 26 + 96 * 10 + 10
+    with pytest.raises(ModelError, match=r"^layer 2 'Q3': expected one of cKxN"):
+        create("C3x4-Q3-F10", input_size=(1, 8, 8))  # quoted as typed
+
+
+@pytest.mark.parametrize("name, message", [
+    ("xyz-c3x4-f10", r"^layer 1 'xyz': expected one of cKxN"),
+    ("c3x4-relu6-f10", r"^layer 2 'relu6': expected one of"),
+    ("resnet-18", r"^layer 1 'resnet': expected .* \(or did you mean the model 'resnet18'\?\)$"),
+    ("resnet", r"^unknown model 'resnet'; choose one of: .*\(did you mean"),  # no '-': a name
+])
+def test_dashed_names_are_specs_and_errors_name_the_layer(name: str, message: str) -> None:
+    with pytest.raises(ModelError, match=message):
+        create(name, input_size=(1, 8, 8))
+
+
+def test_spec_class_count_defaults_to_its_last_fc_layer() -> None:
+    assert create("c3x4-f5", input_size=(1, 8, 8))(torch.zeros(1, 1, 8, 8)).shape == (1, 5)
+    assert create("c3x4-gap", input_size=(1, 8, 8))(torch.zeros(1, 1, 8, 8)).shape == (1, 10)
+    assert create("c3x4-gap", num_classes=3, input_size=(1, 8, 8)).get_classifier().out_features == 3

@@ -220,3 +220,49 @@ def test_cli_non_fitting_spec_is_summarised_with_a_warning(
     assert main(["summary", "c3x1s3p1", "--input", "1x7x7"]) == 0
     assert "1x3x3" in capsys.readouterr().out
     assert main(["summary", "lenet5", "--input", "32x32"]) == 2
+
+
+def test_uncountable_op_outside_any_leaf_makes_totals_at_least() -> None:
+    class Spectral(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = nn.Conv2d(1, 1, 3)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return torch.fft.fft2(self.conv(x)).real  # not inside any leaf module
+
+    s = summary(Spectral(), (1, 8, 8))
+    assert not s.macs_complete and s.total_macs == 36 * 9
+    assert "(at least; see warnings)" in s.render() and any("fft_fft2" in w for w in s.warnings)
+
+
+def test_cli_num_classes_defaults_to_the_models_own(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["summary", "resnet18", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["total_params"] == 11_689_512  # torchvision's
+
+
+def test_strided_1x1_shortcut_gets_one_note_and_other_warnings_give_a_fix() -> None:
+    s = summary(nn.Sequential(nn.Conv2d(1, 1, 1, stride=2)), (1, 56, 56))
+    assert len(s.warnings) == 1 and "strided 1x1 convolution" in s.warnings[0]
+    s = summary(nn.Sequential(nn.Conv2d(1, 1, 5, padding=2), nn.MaxPool2d(2, stride=3)),
+                (1, 3, 3))
+    assert any("use a kernel of at most 3x3 (padding=2 then keeps the size)" in w
+               for w in s.warnings)
+    assert any("use a kernel of at least 3x3" in w for w in s.warnings)
+    # ResNet's conv1 on 224: 112.5 only because padding is cut; no image pixel ignored: silent
+    assert summary(nn.Conv2d(3, 8, 7, stride=2, padding=3), (3, 224, 224)).warnings == []
+
+
+def test_lecture_parameter_counts_via_summary() -> None:
+    # lecture 002: 56x56x64 input, 32 1x1 filters -> (1*1*64 + 1)*32 = 2,080 parameters
+    s = summary(nn.Conv2d(64, 32, 1), (64, 56, 56))
+    assert s.total_params == 2_080 and s.rows[0].output_shape == (32, 56, 56)
+    # lecture 004: TensorFlow tutorial conv1 5x5x1 -> 32 maps: 832; Caffe conv1 11x11x3 -> 96
+    assert summary(nn.Conv2d(1, 32, 5, padding=2), (1, 28, 28)).total_params == 832
+    assert summary(nn.Conv2d(3, 96, 11, stride=4), (3, 227, 227)).total_params == 34_944
+
+
+def test_compare_says_which_input_b_gets(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["summary", "--compare", "lenet5", "c3x4-f10", "--input-b", "1x8x8"]) == 0
+    out = capsys.readouterr().out
+    assert "comparison (A on 1x32x32, B on 1x8x8)" in out and "c3x4-f10 on a 1x8x8" in out

@@ -132,3 +132,58 @@ def test_schedules_match_their_formulas():
     one = TrainConfig(lr=1.0, schedule="onecycle")
     assert lr_at(24, 100, 10, one) == pytest.approx(1.0)
     assert lr_at(99, 100, 10, one) == pytest.approx(1 / 75)
+
+
+# Scripted validation results: accuracy and the task's own metric disagree on the best epoch.
+SCRIPTED = [{"acc": 0.9, "main": 0.2}, {"acc": 0.1, "main": 0.8}, {"acc": 0.5, "main": 0.4}]
+
+
+@pytest.mark.parametrize(("task", "model", "options", "key", "name"), [
+    ("multilabel", "lenet5", {"activation": "relu"}, "map", "mAP"),
+    ("segment", "fcn", {"widths": [8, 16]}, "miou", "mIoU"),
+])
+def test_best_checkpoint_and_final_line_use_the_tasks_main_metric(tmp_path, monkeypatch, task,
+                                                                  model, options, key, name):
+    """The audit's bug: best was chosen by val_acc for every task and a multilabel run ended
+    with "test accuracy 0.0000 (error 100.00%)". Now: val_map / val_miou, "test mAP/mIoU"."""
+    original, calls = fit_module.Run.evaluate, []
+
+    def evaluate(self, source, tta=""):
+        result = original(self, source, tta)
+        if source is self.test:
+            return result
+        scripted = SCRIPTED[len(calls)]
+        calls.append(scripted)
+        return {**result, "acc": scripted["acc"], key: scripted["main"]}
+
+    monkeypatch.setattr(fit_module.Run, "evaluate", evaluate)
+    lines = []
+    config = TrainConfig(task=task, model=model, model_options=options,
+                         data="digit-scenes:n=40", epochs=3, batch_size=8, optimizer="adam",
+                         lr=0.003, threads=1, progress=False, out=str(tmp_path), name=task)
+    result = fit(config, log=lines.append)
+    assert result.best_epoch == 2  # by val_acc it would be 1
+    index = json.loads((result.run_dir / "run.json").read_text())
+    assert index["best"] == {"file": "best.safetensors", "epoch": 2, "metric": f"val_{key}",
+                             "value": 0.8}
+    _, meta = read_checkpoint(result.run_dir / "best.safetensors")
+    assert meta["state"]["epoch"] == 2 and meta["metrics"][f"val_{key}"] == 0.8
+    final = next(line for line in lines if line.startswith("test "))
+    assert final.startswith(f"test {name} {result.test_metrics[key]:.4f} on 8 images, best "
+                            "epoch 2"), final
+    assert "accuracy" not in final and "error" not in final
+
+
+def test_classification_keeps_choosing_by_validation_accuracy(tmp_path):
+    result = fit(quick_config(tmp_path, epochs=1, name="acc"), log=lambda *_: None)
+    index = json.loads((result.run_dir / "run.json").read_text())
+    assert index["best"]["metric"] == "val_acc"
+    assert index["best"]["val_acc"] == index["best"]["value"] == result.val_acc
+
+
+def test_train_per_class_is_a_flag_and_validated(capsys):
+    from cnnlab.cli.main import main
+
+    assert main(["train", "--train-per-class", "0", "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["cnnlab train: error: --train-per-class must be >= 1, got 0"]

@@ -25,10 +25,12 @@ from cnnlab.viz.errors import error_caption, errors_grid, split_scores
 from cnnlab.viz.evolution import feature_evolution, snapshot_files
 from cnnlab.viz.filters import filter_grid
 from cnnlab.viz.grids import make_grid, normalize_tiles
-from cnnlab.viz.inputs import data_source, open_run
-from cnnlab.viz.maps import feature_maps, resolve_layer
+from cnnlab.viz.inputs import data_source, open_run, to_display
+from cnnlab.viz.maps import feature_maps, maps_grid, resolve_layer
 from cnnlab.viz.patches import crop_patch, merge_top, top_activations, top_patches
-from cnnlab.viz.saliency import grad_cam, saliency
+from cnnlab.viz.report import spread_order
+from cnnlab.viz.saliency import grad_cam, heat_overlay, saliency
+from cnnlab.viz.visualize import saliency_tiles
 
 
 @pytest.fixture(scope="module")
@@ -76,7 +78,30 @@ def test_filter_grid_has_one_tile_per_filter_scaled_per_filter(run):
         got = tile_pixels(grid, i)[::4, ::4, 0]  # one pixel per kernel weight
         assert np.abs(got - expected.numpy()).max() <= 1
     deep = filter_grid(run.model, "conv2", scale=2)  # C3 per input channel: 16 rows of 6
-    assert deep.layout.count == 16 * 6 and deep.layout.columns == 6
+    assert deep.layout.count == 16 * 6 and deep.layout.columns == 6 and deep.note == ""
+
+
+def test_deep_filters_share_one_min_max_scale_per_filter(run):
+    """Each C3 filter's 6 slices are min-max scaled together: its smallest weight is black,
+    its largest white, every other weight in proportion (a clamp would fail this)."""
+    weight = run.model.features[3].weight.detach()  # (16, 6, 5, 5)
+    grid = filter_grid(run.model, "conv2", scale=1)
+    for f in (0, 7, 15):
+        w = weight[f]
+        expected = ((w - w.min()) / (w.max() - w.min()) * 255).round()
+        got = np.stack([tile_pixels(grid, f * 6 + c)[:, :, 0] for c in range(6)])
+        assert np.abs(got - expected.numpy()).max() <= 1
+        assert got.min() == 0 and got.max() == 255
+
+
+def test_per_channel_filter_grids_are_capped_with_a_note():
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.Conv2d(4, 10, 3), nn.Conv2d(10, 200, 1))
+    capped = filter_grid(model, "conv2", max_channels=3)
+    assert capped.layout.columns == 3 and capped.layout.count == 10 * 3
+    assert capped.note == "showing 10 of 10 filters x 3 of 4 input channels"
+    budget = filter_grid(model, "conv3", scale=4, max_pixels=10 * 6 * 6 * 10)
+    assert budget.layout.count == 10 * 10 and "showing 10 of 200 filters" in budget.note
+    assert budget.image.size[0] * budget.image.size[1] <= 2 * 10 * 6 * 6 * 10
 
 
 def test_feature_maps_are_the_conv_output_even_before_an_inplace_relu():
@@ -160,6 +185,29 @@ def test_saliency_equals_the_autograd_gradient_of_the_class_score(run, source):
     assert torch.allclose(both[1], saliency(run.model, x[1:2], 7)[0], atol=1e-6)
 
 
+def test_saliency_panel_rows_belong_to_their_own_images(run, source):
+    """Row i of the panel: image i, image i's own saliency (computed alone), its Grad-CAM."""
+    x = source.preprocess.normalize(source.images[:4].float() / 255)
+    tiles = saliency_tiles(run, x, None, None)  # (12, 3, 32, 32)
+    for i in range(4):
+        alone = x[i:i + 1]
+        assert torch.allclose(tiles[3 * i], to_display(alone, run.preprocess)[0].expand(3, -1, -1))
+        assert torch.allclose(tiles[3 * i + 1, 0],
+                              normalize_tiles(saliency(run.model, alone)[:, None])[0, 0],
+                              atol=1e-5)
+        cam = grad_cam(run.model, alone)[0]
+        image = to_display(alone, run.preprocess)[0]
+        assert torch.allclose(tiles[3 * i + 2], heat_overlay(image, cam), atol=1e-5)
+    assert not torch.allclose(tiles[1], tiles[4])
+
+
+def test_grad_cam_on_a_vector_layer_names_the_layer_and_the_convolutions(run, source):
+    x = source.preprocess.normalize(source.images[:1].float() / 255)
+    with pytest.raises(ModelError, match=r"classifier\.1 outputs \(1, 120\).*conv1 "
+                                         r"\(features\.0\), conv2 \(features\.3\)"):
+        grad_cam(run.model, x, layer="classifier.1")
+
+
 def test_grad_cam_equals_a_hand_computation():
     torch.manual_seed(0)
     net = nn.Sequential(nn.Conv2d(1, 2, 3), nn.Flatten(), nn.Linear(2 * 4 * 4, 3)).eval()
@@ -188,6 +236,26 @@ def test_class_model_ascent_raises_the_class_score(run):
     assert torch.allclose(alone.images[0], result.images[1], atol=1e-5)
 
 
+def test_class_model_objective_holds_the_l2_penalty(run):
+    """Along the ascent, objective = S_c(I) - lambda ||I||^2 of that step's image (runs cut
+    short after 0, 5 and 20 steps are the long run's intermediate images), and the penalty
+    keeps the image smaller than the unregularised ascent does."""
+    l2 = 1e-3
+    full = class_model(run.model, [4, 7], run.input_size, steps=20, l2=l2)
+    for steps in (0, 5, 20):
+        part = class_model(run.model, [4, 7], run.input_size, steps=steps, l2=l2)
+        with torch.no_grad():
+            score = run.model(part.images)[torch.arange(2), torch.tensor([4, 7])]
+        norm2 = part.images.pow(2).flatten(1).sum(1)
+        assert torch.allclose(part.objectives[-1], score - l2 * norm2, atol=1e-4)
+        assert torch.allclose(full.objectives[steps], part.objectives[-1], atol=1e-4)
+        if steps:
+            assert (norm2 > 1).all()  # the penalty term is not negligible in this check
+    free = class_model(run.model, [4, 7], run.input_size, steps=20, l2=0.0)
+    assert torch.equal(free.objectives, free.scores)
+    assert (full.images.flatten(1).norm(dim=1) < free.images.flatten(1).norm(dim=1)).all()
+
+
 def test_errors_grid_shows_every_error_with_its_caption(run):
     scores, images = split_scores(run, "test")
     with torch.no_grad():
@@ -198,9 +266,13 @@ def test_errors_grid_shows_every_error_with_its_caption(run):
     grid = errors_grid(scores.errors, images, max_errors=1000)
     cells = [tile_pixels(grid, i).std() > 0 for i in range(grid.layout.rows * 10)]
     assert grid.layout.count == len(scores.errors) == sum(cells)
-    first = scores.errors[0]
-    assert error_caption(first).split("\n")[0] == f"{first['true']}->{first['pred']}"
-    assert first["top2"][0][0] == first["pred"]
+    probs = torch.softmax(run.model(x), 1)
+    for error in scores.errors[:20]:  # the caption's lines: true->pred, then the best two
+        best = probs[error["index"]].topk(2).indices.tolist()
+        true = run.classes[int(labels[error["index"]])]
+        lines = error_caption(error).split("\n")
+        assert lines == [f"{true}->{run.classes[best[0]]}",
+                         f"{run.classes[best[0]]} {run.classes[best[1]]}"]
 
 
 def _true_labels(run):
@@ -261,8 +333,103 @@ def test_cli_writes_pngs_for_every_kind(run_dir, tmp_path, capsys, kind):
     assert written and all(Image.open(p).size[0] > 10 for p in written)
 
 
-def test_cli_user_errors_are_one_line(run_dir, capsys):
-    assert main(["visualize", "maps", str(run_dir), "--layer", "conv9"]) == 2
-    assert "unknown layer 'conv9'" in capsys.readouterr().err
-    assert main(["visualize", "saliency", str(run_dir), "--class", "cat"]) == 2
-    assert "unknown class 'cat'" in capsys.readouterr().err
+@pytest.mark.parametrize(("argv", "message"), [
+    (["maps", "--layer", "conv9"], "unknown layer 'conv9'"),
+    (["saliency", "--class", "cat"], "unknown class 'cat'"),
+    (["maps", "--units", "0,99"], "unit 99 does not exist: layer conv1 has units 0..5"),
+    (["maps", "--units", "5-2"], "range 5-2 runs backwards"),
+    (["maps", "--units", "a"], "expected numbers like 0,3,5-7"),
+    (["saliency", "--layer", "classifier.1"], "Grad-CAM needs feature maps, but layer "
+                                              "classifier.1 outputs"),
+    (["top-patches", "--limit", "0"], "--limit 0: expected 1 or more"),
+    (["evolution", "--limit", "-3"], "--limit -3: expected 1 or more"),
+    (["maps", "--index", "360"], "--index 360: the test split has 360 images (0..359)"),
+    (["maps", "--index", "-1"], "--index -1: expected 0 or more"),
+])
+def test_cli_user_errors_are_one_line(run_dir, tmp_path, capsys, argv, message):
+    code = main(["visualize", argv[0], str(run_dir), "--out", str(tmp_path), *argv[1:]])
+    err = capsys.readouterr().err
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert message in err
+
+
+@pytest.mark.parametrize("limit", ["0", "-5", "x"])
+def test_report_limit_below_one_is_a_one_line_error(run_dir, tmp_path, capsys, limit):
+    assert main(["report", str(run_dir), "--out", str(tmp_path / "r.html"), "--limit",
+                 limit]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "--limit" in err
+    assert not (tmp_path / "r.html").exists()
+
+
+def test_maps_tiles_are_the_captured_activations_of_the_chosen_image(run_dir, run, tmp_path,
+                                                                     capsys):
+    """``maps --index 7 --layer conv2 --units 1,4,9``: tile j is channel units[j] of C3's
+    output for test image 7 (computed here with plain conv2d), min-max scaled on its own."""
+    assert main(["visualize", "maps", str(run_dir), "--out", str(tmp_path), "--index", "7",
+                 "--layer", "conv2", "--units", "1,4,9"]) == 0
+    source = data_source(run, "test")
+    x = source.preprocess.normalize(source.images[7:8].float() / 255)
+    f = run.model.features
+    with torch.no_grad():
+        c3 = F.conv2d(f[2](f[1](f[0](x))), f[3].weight, f[3].bias)[0, [1, 4, 9]]  # (3, 10, 10)
+    image = Image.open(tmp_path / "maps-conv2.png")
+    layout = maps_grid(c3).layout
+    assert layout.count == 3 and image.size == layout.size
+    for j in range(3):
+        m = c3[j]
+        expected = ((m - m.min()) / (m.max() - m.min()) * 255).round().numpy()
+        got = np.asarray(image.crop(layout.box(j)), dtype=np.float64)[::6, ::6, 0]
+        assert np.abs(got - expected).max() <= 1
+    shown = np.asarray(Image.open(tmp_path / "input.png"), dtype=np.float64)
+    assert np.array_equal(shown[2:2 + 128:4, 2:2 + 128:4, 0],
+                          source.images[7, 0].double().numpy())
+
+
+def test_evolution_patches_are_cut_from_their_own_images(run_dir, run):
+    """Each (unit, epoch) patch is that snapshot's receptive field at the unit's strongest
+    position in the image it names, and that image's maximum is the caption's value."""
+    evo = feature_evolution(run_dir, "conv2", units=[1, 6], limit=60)
+    source = data_source(run, "test", limit=60)
+    field = receptive_field(run.model, run.input_size, "features.3")
+    for e, (_, path) in enumerate(snapshot_files(run_dir)):
+        model = open_run(path).model
+        for u, unit in enumerate(evo.units):
+            i = int(evo.images[u, e])
+            x = source.preprocess.normalize(source.images[i:i + 1].float() / 255)
+            m = feature_maps(model, x, ["conv2"])["conv2"][0, unit]  # (10, 10)
+            assert float(m.max()) == pytest.approx(float(evo.values[u, e]), abs=1e-5)
+            r, c = divmod(int(m.argmax()), m.shape[1])
+            expected = crop_patch(source.images[i], r, c, field,
+                                  torch.tensor([round(source.preprocess.mean[0] * 255)],
+                                               dtype=torch.uint8))
+            assert torch.equal(evo.patches[u, e], expected)
+
+
+def test_long_class_names_get_a_line_each_in_error_captions():
+    error = {"index": 0, "true": "airplane", "pred": "automobile",
+             "top2": [("automobile", 0.6), ("airplane", 0.3)]}
+    assert error_caption(error) == "airplane->automobile\nautomobile airplane"
+    assert error_caption(error, width=60) == "airplane\n->automobile\nautomobile\nairplane"
+    grid = errors_grid([error], torch.zeros(1, 3, 32, 32, dtype=torch.uint8))
+    assert grid.layout.tile_w >= 100  # wide enough for the names, so nothing is cut off
+
+
+def test_unit_captions_separate_the_unit_from_the_value():
+    grid_captions = []
+    import cnnlab.viz.patches as patches
+
+    real = patches.make_grid
+    patches.make_grid = lambda tiles, **kw: grid_captions.extend(kw["captions"]) or real(
+        tiles, **kw)
+    try:
+        patches.patches_grid(torch.zeros(2, 2, 1, 5, 5, dtype=torch.uint8),
+                             torch.tensor([[7.84, 1.5], [2.0, 1.0]]), [1, 3])
+    finally:
+        patches.make_grid = real
+    assert grid_captions == ["u1: 7.84", "1.50", "u3: 2.00", "1.00"]
+
+
+def test_spread_order_takes_one_image_of_each_class_in_turn():
+    labels = torch.tensor([0, 0, 0, 1, 1, 2])  # sorted by class, as in a folder data set
+    assert spread_order(labels) == [0, 3, 5, 1, 4, 2]

@@ -147,3 +147,46 @@ def test_a_pickled_non_state_dict_is_refused(tmp_path: Path) -> None:
     torch.save([torch.zeros(2)], path)
     with pytest.raises(CheckpointError, match="expected a state dict"):
         create("lenet1", weights=str(path))
+
+
+@pytest.fixture(scope="module")
+def resnet18_pth(tmp_path_factory) -> tuple[dict[str, torch.Tensor], Path]:
+    """A torchvision-style ImageNet resnet18 file (1000-class head), written once."""
+    torch.manual_seed(2)
+    state = create("resnet18", num_classes=1000).state_dict()
+    path = tmp_path_factory.mktemp("weights") / "resnet18.pth"
+    torch.save(state, path)
+    return state, path
+
+
+def test_imagenet_file_without_num_classes_keeps_its_1000_class_head(resnet18_pth) -> None:
+    state, path = resnet18_pth
+    model = create("resnet18", weights=str(path))  # num_classes left to the builder: 1000
+    assert model.fc.weight.shape == (1000, 512)
+    assert torch.equal(model.fc.weight, state["fc.weight"])
+    assert torch.equal(model.fc.bias, state["fc.bias"])
+    assert torch.equal(model.layer4[1].conv2.weight, state["layer4.1.conv2.weight"])
+
+
+def test_imagenet_file_with_other_num_classes_keeps_backbone_and_starts_new_head(
+        resnet18_pth) -> None:
+    state, path = resnet18_pth
+    torch.manual_seed(3)
+    model = create("resnet18", num_classes=7, weights=str(path))
+    assert model.fc.weight.shape == (7, 512)
+    assert not torch.equal(model.fc.weight, state["fc.weight"][:7])  # fresh, not a slice
+    for key, value in model.state_dict().items():
+        if not key.startswith("fc."):
+            assert torch.equal(value, state[key]), key
+
+
+def test_without_num_classes_the_file_head_sets_the_class_count(pth_file, caplog) -> None:
+    torch.manual_seed(4)
+    source = create("cifar_small", num_classes=3).eval()
+    path = pth_file[1].with_name("three.pth")
+    torch.save(source.state_dict(), path)
+    with caplog.at_level(logging.INFO, logger="cnnlab.models.weights"):
+        model = create("cifar_small", weights=str(path)).eval()  # builder default: 10
+    assert model.fc.weight.shape == (3, 128) and "using the file's head" in caplog.text
+    x = torch.randn(2, 3, 32, 32)
+    assert torch.equal(model(x), source(x))

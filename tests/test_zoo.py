@@ -13,7 +13,7 @@ import torch.nn.functional as F
 
 from cnnlab.cli.main import main
 from cnnlab.errors import ModelError
-from cnnlab.models import create, list_models
+from cnnlab.models import create, list_models, model_info
 from cnnlab.models.base import ACTIVATIONS
 from cnnlab.models.catalog import count_parameters
 
@@ -27,9 +27,22 @@ IMAGENET_PARAMS = {
 TEN_CLASS_PARAMS = {"cifar_small": 288_746, "cifar_fast": 6_573_120, "xonet": 30 + 48 * 10 + 10}
 VGG_NAMES = [n for n in IMAGENET_PARAMS if n.startswith("vgg")]
 
-# (model, input side) for real CPU runs: the smallest size each one takes, to stay fast.
-REAL_RUNS = [("alexnet", 63), ("alexnet_paper", 67), ("xonet", 9), ("cifar_small", 32),
-             ("cifar_fast", 16)]
+# Every registered model's smallest accepted input side (LeNet: its design size) and batch: 1
+# for the giants, whose cost is their 100M-weight FC layers; 2 where batch norm meets a 1x1 map.
+SMALLEST_RUN = {
+    "alexnet": (63, 1), "alexnet_paper": (67, 1), "googlenet": (32, 2), "xonet": (9, 2),
+    "lenet1": (28, 2), "lenet4": (32, 2), "lenet5": (32, 2), "cifar_small": (8, 2),
+    "cifar_fast": (8, 2), "airbench94": (9, 2), "airbench95": (9, 2),
+    **{name: (32, 1) for name in VGG_NAMES},
+    **{name: (32, 2) for name in ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152",
+                                  "plain18", "plain34")},
+    **{f"{kind}{depth}": (4, 2) for kind in ("resnet", "plain") for depth in (20, 32, 44, 56, 110)},
+    **{name: (8, 2) for name in ("fcn", "segnet", "unet", "patchnet")},  # dense: any size
+}
+# Run on CPU by the slow tier only (~3 s each: building and stepping 120M+ FC weights): the same
+# class as vgg11/vgg11_bn at more depth; their shapes are also checked on the meta device.
+SLOW_RUNS = {"vgg13", "vgg13_bn", "vgg16", "vgg16_bn", "vgg19", "vgg19_bn"}
+REGISTRY = [m.name for m in list_models()]
 
 
 def meta_model(name: str, **options) -> torch.nn.Module:
@@ -40,6 +53,7 @@ def meta_model(name: str, **options) -> torch.nn.Module:
 @pytest.mark.parametrize("name", list(IMAGENET_PARAMS))
 def test_imagenet_parameter_counts(name: str) -> None:
     assert count_parameters(meta_model(name, num_classes=1000)) == IMAGENET_PARAMS[name]
+    assert count_parameters(meta_model(name)) == IMAGENET_PARAMS[name]  # default: 1000 classes
 
 
 @pytest.mark.parametrize("name", list(TEN_CLASS_PARAMS))
@@ -48,33 +62,43 @@ def test_small_model_parameter_counts(name: str) -> None:
 
 
 def forward_backward(model: torch.nn.Module, x: torch.Tensor, num_classes: int) -> None:
-    """One training step's worth of autograd; every trainable parameter gets a gradient."""
+    """One training step's worth of autograd; every trainable parameter gets a finite gradient.
+
+    Classifiers give ``(B, num_classes)``; dense (segmentation) models ``(B, num_classes, H, W)``.
+    """
     model.train()
     logits = model(x)
-    assert logits.shape == (x.shape[0], num_classes)
-    loss = F.cross_entropy(logits, torch.arange(x.shape[0]) % num_classes)
+    dense = logits.dim() == 4
+    assert logits.shape == ((x.shape[0], num_classes, *x.shape[2:]) if dense
+                            else (x.shape[0], num_classes))
+    target = torch.arange(logits[:, 0].numel()).reshape(logits[:, 0].shape) % num_classes
+    loss = F.cross_entropy(logits, target)
     assert torch.isfinite(loss)
     loss.backward()
-    for name, parameter in model.named_parameters():
-        if parameter.requires_grad:
-            assert parameter.grad is not None and torch.isfinite(parameter.grad).all(), name
-    first = next(p for p in model.parameters() if p.requires_grad)
+    trainable = [(name, p) for name, p in model.named_parameters() if p.requires_grad]
+    assert trainable
+    for name, parameter in trainable:
+        assert parameter.grad is not None and torch.isfinite(parameter.grad).all(), name
+    first = trainable[0][1]
     assert first.grad.abs().sum() > 0  # the gradient reaches the first layer
 
 
-@pytest.mark.parametrize("name, side", REAL_RUNS)
-def test_forward_backward_on_cpu(name: str, side: int) -> None:
+@pytest.mark.parametrize("name", [
+    pytest.param(name, marks=pytest.mark.slow) if name in SLOW_RUNS else name for name in REGISTRY
+])
+def test_every_registered_model_trains_on_cpu(name: str) -> None:
+    assert name in SMALLEST_RUN, f"{name}: add its smallest input to SMALLEST_RUN"
+    side, batch = SMALLEST_RUN[name]
+    channels = model_info(name).input_size[0]
     torch.manual_seed(0)
-    channels = 1 if name == "xonet" else 3
-    forward_backward(create(name, num_classes=4), torch.randn(2, channels, side, side), 4)
+    model = create(name, num_classes=3)
+    if hasattr(model, "init_from_data"):  # airbench's data-fitted whitening, as fit() does it
+        model.init_from_data(torch.randn(64, channels, side, side))
+    forward_backward(model, torch.randn(batch, channels, side, side), 3)
 
 
-@pytest.mark.slow
-def test_vgg_forward_backward_on_cpu() -> None:
-    # VGG-11 with batch norm at the smallest input (32x32): the convs, BN and the 102M-weight
-    # classifier all run for real; the other depths share this code and are checked on meta.
-    torch.manual_seed(0)
-    forward_backward(create("vgg11_bn", num_classes=3), torch.randn(2, 3, 32, 32), 3)
+def test_the_run_table_lists_exactly_the_registry() -> None:
+    assert set(SMALLEST_RUN) == set(REGISTRY) and SLOW_RUNS < set(REGISTRY)
 
 
 @pytest.mark.parametrize("name", VGG_NAMES + ["alexnet", "alexnet_paper"])
@@ -131,6 +155,31 @@ def test_too_small_inputs_fail_clearly(name: str, side: int, minimum: int) -> No
         model(torch.zeros(1, 3, side, side))
 
 
+@pytest.mark.parametrize("name, side, design", [
+    ("lenet5", 28, 32), ("lenet5", 36, 32), ("lenet1", 32, 28), ("lenet4", 16, 32),
+    ("lenet4", 4, 32),  # too small for the convolutions too: still the same one-line error
+])
+def test_lenet_wrong_input_size_names_model_and_size(name: str, side: int, design: int) -> None:
+    # LeNet's fully connected layers fit one input size (no global pooling in the 1998 design)
+    model = create(name)
+    expected = (rf"^{name} takes 1x{design}x{design} inputs only, got 1x{side}x{side}: .*"
+                rf"--image-size {design}\)$")
+    with pytest.raises(ModelError, match=expected):
+        model(torch.zeros(2, 1, side, side))
+    with pytest.raises(ModelError, match=rf"^{name} was built for 1-channel inputs, got 3"):
+        model(torch.zeros(2, 3, design, design))
+    assert model(torch.zeros(2, 1, design, design)).shape == (2, 10)
+
+
+def test_cli_train_lenet_at_wrong_size_prints_one_line(tmp_path, capsys) -> None:
+    code = main(["train", "--model", "lenet5", "--image-size", "28", "--epochs", "1",
+                 "--no-progress", "--out", str(tmp_path)])
+    err = capsys.readouterr().err.strip()
+    assert code == 2
+    assert err.count("\n") == 0 and "Traceback" not in err
+    assert "lenet5 takes 1x32x32 inputs only, got 1x28x28" in err and "--image-size 32" in err
+
+
 @pytest.mark.parametrize("activation", ACTIVATIONS)
 def test_every_activation_is_selectable(activation: str) -> None:
     # lecture 003's list; maxout doubles the units before it (each unit has 2 affine pieces)
@@ -152,3 +201,14 @@ def test_models_cli_lists_the_zoo(capsys) -> None:
     assert " 1x9x9 " in lines["xonet"] and " 3x32x32 " in lines["cifar_fast"]
     assert "Page 2018" in lines["cifar_fast"] and "Krizhevsky" in lines["alexnet_paper"]
     assert set(IMAGENET_PARAMS) | set(TEN_CLASS_PARAMS) <= {m.name for m in list_models()}
+
+
+def test_alexnet_paper_splits_conv2_4_5_over_two_groups() -> None:
+    # Krizhevsky et al. 2012, fig. 2: conv2, conv4 and conv5 see only their own GPU's maps;
+    # conv3 and the FC layers cross between the GPUs.
+    convs = [m for m in meta_model("alexnet_paper").features if isinstance(m, torch.nn.Conv2d)]
+    assert [c.groups for c in convs] == [1, 2, 1, 2, 2]
+    assert [c.out_channels for c in convs] == [96, 256, 384, 384, 256]
+    assert convs[1].weight.shape == (256, 48, 5, 5)  # each filter reads 96 / 2 maps
+    assert all(c.groups == 1 for c in meta_model("alexnet").features
+               if isinstance(c, torch.nn.Conv2d))

@@ -56,14 +56,25 @@ def layer_names(removal: str | Sequence[str], model_name: str) -> list[str]:
     return [s for s in items if s]
 
 
-def replace_with_identity(model: nn.Module, names: Sequence[str],
-                          input_size: tuple[int, int, int]) -> None:
-    """Replace each named submodule by ``nn.Identity`` and check the model still runs."""
+def removable_layers(model: nn.Module) -> list[str]:
+    """Names of the submodules that hold parameters of their own (the layers one can remove)."""
+    return [n for n, m in model.named_modules()
+            if n and next(m.parameters(recurse=False), None) is not None]
+
+
+def check_layer_names(model: nn.Module, names: Sequence[str]) -> None:
+    """ModelError naming the first unknown layer and the choices."""
     modules = dict(model.named_modules())
     for name in names:
         if name not in modules or name == "":
-            layers = [n for n, m in model.named_modules() if n and any(m.parameters(False))]
-            raise ModelError(f"no layer {choices_hint(name, layers)} to remove")
+            raise ModelError(f"no layer {choices_hint(name, removable_layers(model))} to remove")
+
+
+def replace_with_identity(model: nn.Module, names: Sequence[str],
+                          input_size: tuple[int, int, int]) -> None:
+    """Replace each named submodule by ``nn.Identity`` and check the model still runs."""
+    check_layer_names(model, names)
+    for name in names:
         parent, _, child = name.rpartition(".")
         setattr(model.get_submodule(parent) if parent else model, child, nn.Identity())
     for module in model.modules():  # two in-place ReLUs may now meet: autograd forbids that
@@ -153,15 +164,19 @@ def ablate(run: str | Path, removals: Sequence[str | Sequence[str]], *, log=prin
         raise ConfigError("give at least one set of layers to remove, e.g. --remove fc7")
     meta = read_checkpoint(resolve_checkpoint(run))[1]
     spec = meta["model"]
-    base = baseline_accuracy(run)
-    rows = [{"removed": "(none)", "parameters": 0, "parameters_removed": 0,
-             "test_acc": base, "change_pp": 0.0, "run": str(run)}]
+    plans = []  # every removal is checked (names, shapes) before anything is trained
     for removal in removals:
         names = layer_names(removal, spec["name"])
+        if not names:
+            raise ConfigError(f"empty removal {removal!r}: give layer names, e.g. --remove fc7")
         full, removed = parameters_removed(spec["name"], names, num_classes=spec["num_classes"],
                                            input_size=tuple(spec["input_size"]),
                                            options=spec.get("options", {}))
-        rows[0]["parameters"] = full
+        plans.append((names, full, removed))
+    base = baseline_accuracy(run)
+    rows = [{"removed": "(none)", "parameters": plans[0][1], "parameters_removed": 0,
+             "test_acc": base, "change_pp": 0.0, "run": str(run)}]
+    for names, full, removed in plans:
         result = retrain_without(run, names, log=log, **overrides)
         rows.append({"removed": ",".join(names), "parameters": full - removed,
                      "parameters_removed": removed, "test_acc": result.test_acc,

@@ -84,12 +84,18 @@ def plot_embedding(rows: list[dict], ratios: list[float], title: str, path: str 
     return Path(path)
 
 
+def embed_paths(out: str | Path, layer: str, kind: str) -> tuple[Path, Path]:
+    """``out/embed-<layer>-<kind>.csv`` and ``.png``, built by concatenation: layer names contain
+    dots (``features.3``), so ``Path.with_suffix`` would cut them."""
+    name = f"embed-{layer}-{kind}"
+    return Path(out) / f"{name}.csv", Path(out) / f"{name}.png"
+
+
 def embed_report(data: RunData, layer: str, kind: str, values: Sequence[float],
                  out: str | Path, *, center: str = "none") -> tuple[list[dict], list[float]]:
-    """Write ``out/embed-<layer>-<kind>.csv`` and ``.png``; return the rows and ratios."""
+    """Write ``embed_paths(out, layer, kind)`` (CSV and plot); return the rows and ratios."""
     rows, ratios = embed_layer(data, layer, kind, values, center=center)
-    stem = Path(out) / f"embed-{layer}-{kind}"
-    write_csv(rows, stem.with_suffix(".csv"))
-    plot_embedding(rows, ratios, f"{kind} ({TRANSFORMS[kind]}), layer {layer}",
-                   stem.with_suffix(".png"))
+    csv_path, png_path = embed_paths(out, layer, kind)
+    write_csv(rows, csv_path)
+    plot_embedding(rows, ratios, f"{kind} ({TRANSFORMS[kind]}), layer {layer}", png_path)
     return rows, ratios

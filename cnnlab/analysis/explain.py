@@ -25,11 +25,12 @@ from cnnlab.errors import ConfigError
 class Style:
     """Number formatting shared by grids and steps."""
 
-    def __init__(self, decimals: int = 2, truncate: bool = False) -> None:
-        self.decimals, self.truncate = decimals, truncate
+    def __init__(self, decimals: int = 2, truncate: bool = False, rounding: str = "half-up"
+                 ) -> None:
+        self.decimals, self.truncate, self.rounding = decimals, truncate, rounding
 
     def value(self, v: float, integral: bool) -> str:
-        return fmt(v, self.decimals, self.truncate, integral)
+        return fmt(v, self.decimals, self.truncate, integral, self.rounding)
 
 
 def _as_image(x: np.ndarray) -> np.ndarray:
@@ -48,6 +49,25 @@ def _as_filters(kernel: np.ndarray, channels: int) -> np.ndarray:
                           f"{channels} channel(s): use (F, F), ({channels}, F, F) or "
                           f"(K, {channels}, F, F)")
     return w.astype(float)
+
+
+def check_window(what: str, size: tuple[int, int], kernel: tuple[int, int], stride: int,
+                 padding: int) -> None:
+    """ConfigError (one line) for a stride < 1, a negative padding, or a window larger than
+    the padded input (lecture 004: the output size (W - F + 2P)/S + 1 must be at least 1)."""
+    if stride < 1:
+        raise ConfigError(f"--stride {stride}: the stride must be at least 1")
+    if padding < 0:
+        raise ConfigError(f"--padding {padding}: the padding must be 0 or more")
+    if min(kernel) < 1:
+        raise ConfigError(f"{what} {kernel[0]}x{kernel[1]}: the window must be at least 1x1")
+    for n, f in zip(size, kernel, strict=True):
+        if f > n + 2 * padding:
+            need = -(-(f - n) // 2)
+            raise ConfigError(f"{what} {kernel[0]}x{kernel[1]} is larger than the {size[0]}x"
+                              f"{size[1]} input padded by {padding}: (W - F + 2P)/S + 1 = "
+                              f"({n} - {f} + 2*{padding})/{stride} + 1 < 1; use padding >= "
+                              f"{need} or a window of at most {n + 2 * padding}")
 
 
 def _index(k: int, i: int, j: int, many: bool) -> str:
@@ -75,6 +95,7 @@ def explain_conv(x: np.ndarray, kernel: np.ndarray, bias: np.ndarray | float | N
     style = style or Style()
     image = _as_image(x)  # (1, C, H, W)
     w = _as_filters(kernel, image.shape[1])  # (K, C, F, F)
+    check_window("kernel", image.shape[2:], w.shape[2:], stride, padding)
     used = ref.flip_kernel(w) if flip else w
     k = w.shape[0]
     b = np.broadcast_to(np.asarray(0.0 if bias is None else bias, dtype=float), (k,))
@@ -116,8 +137,11 @@ def explain_pool(x: np.ndarray, size: int = 2, stride: int | None = None, mode: 
     """Max or average of each window (lecture 003: "Walk your window across your filtered
     images. From each window, take the maximum value")."""
     style = style or Style()
-    stride = stride or size
+    if size is None or size < 1:
+        raise ConfigError(f"--size {size}: the pooling window must be at least 1x1")
+    stride = size if stride is None else stride
     image = _as_image(x)
+    check_window("pooling window", image.shape[2:], (size, size), stride, 0)
     if mode == "max":
         y = ref.max_pool2d(image, size, stride, ceil_mode=ceil_mode)[0][0]
     elif mode == "avg":

@@ -20,14 +20,19 @@ def _matrix(args: argparse.Namespace, name: str, required: bool = True, ndim=(1,
     return read_matrix(text, path, f"--{name}", ndim)
 
 
+def _or(value: int | None, default: int) -> int:
+    """``value`` unless it was not given: an explicit 0 stays 0 (``value or default`` would not)."""
+    return default if value is None else value
+
+
 def explain_from_args(args: argparse.Namespace) -> Explanation:
     """The :class:`Explanation` that ``cnnlab explain`` prints for these arguments."""
-    style = Style(args.decimals, args.truncate)
+    style = Style(args.decimals, args.truncate, args.round)
     x = _matrix(args, "input")
     op = args.operation
     if op == "conv":
         return explain_conv(x, _matrix(args, "kernel"), _matrix(args, "bias", False),
-                            args.stride or 1, args.padding or 0, args.flip, args.normalize,
+                            _or(args.stride, 1), _or(args.padding, 0), args.flip, args.normalize,
                             args.all_terms, style)
     if op == "pool":
         return explain_pool(x, args.size, args.stride, args.mode or "max", args.ceil, style)
@@ -36,14 +41,14 @@ def explain_from_args(args: argparse.Namespace) -> Explanation:
     if op == "fc":
         return explain_fc(x, _matrix(args, "weights"), _matrix(args, "bias", False), style)
     if op == "transpose-conv":
-        return explain_transpose_conv(x, _matrix(args, "kernel"), args.stride or 2,
-                                      1 if args.padding is None else args.padding,
+        return explain_transpose_conv(x, _matrix(args, "kernel"), _or(args.stride, 2),
+                                      _or(args.padding, 1),
                                       args.output_padding, style)
     if op == "unpool":
         return explain_unpool(x, args.mode or "nearest", args.size,
                               _matrix(args, "pool-input", False), style)
     grad = _matrix(args, "grad")
     if args.op == "conv":
-        return explain_conv_backward(x, _matrix(args, "kernel"), grad, args.stride or 1,
-                                     args.padding or 0, style)
+        return explain_conv_backward(x, _matrix(args, "kernel"), grad, _or(args.stride, 1),
+                                     _or(args.padding, 0), style)
     return explain_pool_backward(x, grad, args.size, args.stride, args.op[:3], style)

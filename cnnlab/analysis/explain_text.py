@@ -7,6 +7,7 @@ import json
 import math
 import re
 from dataclasses import dataclass, field
+from decimal import ROUND_HALF_EVEN, ROUND_HALF_UP, Decimal
 from pathlib import Path
 
 import numpy as np
@@ -29,31 +30,44 @@ class Explanation:
                 "grids": {k: v.tolist() for k, v in self.grids.items()},
                 "steps": self.steps, "notes": self.notes}
 
-    def render(self, decimals: int = 2, truncate: bool = False) -> str:
+    def render(self, decimals: int = 2, truncate: bool = False, rounding: str = "half-up"
+               ) -> str:
         out = [self.title, ""]
         for name, grid in self.grids.items():
             out += [f"{name} {'x'.join(str(s) for s in grid.shape)}:",
-                    *format_grid(grid, decimals, truncate), ""]
+                    *format_grid(grid, decimals, truncate, rounding), ""]
         out += self.steps
         if self.notes:
             out += [""] + [f"note: {n}" for n in self.notes]
         return "\n".join(out)
 
 
-def fmt(value: float, decimals: int = 2, truncate: bool = False, integral: bool = True) -> str:
+ROUNDINGS = {"half-up": ROUND_HALF_UP, "half-even": ROUND_HALF_EVEN}
+
+
+def fmt(value: float, decimals: int = 2, truncate: bool = False, integral: bool = True,
+        rounding: str = "half-up") -> str:
     """A number as the slides print it: integers plain when ``integral`` (the whole grid is
     whole numbers), else ``decimals`` places, exact zeros as ``0``; ``truncate`` cuts digits
-    instead of rounding (lecture 003 prints 7/9 as 0.77).
+    instead of rounding (lecture 003 prints 7/9 as 0.77). ``rounding`` decides ties:
+    ``"half-up"`` (halves away from zero, as the slides and school arithmetic round: lecture
+    003's box filter prints 80.5 as 81) or ``"half-even"`` (Python's and NumPy's: 80.5 -> 80).
 
-    Example: ``fmt(7 / 9) == '0.78'``, ``fmt(7 / 9, truncate=True) == '0.77'``.
+    Example: ``fmt(80.5, 0) == '81'``, ``fmt(80.5, 0, rounding="half-even") == '80'``,
+    ``fmt(7 / 9, truncate=True) == '0.77'``.
     """
+    if rounding not in ROUNDINGS:
+        raise ConfigError(f"--round {rounding!r}: expected one of {', '.join(ROUNDINGS)}")
     value = float(value)
     if value == 0 or (integral and value.is_integer()):
         return str(int(value))
     if truncate:
         scale = 10 ** decimals
         value = math.trunc(round(value * scale, 9)) / scale
-    text = f"{value:.{decimals}f}"
+        text = f"{value:.{decimals}f}"
+    else:  # round to 9 places first so float noise (80.49999999999) does not decide a tie
+        exact = Decimal(repr(round(value, 9)))
+        text = f"{exact.quantize(Decimal(1).scaleb(-decimals), rounding=ROUNDINGS[rounding])}"
     return "0" if float(text) == 0 else text
 
 
@@ -69,16 +83,23 @@ def term(value: float) -> str:
     return f"({text})" if text.startswith("-") else text
 
 
-def format_grid(grid: np.ndarray, decimals: int = 2, truncate: bool = False) -> list[str]:
-    """Rows of right-aligned numbers; channels of a 3-D array one after another."""
+def format_grid(grid: np.ndarray, decimals: int = 2, truncate: bool = False,
+                rounding: str = "half-up") -> list[str]:
+    """Rows of right-aligned numbers; channels of a 3-D array one after another, and for a 4-D
+    kernel (filters, channels, rows, cols) each filter with its channels, as the slides do."""
+    if grid.ndim == 4:
+        out: list[str] = []
+        for k, one in enumerate(grid):
+            out += [f"filter {k}:"] + format_grid(one, decimals, truncate, rounding)
+        return out
     if grid.ndim == 3:
         lines: list[str] = []
         for c, plane in enumerate(grid):
-            lines += [f"[{c}]"] + format_grid(plane, decimals, truncate)
+            lines += [f"[{c}]"] + format_grid(plane, decimals, truncate, rounding)
         return lines
     rows = grid.reshape(1, -1) if grid.ndim == 1 else grid
     whole = is_integral(grid)
-    cells = [[fmt(v, decimals, truncate, whole) for v in row] for row in rows]
+    cells = [[fmt(v, decimals, truncate, whole, rounding) for v in row] for row in rows]
     width = max((len(c) for row in cells for c in row), default=1)
     return ["  ".join(c.rjust(width) for c in row) for row in cells]
 
@@ -92,7 +113,11 @@ def parse_matrix(text: str, what: str = "matrix", ndim: tuple[int, ...] = (1, 2,
 
     Raises ConfigError (one line) for anything that is not a rectangular array of numbers.
     """
-    source = _FRACTION.sub(lambda m: repr(float(m.group(1)) / float(m.group(2))), text.strip())
+    try:
+        source = _FRACTION.sub(lambda m: repr(float(m.group(1)) / float(m.group(2))),
+                               text.strip())
+    except ZeroDivisionError:
+        raise ConfigError(f"{what} {text!r}: a fraction divides by zero") from None
     try:
         array = np.array(json.loads(source), dtype=float)
     except (json.JSONDecodeError, ValueError, TypeError) as exc:

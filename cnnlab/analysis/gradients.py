@@ -114,12 +114,22 @@ def depth_sweep(depths: Sequence[int], *, kinds: Sequence[str] = KINDS,
                 torch.manual_seed(seed)
                 net = toy_net(kind, depth, activation=activation, in_features=x.shape[1],
                               num_classes=int(y.max()) + 1, init=init)
-                norms = list(layer_gradient_norms(net, x, y).values())
+                per_layer = layer_gradient_norms(net, x, y)
+                norms = list(per_layer.values())
                 rows.append({"kind": kind, "activation": activation, "init": init,
                              "depth": depth,
                              "first": norms[0], "last": norms[-1],
-                             "ratio": norms[0] / max(norms[-1], 1e-30)})
+                             "ratio": norms[0] / max(norms[-1], 1e-30),
+                             "layer_norms": per_layer})
     return rows
+
+
+def sweep_layer_rows(rows: list[dict]) -> list[dict]:
+    """:func:`depth_sweep` rows in long form: one row per net and layer (``layer_index`` 1 is
+    the first layer), for plotting the norm against depth inside each net."""
+    return [{"kind": r["kind"], "activation": r["activation"], "init": r["init"],
+             "depth": r["depth"], "layer_index": i + 1, "layer": name, "grad_norm": norm}
+            for r in rows for i, (name, norm) in enumerate(r["layer_norms"].items())]
 
 
 def gradient_profile(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, steps: int = 5,
@@ -209,8 +219,11 @@ def profile_report(models: Sequence[str], out: str | Path, *, data: str = "digit
 
 
 def sweep_report(depths: Sequence[int], out: str | Path, **options) -> list[dict]:
-    """:func:`depth_sweep` as ``out/gradient-depths.csv`` and ``.png``."""
+    """:func:`depth_sweep` as ``out/gradient-depths.csv`` (first and last layer) and ``.png``,
+    and every layer's norm as ``out/gradient-depths-layers.csv`` (:func:`sweep_layer_rows`)."""
     rows = depth_sweep(depths, **options)
-    write_csv(rows, Path(out) / "gradient-depths.csv")
+    write_csv([{k: v for k, v in r.items() if k != "layer_norms"} for r in rows],
+              Path(out) / "gradient-depths.csv")
+    write_csv(sweep_layer_rows(rows), Path(out) / "gradient-depths-layers.csv")
     plot_sweep(rows, Path(out) / "gradient-depths.png")
     return rows

@@ -18,7 +18,9 @@ Example:
 from __future__ import annotations
 
 import copy
+import math
 from collections.abc import Sequence
+from fractions import Fraction
 from pathlib import Path
 
 import torch
@@ -29,7 +31,9 @@ from cnnlab.data.augment import affine_transform
 from cnnlab.errors import ConfigError, choices_hint
 
 TRANSFORMS = {"translate": "pixels (dx, right)", "scale": "factor", "rotate": "degrees"}
-EQUIVARIANCE_TYPES = (nn.Conv2d, nn.MaxPool2d, nn.AvgPool2d)
+DOWNSAMPLING_TYPES = (nn.Conv2d, nn.MaxPool2d, nn.AvgPool2d)
+UPSAMPLING_TYPES = (nn.ConvTranspose2d, nn.MaxUnpool2d)
+EQUIVARIANCE_TYPES = DOWNSAMPLING_TYPES + UPSAMPLING_TYPES
 
 
 def check_transform(kind: str) -> None:
@@ -138,36 +142,58 @@ def circular_copy(model: nn.Module) -> nn.Module:
 
 
 def equivariance_layers(model: nn.Module) -> list[str]:
-    """Conv and pooling layers: those whose output is a spatial map."""
+    """Conv, pooling and upsampling layers: those whose output is a spatial map."""
     return [n for n, m in model.named_modules() if isinstance(m, EQUIVARIANCE_TYPES)]
 
 
-def _own_stride(module: nn.Module, x: torch.Tensor, y: torch.Tensor) -> int:
+def _side_ratio(before: int, after: int) -> Fraction:
+    """Input side / output side as a stride, rounded to an integer or 1/integer: a valid
+    convolution (32 -> 28) counts as 1, an x2 upsampling (16 -> 32) as 1/2."""
+    if before >= after:
+        return Fraction(max(1, round(before / after)))
+    return Fraction(1, max(1, round(after / before)))
+
+
+def _own_stride(module: nn.Module, x: torch.Tensor, y: torch.Tensor) -> Fraction:
+    """Input pixels per output pixel of one module: ``stride`` for convs and pools,
+    ``1/stride`` for transposed convs and max-unpooling, else the ratio of the map sides."""
     stride = getattr(module, "stride", None)
-    if stride is not None and isinstance(module, EQUIVARIANCE_TYPES):
-        return int(stride[0] if isinstance(stride, tuple) else stride)
-    return max(1, round(x.shape[2] / y.shape[2]))
+    if stride is not None and isinstance(module, UPSAMPLING_TYPES):
+        return Fraction(1, int(stride[0] if isinstance(stride, tuple) else stride))
+    if stride is not None and isinstance(module, DOWNSAMPLING_TYPES):
+        return Fraction(int(stride[0] if isinstance(stride, tuple) else stride))
+    return _side_ratio(x.shape[2], y.shape[2])
+
+
+def _first_map(value) -> torch.Tensor | None:
+    """``value`` or the first tensor of a tuple (``MaxPoolWithIndices`` returns two)."""
+    if isinstance(value, tuple | list):
+        value = value[0] if value else None
+    return value if torch.is_tensor(value) and value.dim() == 4 else None
 
 
 @torch.no_grad()
-def cumulative_strides(model: nn.Module, x: torch.Tensor) -> dict[str, int]:
+def cumulative_strides(model: nn.Module, x: torch.Tensor) -> dict[str, Fraction]:
     """Input pixels per output pixel of every module with a map output, by tracing tensors.
 
-    A module's output stride is its input's stride times its own (conv/pool ``stride``; for
-    other modules the size ratio), so valid convolutions (32 -> 28) count as stride 1.
+    A module's output stride is its input's stride times its own (:func:`_own_stride`), a
+    :class:`~fractions.Fraction` composed along the path: valid convolutions (32 -> 28) keep
+    their input's stride, and upsampling divides it (an x2 decoder stage after stride 8 is at
+    stride 4, the full-resolution output of a segmentation net at stride 1). A tensor made
+    outside any module (``F.interpolate``, a skip sum) gets the side ratio to the input.
     """
-    known: dict[int, tuple[torch.Tensor, int]] = {id(x): (x, 1)}  # tensor id -> (tensor, stride)
-    strides: dict[str, int] = {}
+    known: dict[int, tuple[torch.Tensor, Fraction]] = {id(x): (x, Fraction(1))}
+    strides: dict[str, Fraction] = {}
 
     def hook(module, inputs, output, name):
-        if not (inputs and torch.is_tensor(inputs[0]) and torch.is_tensor(output)):
+        first = _first_map(inputs[0]) if inputs else None
+        result = _first_map(output)
+        if first is None or result is None:
             return
-        if inputs[0].dim() != 4 or output.dim() != 4:
-            return
-        before = known.get(id(inputs[0]), (None, round(x.shape[2] / inputs[0].shape[2])))[1]
-        if id(output) not in known:
-            known[id(output)] = (output, before * _own_stride(module, inputs[0], output))
-        strides[name] = known[id(output)][1]
+        before = known.get(id(first), (None, _side_ratio(x.shape[2], first.shape[2])))[1]
+        if id(result) not in known:
+            known[id(result)] = (result, before * _own_stride(module, first, result))
+        strides[name] = known[id(result)][1]
 
     handles = [m.register_forward_hook(lambda mod, i, o, n=n: hook(mod, i, o, n))
                for n, m in model.named_modules()]
@@ -179,16 +205,106 @@ def cumulative_strides(model: nn.Module, x: torch.Tensor) -> dict[str, int]:
     return strides
 
 
-def _shift_error(base: torch.Tensor, moved: torch.Tensor, step: int, margin: int) -> tuple:
+@torch.no_grad()
+def _outputs(model: nn.Module, x: torch.Tensor, names: list[str]) -> dict[str, torch.Tensor]:
+    """Every named layer's output map and the model's output (key ``output``)."""
+    with capture(model, names) as out:
+        final = model(x)
+        return dict(out, output=final)
+
+
+def _reach(ref: torch.Tensor, perturbed: torch.Tensor, axis: int, c: int,
+           s: Fraction) -> tuple[Fraction, Fraction] | None:
+    """``(before, after)`` from the output positions along ``axis`` that changed when input
+    row/column ``c`` did; ``None`` where none did."""
+    other = tuple(d for d in range(4) if d != axis)
+    change = (perturbed - ref).abs().amax(dim=other)
+    hit = (change > 1e-6 * ref.abs().max().clamp_min(1e-12)).nonzero()
+    if len(hit) == 0:
+        return None
+    lo, hi = int(hit.min()), int(hit.max())
+    # one input row pins the reach down only to the stride: take the largest reach consistent
+    # with j = hi changing and j = hi + 1 not (likewise below lo)
+    return (max(hi * s - c, (hi + 1) * s - c - 1), max(c - lo * s, c - (lo - 1) * s - 1))
+
+
+def dependency_extents(model: nn.Module, x: torch.Tensor, names: list[str],
+                       strides: dict[str, Fraction]) -> dict[str, list]:
+    """Per layer and axis (rows, columns) the input reach ``(before, after)``: output index
+    ``j`` depends on input pixels ``j*stride - before .. j*stride + after``.
+
+    Measured, not derived: one input row (column) near the middle is replaced by large noise and
+    the extent of the output positions that change gives the receptive field, whatever the
+    model's wiring (skips, unpooling, bilinear upsampling). This is repeated at every phase
+    modulo the largest stride (an unpooled map's reach depends on the position in its 2x2
+    window) and the largest reach kept. ``None`` where nothing changed.
+    """
+    names = [n for n in names if n != "output"]  # the model's output is always included
+    base = _outputs(model, x, names)
+    period = max([math.ceil(s) for s in strides.values()] + [1])
+    gen = torch.Generator().manual_seed(1)
+    extents: dict[str, list] = {name: [] for name in base}
+    for axis in (2, 3):
+        reach: dict[str, list] = {name: [] for name in base}
+        for c in range(x.shape[axis] // 2, x.shape[axis] // 2 + period):
+            moved = x.clone()
+            index = [slice(None)] * 4
+            index[axis] = c % x.shape[axis]
+            moved[tuple(index)] = 10 * torch.randn(moved[tuple(index)].shape, generator=gen)
+            perturbed = _outputs(model, moved, names)
+            for name, ref in base.items():
+                if ref.dim() == 4:
+                    reach[name].append(_reach(ref, perturbed[name], axis, c,
+                                              strides.get(name, Fraction(1))))
+        for name, found in reach.items():
+            found = [r for r in found if r is not None]
+            extents[name].append((max(r[0] for r in found), max(r[1] for r in found))
+                                 if found else None)
+    return extents
+
+
+def interior_ranges(extent: list, stride: Fraction, shift: int, side: int,
+                    out_side: int) -> list[range] | None:
+    """Output rows and columns whose receptive field, on the rolled input, touches neither the
+    image border nor the seam where the roll wrapped around (so both maps see the same pixels)."""
+    ranges = []
+    for reach in extent:
+        if reach is None:
+            return None
+        before, after = reach
+        first = math.ceil((max(shift, 0) + before) / stride)
+        last = math.floor((side - 1 + min(shift, 0) - after) / stride)
+        first, last = max(first, 0), min(last, out_side - 1)
+        if last < first:
+            return None
+        ranges.append(range(first, last + 1))
+    return ranges
+
+
+def _relative(diff: torch.Tensor, expected: torch.Tensor) -> float:
+    """``||diff|| / ||expected - mean||`` (mean per image and channel over the region): an
+    untrained net's map can be dominated by its biases, which any shift preserves."""
+    centred = expected - expected.mean(dim=(2, 3), keepdim=True)
+    return float(diff.norm() / centred.norm().clamp_min(1e-12))
+
+
+def _shift_error(base: torch.Tensor, moved: torch.Tensor, step: int,
+                 interior: list[range] | None) -> tuple[float, float]:
     """Relative error of ``moved`` vs ``base`` rolled by ``step``: whole map and interior."""
     expected = base.roll((step, step), dims=(2, 3))  # (B, C, H', W')
     diff = moved - expected
-    full = float(diff.norm() / expected.norm().clamp_min(1e-12))
-    h, w = base.shape[2:]
-    if 2 * margin >= min(h, w):
+    full = _relative(diff, expected)
+    if interior is None:
         return full, float("nan")
-    inner = (slice(None), slice(None), slice(margin, h - margin), slice(margin, w - margin))
-    return full, float(diff[inner].norm() / expected[inner].norm().clamp_min(1e-12))
+    rows, cols = (slice(r.start, r.stop) for r in interior)
+    inner = (slice(None), slice(None), rows, cols)
+    return full, _relative(diff[inner], expected[inner])
+
+
+def _fixed_interior(margin: int, h: int, w: int) -> list[range] | None:
+    if 2 * margin >= min(h, w):
+        return None
+    return [range(margin, h - margin), range(margin, w - margin)]
 
 
 @torch.no_grad()
@@ -197,33 +313,35 @@ def equivariance_errors(model: nn.Module, x: torch.Tensor, shift: int, *,
     """Per layer: does ``f(roll(x, k)) == roll(f(x), k / stride)``? (lecture 003).
 
     ``x`` ``(B, C, H, W)``; the shift is ``k`` pixels down and right (circular roll). ``stride``
-    is the layer's cumulative stride (:func:`cumulative_strides`). Errors are
-    ``||diff|| / ||f||`` on the whole map and on the interior (``margin`` output pixels cut
-    from each side; default H'/4).
-    A model whose output is a map (dense prediction) gets a row ``output`` too.
+    is the layer's cumulative stride (:func:`cumulative_strides`, a Fraction: 1/2 after an x2
+    upsampling of the input resolution). Errors are ``||diff|| / ||f - mean f||`` on the whole
+    map and on the interior: by default the positions whose measured receptive field
+    (:func:`dependency_extents`) avoids the border and the roll's seam; with ``margin``, that many
+    output pixels cut from each side. ``nan`` where the interior is empty or ``k / stride`` is
+    not an integer. A model whose output is a map (dense prediction) gets a row ``output`` too.
     """
     model = model.eval()
     names = layers if layers is not None else equivariance_layers(model)
-    moved_x = x.roll((shift, shift), dims=(2, 3))
-    with capture(model, names) as out:
-        final = model(x)
-        base = dict(out, output=final)
-        moved_final = model(moved_x)
-        moved = dict(out, output=moved_final)
+    base = _outputs(model, x, names)
+    moved = _outputs(model, x.roll((shift, shift), dims=(2, 3)), names)
     strides = cumulative_strides(model, x)
-    strides["output"] = strides.get("", 1)
-    if final.dim() == 4:
+    strides["output"] = strides.get("", Fraction(1))
+    if base["output"].dim() == 4:
         names = [*names, "output"]
+    extents = dependency_extents(model, x, names, strides) if margin is None else {}
     rows = []
     for name in names:
         stride = strides[name]
+        step = Fraction(shift) / stride
         row = {"layer": name, "shape": "x".join(map(str, base[name].shape[1:])),
-               "stride": stride, "output_shift": shift / stride}
-        if shift % stride:
+               "stride": stride, "output_shift": float(step)}
+        if step.denominator != 1:
             row.update(error_full=float("nan"), error_interior=float("nan"))
         else:
-            edge = margin if margin is not None else base[name].shape[2] // 4
-            full, inner = _shift_error(base[name], moved[name], shift // stride, edge)
+            h, w = base[name].shape[2:]
+            interior = (_fixed_interior(margin, h, w) if margin is not None else
+                        interior_ranges(extents[name], stride, shift, x.shape[2], h))
+            full, inner = _shift_error(base[name], moved[name], int(step), interior)
             row.update(error_full=full, error_interior=inner)
         rows.append(row)
     return rows
@@ -231,16 +349,17 @@ def equivariance_errors(model: nn.Module, x: torch.Tensor, shift: int, *,
 
 def sweep_values(kind: str, span: Sequence[float] | None, steps: int, size: int) -> list[float]:
     """``steps`` magnitudes from ``span = (low, high)``, or :func:`default_values`."""
-    if span is None:
-        return default_values(kind, size, steps)
     check_transform(kind)
     if steps < 2:
         raise ConfigError(f"--steps must be >= 2, got {steps}")
+    if span is None:
+        return default_values(kind, size, steps)
     return torch.linspace(float(span[0]), float(span[1]), steps).tolist()
 
 
 def equivariance_of(model_or_run: str | Path, *, shift: int = 4, circular: bool = False,
-                    size: int | None = None, seed: int = 0) -> list[dict]:
+                    size: int | None = None, seed: int = 0,
+                    margin: int | None = None) -> list[dict]:
     """:func:`equivariance_errors` of a run's model (or a fresh zoo/spec model) on random input.
 
     Equivariance is a property of the architecture and weights, not of the data, so the input is
@@ -258,4 +377,4 @@ def equivariance_of(model_or_run: str | Path, *, shift: int = 4, circular: bool 
     model = circular_copy(model) if circular else model
     side = size or h
     x = torch.randn(2, c, side, side, generator=torch.Generator().manual_seed(seed))
-    return equivariance_errors(model, x, shift)
+    return equivariance_errors(model, x, shift, margin=margin)

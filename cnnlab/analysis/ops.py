@@ -20,6 +20,7 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from cnnlab.analysis.receptive import Field
@@ -133,40 +134,94 @@ def _spatial(tensor: torch.Tensor) -> tuple[int, int]:
     return (int(tensor.shape[-2]), int(tensor.shape[-1]))
 
 
+def _resample(sources: list, used: list, scale: tuple[float, float], periodic: tuple[bool, bool]
+              ) -> Callable[[Field], Field]:
+    return lambda f: f.resample(tuple(sources), tuple(used), scale, periodic)
+
+
+def _interpolation_support(name: str, args: Sequence, kwargs: dict, x: torch.Tensor,
+                           out_hw: tuple[int, int]) -> Callable[[Field], Field]:
+    """Exact per-axis support of an interpolation: interpolate one-hot rows with torch itself
+    (nearest, bilinear, bicubic, area, antialias alike) and see which outputs they reach."""
+    import torch.nn.functional as F
+
+    in_hw = _spatial(x)
+    options = {k: v for k, v in kwargs.items() if k in ("mode", "align_corners", "antialias")}
+    if name == "interpolate" or name == "upsample":
+        for index, key in ((3, "mode"), (4, "align_corners")):
+            if len(args) > index and key not in options:
+                options[key] = args[index]
+    elif name == "upsample_bilinear":
+        options = {"mode": "bilinear", "align_corners": True}
+    else:
+        options = {"mode": "nearest"}
+    sources, used = [], []
+    for a in range(2):
+        n = in_hw[a]
+        basis = torch.eye(n, dtype=torch.float64)
+        basis = basis.view(1, n, n, 1) if a == 0 else basis.view(1, n, 1, n)
+        size = (out_hw[0], 1) if a == 0 else (1, out_hw[1])
+        reached = F.interpolate(basis, size=size, **options)  # (1, n_in, out0, out1)
+        weights = reached[0, :, :, 0] if a == 0 else reached[0, :, 0, :]  # (n_in, out)
+        used.append((weights.abs() > 1e-12).T.numpy())
+        sources.append(np.broadcast_to(np.arange(n), (out_hw[a], n)))
+    scale = (out_hw[0] / in_hw[0], out_hw[1] / in_hw[1])
+    corners = bool(options.get("align_corners"))
+    periodic = tuple(not corners and float(s).is_integer() for s in scale)
+    return _resample(sources, used, scale, periodic)  # type: ignore[arg-type]
+
+
 def _upsampling_op(name: str, args: Sequence, kwargs: dict, out: torch.Tensor) -> Op:
     x = args[0]
     h_in, w_in = _spatial(x)
-    h_out, w_out = _spatial(out)
-    scale = (h_out / h_in, w_out / w_in)
+    out_hw = _spatial(out)
     if name == "conv_transpose2d":
         w = _arg(args, kwargs, 1, "weight")
         kernel, stride = tuple(w.shape[2:]), _pair(_arg(args, kwargs, 3, "stride", 1))
         padding = _pair(_arg(args, kwargs, 4, "padding", 0), 0)
+        dilation = _pair(_arg(args, kwargs, 7, "dilation", 1))
         macs = x[0].numel() * w[0].numel()
-        return Op(name, macs, lambda f: f.upsample(kernel, stride, padding), kernel, stride,
-                  padding)
+        return Op(name, macs, lambda f: f.transposed(kernel, stride, padding, out_hw, dilation),
+                  kernel, stride, padding)
     if name == "max_unpool2d":
         kernel = _pair(_arg(args, kwargs, 2, "kernel_size"))
         stride_arg = _arg(args, kwargs, 3, "stride", None)
         stride = _pair(stride_arg) if stride_arg else kernel
         padding = _pair(_arg(args, kwargs, 4, "padding", 0), 0)
-        return Op(name, 0, lambda f: f.upsample(kernel, stride, padding), kernel, stride,
-                  padding)
+        return Op(name, 0, lambda f: f.transposed(kernel, stride, padding, out_hw), kernel,
+                  stride, padding)
     if name == "pixel_shuffle":
-        return Op(name, 0, lambda f: f.resize(scale, 0))
-    mode = str(_arg(args, kwargs, 3, "mode", "nearest"))
-    extra = {"bilinear": 1, "bicubic": 3}.get(mode, 0)
-    return Op(name, 0, lambda f: f.resize(scale, extra))
+        r = out_hw[0] // h_in
+        sources = [np.arange(n)[:, None] // r for n in out_hw]
+        return Op(name, 0, _resample(sources, [None, None], (float(r), float(r)), (True, True)))
+    return Op(name, 0, _interpolation_support(name, args, kwargs, x, out_hw))
 
 
-def _pad_op(args: Sequence, kwargs: dict) -> Op:
+def _pad_sources(n: int, out: int, before: int, mode: str) -> np.ndarray:
+    src = np.arange(out) - before
+    if mode == "replicate":
+        src = np.clip(src, 0, n - 1)
+    elif mode == "reflect" and n > 1:
+        period = 2 * (n - 1)
+        src = np.mod(src, period)
+        src = np.where(src >= n, period - src, src)
+    elif mode == "circular":
+        src = np.mod(src, n)
+    return src[:, None]  # constant: positions outside are zero padding (virtual positions)
+
+
+def _pad_op(args: Sequence, kwargs: dict, x: torch.Tensor, out: torch.Tensor) -> Op:
     pads = list(_arg(args, kwargs, 1, "pad")) + [0, 0, 0, 0]
-    left, top = pads[0], pads[2]
-    return Op("pad", 0, lambda f: f.shift((top, left)))
+    mode = str(_arg(args, kwargs, 2, "mode", "constant"))
+    in_hw, out_hw = _spatial(x), _spatial(out)
+    sources = [_pad_sources(in_hw[0], out_hw[0], pads[2], mode),
+               _pad_sources(in_hw[1], out_hw[1], pads[0], mode)]
+    return Op("pad", 0, _resample(sources, [None, None], (1.0, 1.0), (True, True)))
 
 
 def _getitem_op(args: Sequence, out: torch.Tensor) -> Op:
-    """``x[..., ::2, ::2]`` and other slicing of the spatial axes: a 1x1 window with a stride."""
+    """``x[..., ::2, ::2]`` and other slicing of the spatial axes: output ``o`` is input
+    ``start + o * step``."""
     x, index = args[0], args[1]
     index = index if isinstance(index, tuple) else (index,)
     if not all(isinstance(i, slice) or i is Ellipsis for i in index) or out.dim() != x.dim():
@@ -175,12 +230,31 @@ def _getitem_op(args: Sequence, out: torch.Tensor) -> Op:
         at = index.index(Ellipsis)
         index = index[:at] + (slice(None),) * (x.dim() - len(index) + 1) + index[at + 1:]
     index = index + (slice(None),) * (x.dim() - len(index))
-    steps, starts = [], []
-    for i, n in zip(index[-2:], x.shape[-2:], strict=False):
+    sources, scale = [], []
+    for i, n, m in zip(index[-2:], x.shape[-2:], out.shape[-2:], strict=False):
         start, _, step = i.indices(int(n))
-        steps.append(step)
-        starts.append(-start)
-    return Op("__getitem__", 0, lambda f: f.window((1, 1), tuple(steps), tuple(starts)))
+        sources.append((start + np.arange(int(m)) * step)[:, None])
+        scale.append(1 / step)
+    return Op("__getitem__", 0, _resample(sources, [None, None], tuple(scale), (True, True)))
+
+
+def _adaptive_op(name: str, x: torch.Tensor, out: torch.Tensor) -> Op:
+    """Adaptive pooling: output ``o`` pools inputs ``floor(o n / m) .. ceil((o + 1) n / m) - 1``
+    (PyTorch's windows); a 1x1 output sees everything."""
+    spatial, target = _spatial(x), _spatial(out)
+    if target == (1, 1):
+        return Op(name, 0, lambda f: f.collapse())
+    sources, used = [], []
+    for n, m in zip(spatial, target, strict=True):
+        o = np.arange(m)
+        first, last = (o * n) // m, -((-(o + 1) * n) // m)
+        width = int((last - first).max())
+        cols = first[:, None] + np.arange(width)[None]
+        sources.append(np.minimum(cols, n - 1))
+        used.append(cols < last[:, None])
+    scale = (target[0] / spatial[0], target[1] / spatial[1])
+    periodic = tuple(n % m == 0 for n, m in zip(spatial, target, strict=True))
+    return Op(name, 0, _resample(sources, used, scale, periodic))  # type: ignore[arg-type]
 
 
 def describe(name: str, args: Sequence, kwargs: dict, out: torch.Tensor) -> Op:
@@ -192,20 +266,16 @@ def describe(name: str, args: Sequence, kwargs: dict, out: torch.Tensor) -> Op:
         if name == "conv2d":
             op.macs = out[0].numel() * _arg(args, kwargs, 1, "weight")[0].numel()
         kernel, stride, padding, dilation = op.kernel, op.stride, op.padding, op.dilation
-        op.transform = lambda f: f.window(kernel, stride, padding, dilation)
+        out_hw = _spatial(out)
+        op.transform = lambda f: f.window(kernel, stride, padding, out_hw, dilation)
         return op
     if name in ("conv_transpose2d", "max_unpool2d", "interpolate", "upsample",
                 "upsample_nearest", "upsample_bilinear", "pixel_shuffle"):
         return _upsampling_op(name, args, kwargs, out)
-    if name == "pad":
-        return _pad_op(args, kwargs)
-    if name.startswith("adaptive_"):
-        spatial = _spatial(args[0])
-        target = _spatial(out)
-        kernel = (math.ceil(spatial[0] / target[0]), math.ceil(spatial[1] / target[1]))
-        stride = (spatial[0] / target[0], spatial[1] / target[1])
-        return Op(name, 0, lambda f: f.collapse(spatial) if target == (1, 1)
-                  else f.window(kernel, stride, (0, 0)))
+    if name == "pad" and args[0].dim() >= 3 and out.dim() == args[0].dim():
+        return _pad_op(args, kwargs, args[0], out)
+    if name.startswith("adaptive_") and out.dim() >= 3:
+        return _adaptive_op(name, args[0], out)
     if name in ("conv1d", "conv3d", "conv_transpose1d", "conv_transpose3d"):
         w = _arg(args, kwargs, 1, "weight")
         base = args[0] if "transpose" in name else out

@@ -83,7 +83,10 @@ def _relative(ratio: float, noun: str) -> str:
 def render_comparison(c: Comparison) -> str:
     """Both summaries, then their totals side by side with B / A ratios."""
     a, b = c.a, c.b
-    lines = [render_summary(a), "", render_summary(b), "", "comparison:"]
+    sizes = ["x".join(str(v) for v in s.input_size) for s in (a, b)]
+    on = (f"both on a {sizes[0]} input (B too; --input-b sets B's)" if sizes[0] == sizes[1]
+          else f"A on {sizes[0]}, B on {sizes[1]}")
+    lines = [render_summary(a), "", render_summary(b), "", f"comparison ({on}):"]
     head = ("", a.model, b.model, "B / A")
     rows = []
     for label, va, vb in (("parameters", a.total_params, b.total_params),

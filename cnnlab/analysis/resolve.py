@@ -25,9 +25,12 @@ def parse_input_size(text: str) -> tuple[int, int, int]:
     return values  # type: ignore[return-value]
 
 
-def resolve_model(name: str, input_size: tuple[int, int, int] | None, num_classes: int = 10
-                  ) -> tuple[nn.Module, tuple[int, int, int]]:
+def resolve_model(name: str, input_size: tuple[int, int, int] | None,
+                  num_classes: int | None = None) -> tuple[nn.Module, tuple[int, int, int]]:
     """The module named by ``name`` and the input size to summarise it on.
+
+    ``num_classes`` ``None`` keeps the model's own default (:func:`cnnlab.models.create`: 1000
+    for the ImageNet nets, a spec's final ``fN``); lecture models and saved runs keep theirs.
 
     ``name`` is a run directory or checkpoint file (``cnnlab.train.checkpoint.load_model``),
     ``lecture:NAME`` (:mod:`cnnlab.analysis.lecture_models`, built on the meta device), or

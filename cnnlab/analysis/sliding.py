@@ -6,19 +6,22 @@ for overlapping patches." A patch classifier written as convolutions
 (:class:`cnnlab.models.segmentation.PatchNet`, Long et al. 2015's "convolutionalization") gives
 the same scores for every pixel in one pass over the image, sharing the computation of
 overlapping patches. :func:`compare_sliding_window` runs both on the same images and reports
-the time of each, their ratio, the largest difference between the scores, and the pixel
-accuracy and mean IoU (identical by construction, up to float rounding).
+the time of each (median of ``repeats`` timed runs after an untimed warm-up), their ratio, the
+largest difference between the scores, and the pixel accuracy and mean IoU of both (identical by
+construction, up to float rounding). ``cnnlab sliding RUN`` prints it.
 """
 
 from __future__ import annotations
 
+import statistics
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
 
-from cnnlab.errors import ModelError
+from cnnlab.errors import ConfigError, ModelError
 from cnnlab.models.segmentation import PatchNet
 from cnnlab.train.tasks import confusion_matrix, segmentation_metrics
 
@@ -57,12 +60,16 @@ class SlidingComparison:
     images: int
     size: tuple[int, int]
     patch: int
-    sliding_s: float
+    sliding_s: float  # median of the timed runs
     fcn_s: float
     max_abs_diff: float
     same_argmax: float  # fraction of pixels where both predict the same class
-    pixel_acc: float  # of the sliding window (the FCN's is the same up to rounding)
+    pixel_acc: float  # of the sliding window
     miou: float
+    fcn_pixel_acc: float = float("nan")  # of the fully convolutional pass
+    fcn_miou: float = float("nan")
+    sliding_times: list[float] = field(default_factory=list)  # every timed run, seconds
+    fcn_times: list[float] = field(default_factory=list)
 
     @property
     def ratio(self) -> float:
@@ -70,30 +77,47 @@ class SlidingComparison:
         return self.sliding_s / max(self.fcn_s, 1e-12)
 
 
+def timed(function: Callable[[], torch.Tensor], repeats: int) -> tuple[torch.Tensor, list]:
+    """``function()`` once untimed (warm-up: allocations, kernel choice), then ``repeats`` timed
+    calls; returns the last result and the seconds of each timed call."""
+    result = function()
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        result = function()
+        times.append(time.perf_counter() - started)
+    return result, times
+
+
 @torch.inference_mode()
 def compare_sliding_window(model: PatchNet, images: torch.Tensor,
-                           masks: torch.Tensor | None = None) -> SlidingComparison:
+                           masks: torch.Tensor | None = None, *,
+                           repeats: int = 3) -> SlidingComparison:
     """Time the sliding window and the fully convolutional pass on ``images`` ``(B, C, H, W)``
-    (normalised floats); score both against ``masks`` ``(B, H, W)`` when given."""
+    (normalised floats), each the median of ``repeats`` runs after a warm-up; score both
+    against ``masks`` ``(B, H, W)`` when given."""
+    if repeats < 1:
+        raise ModelError(f"repeats={repeats}: expected at least 1 timed run")
     model.eval()
-    started = time.perf_counter()
-    sliding = sliding_window_scores(model, images)
-    sliding_s = time.perf_counter() - started
-    started = time.perf_counter()
-    dense = model(images)  # (B, K, H, W) in one pass
-    fcn_s = time.perf_counter() - started
-    pred = sliding.argmax(1)
-    metrics = {"acc": float("nan"), "miou": float("nan")}
+    sliding, sliding_times = timed(lambda: sliding_window_scores(model, images), repeats)
+    dense, fcn_times = timed(lambda: model(images), repeats)  # (B, K, H, W) in one pass
+    pred, dense_pred = sliding.argmax(1), dense.argmax(1)
+    nan = {"acc": float("nan"), "miou": float("nan")}
+    metrics, fcn_metrics = nan, nan
     if masks is not None:
-        metrics = segmentation_metrics(confusion_matrix(pred, masks, sliding.shape[1]))
+        k = sliding.shape[1]
+        metrics = segmentation_metrics(confusion_matrix(pred, masks, k))
+        fcn_metrics = segmentation_metrics(confusion_matrix(dense_pred, masks, k))
     return SlidingComparison(
-        images.shape[0], tuple(images.shape[-2:]), model.patch, sliding_s, fcn_s,
-        float((sliding - dense).abs().max()), float((pred == dense.argmax(1)).float().mean()),
-        metrics["acc"], metrics["miou"])
+        images.shape[0], tuple(images.shape[-2:]), model.patch,
+        statistics.median(sliding_times), statistics.median(fcn_times),
+        float((sliding - dense).abs().max()), float((pred == dense_pred).float().mean()),
+        metrics["acc"], metrics["miou"], fcn_metrics["acc"], fcn_metrics["miou"],
+        sliding_times, fcn_times)
 
 
-def compare_run(run: str, *, data: str | None = None, count: int = 16,
-                device: str = "cpu") -> SlidingComparison:
+def compare_run(run: str, *, data: str | None = None, count: int = 16, device: str = "cpu",
+                repeats: int = 3, which: str = "best") -> SlidingComparison:
     """:func:`compare_sliding_window` for a trained ``patchnet`` run on ``count`` test scenes.
 
     Example:
@@ -103,11 +127,35 @@ def compare_run(run: str, *, data: str | None = None, count: int = 16,
     from cnnlab.data.pipeline import Preprocess, to_batch_source
     from cnnlab.train.checkpoint import load_model
 
-    model, meta = load_model(run, device=device)
+    if count < 1:
+        raise ConfigError(f"--scenes {count}: expected at least 1 scene")
+    model, meta = load_model(run, which=which, device=device)
+    if not isinstance(model, PatchNet):
+        raise ConfigError(f"{run}: the sliding window needs a patch classifier: a run trained "
+                          f"with --model patchnet --task segment, not {type(model).__name__}")
     config = meta.get("config", {})
     test = load_dataset(data or config["data"], "test", root=config.get("data_root"))
     test = test.subset(torch.arange(min(count, len(test))))
     source = to_batch_source(test, Preprocess.from_dict(meta["preprocess"]),
                              batch_size=len(test), device=torch.device(device))
     images, _ = next(source.batches())
-    return compare_sliding_window(model, images, test.masks.to(device))
+    return compare_sliding_window(model, images, test.masks.to(device), repeats=repeats)
+
+
+def format_comparison(r: SlidingComparison) -> str:
+    """The lines ``cnnlab sliding`` prints."""
+    def times(values: list[float]) -> str:
+        return ", ".join(f"{t:.3f}" for t in values)
+
+    pixels = r.images * r.size[0] * r.size[1]
+    return "\n".join([
+        f"{r.images} scenes of {r.size[0]}x{r.size[1]}, {r.patch}x{r.patch} patches "
+        f"({pixels:,} patches for the sliding window); median of {len(r.sliding_times)} timed "
+        f"runs after a warm-up",
+        f"sliding window       {r.sliding_s:8.3f} s  (runs: {times(r.sliding_times)})  "
+        f"pixel acc {100 * r.pixel_acc:.2f}%  mean IoU {r.miou:.4f}",
+        f"fully convolutional  {r.fcn_s:8.3f} s  (runs: {times(r.fcn_times)})  "
+        f"pixel acc {100 * r.fcn_pixel_acc:.2f}%  mean IoU {r.fcn_miou:.4f}",
+        f"ratio {r.ratio:.1f}x slower for the sliding window",
+        f"scores agree: largest difference {r.max_abs_diff:.2e}, same class at "
+        f"{100 * r.same_argmax:.2f}% of pixels"])

@@ -27,9 +27,9 @@ import torch
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
-from cnnlab.analysis.checks import check_window
 from cnnlab.analysis.ops import Op, describe
 from cnnlab.analysis.receptive import Field, to_receptive_field, union
+from cnnlab.analysis.window_checks import check_window
 from cnnlab.errors import ModelError
 
 _ATTR = "_cnnlab_field"  # attribute carrying a tensor's Field (None: receptive field lost)
@@ -162,7 +162,7 @@ class _Tracer(TorchFunctionMode):
                                  f"operation '{op.name}'; the totals leave it out")
         if self.leaf is not None:
             self.leaf_ops.append(op)
-        elif op.kernel is not None or op.macs:  # a functional layer outside any leaf module
+        elif op.kernel is not None or op.macs or op.macs is None:  # functional, outside leaves
             prefix = f"{self.layer_name()}." if len(self.stack) > 1 else ""
             row = LayerRow(f"{prefix}{op.name}", f"F.{op.name}", op.kernel, op.stride,
                            op.padding, tuple(outputs[0].shape[1:]), 0, op.macs,
@@ -173,14 +173,18 @@ class _Tracer(TorchFunctionMode):
         if any(f is None for f in fields):
             return None
         merged = union(fields)
+        if merged is None:
+            return None
         if op.transform is not None:
             return op.transform(merged)
-        spatial = (int(x.shape[-2]), int(x.shape[-1])) if x.dim() >= 2 else (1, 1)
-        if merged.collapsed or out.dim() < 3 or (out.dim() == x.dim() and x.dim() >= 3
-                                                 and out.shape[-2:] == (1, 1)):
-            return merged.collapse(spatial) if x.dim() >= 3 else merged
-        if out.dim() >= 3 and tuple(out.shape[-2:]) == tuple(x.shape[-2:]):
-            return merged  # element-wise, channel mixing, concatenation: the union
+        if out.dim() < 3:  # flatten, a linear layer, a reduction: every position is mixed
+            return merged.collapse()
+        out_hw = (int(out.shape[-2]), int(out.shape[-1]))
+        same = merged.broadcast(out_hw)  # element-wise, channel mixing, concatenation
+        if same is not None:
+            return same
+        if out_hw == (1, 1):  # e.g. x.mean((2, 3), keepdim=True)
+            return merged.collapse()
         return None
 
 
@@ -268,7 +272,8 @@ def _finish_row(row: LayerRow, ops: list[Op], module: nn.Module, inputs: tuple,
         x = next((t for t in inputs if isinstance(t, torch.Tensor) and hasattr(t, _ATTR)), None)
         if row.field is None and x is not None and getattr(x, _ATTR) and row.kernel:
             # a custom windowed layer (e.g. LocallyConnected2d): trust its attributes
-            row.field = getattr(x, _ATTR).window(row.kernel, row.stride, row.padding)
+            out_hw = (int(outs[0].shape[-2]), int(outs[0].shape[-1]))
+            row.field = getattr(x, _ATTR).window(row.kernel, row.stride, row.padding, out_hw)
             for t in outs:
                 setattr(t, _ATTR, row.field)
 
@@ -297,7 +302,8 @@ def summary(module: nn.Module, input_size: tuple[int, ...], *, name: str | None 
     warnings: list[str] = []
     tracer = _Tracer(rows, warnings)
     x = torch.zeros(1, *input_size, device=device, dtype=dtype)
-    setattr(x, _ATTR, Field())
+    setattr(x, _ATTR, Field.image(tuple(input_size[-2:])) if len(input_size) >= 3
+            else Field.image((1, 1)).collapse())
     was_training = module.training
     handles = _attach_hooks(module, tracer)
     error, output = None, None
@@ -347,8 +353,10 @@ class Comparison:
 
 
 def compare(a: nn.Module, b: nn.Module, input_size: tuple[int, ...], *,
-            names: tuple[str, str] | None = None) -> Comparison:
-    """Summaries of ``a`` and ``b`` on the same input, and the ratios of their totals.
+            names: tuple[str, str] | None = None,
+            input_size_b: tuple[int, ...] | None = None) -> Comparison:
+    """Summaries of ``a`` and ``b`` on the same input (B on ``input_size_b`` if given; the
+    rendered comparison states both sizes), and the ratios of their totals.
 
     Example (lecture 002: the 1x1 "bottleneck" Inception module "saves approximately 60% of
     computations"; measured with :func:`cnnlab.analysis.lecture_models.inception_module`):
@@ -358,4 +366,5 @@ def compare(a: nn.Module, b: nn.Module, input_size: tuple[int, ...], *,
         0.682
     """
     first, second = names or (type(a).__name__, type(b).__name__)
-    return Comparison(summary(a, input_size, name=first), summary(b, input_size, name=second))
+    return Comparison(summary(a, input_size, name=first),
+                      summary(b, input_size_b or input_size, name=second))

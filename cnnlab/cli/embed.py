@@ -14,9 +14,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from cnnlab.analysis.embed import CENTERING, embed_report
+from cnnlab.analysis.embed import CENTERING, embed_paths, embed_report
 from cnnlab.analysis.features import load_run_data
 from cnnlab.analysis.invariance import TRANSFORMS, sweep_values
+from cnnlab.errors import ConfigError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -33,10 +34,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.images < 1:
+        raise ConfigError(f"--images must be >= 1, got {args.images}")
     data = load_run_data(args.run, data=args.data, limit=args.images)
     values = sweep_values(args.transform, args.range, args.steps, data.images.shape[-1])
     out = Path(args.out) if args.out else Path(args.run) / "embed"
     _, ratios = embed_report(data, args.layer, args.transform, values, out, center=args.center)
     print(f"PC1 and PC2 explain {100 * ratios[0]:.1f}% and {100 * ratios[1]:.1f}% of the variance")
-    print(f"wrote {out / f'embed-{args.layer}-{args.transform}.csv'} and .png")
+    csv_path, png_path = embed_paths(out, args.layer, args.transform)
+    print(f"wrote {csv_path} and {png_path}")
     return 0

@@ -6,6 +6,8 @@ examples:
   cnnlab evaluate runs/a runs/b runs/c          # model averaging: ensemble error vs members
   cnnlab evaluate runs/a --data mnist --split test --out eval/
   cnnlab evaluate runs/airbench94-cifar10 --tta flip,translate   # test-time augmentation
+  cnnlab evaluate runs/lenet5-digit-scenes --threshold 0.3   # multilabel: mAP, F1, label sets
+  cnnlab evaluate runs/fcn-digit-scenes            # segment: pixel accuracy, IoU, masks.png
 Writes metrics.json, confusion.csv and errors.csv (into --out, default RUN/eval-SPLIT).
 """
 
@@ -15,7 +17,7 @@ import argparse
 from pathlib import Path
 
 from cnnlab.evaluate import evaluate_runs, format_errors, write_report
-from cnnlab.train.tasks import evaluate_task_run, format_task_report, run_task
+from cnnlab.train.tasks import THRESHOLD, evaluate_task_run, format_task_report, run_task
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -30,6 +32,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help='test-time augmentation: "flip", "translate", "flip,translate" or '
                              '"none" (default: what the run was trained with)')
     parser.add_argument("--out", help="directory for metrics.json, confusion.csv, errors.csv")
+    parser.add_argument("--threshold", type=float, default=THRESHOLD, metavar="P",
+                        help="multilabel run: a class is predicted present where its sigmoid "
+                             "is >= P (default %(default)s)")
     parser.add_argument("--show-errors", type=int, default=100, metavar="N",
                         help="print at most N misclassified pairs (default 100)")
 
@@ -38,7 +43,8 @@ def run(args: argparse.Namespace) -> int:
     if run_task(args.runs[0]) != "classify":  # multilabel / segment: label sets, IoU, masks
         print(format_task_report(evaluate_task_run(
             args.runs[0], data=args.data, split=args.split, data_root=args.data_root,
-            which=args.checkpoint, device=args.device, out=args.out)))
+            which=args.checkpoint, device=args.device, out=args.out,
+            threshold=args.threshold)))
         return 0
     report = evaluate_runs(args.runs, data=args.data, split=args.split, data_root=args.data_root,
                            k=args.top_k, which=args.checkpoint, device=args.device,

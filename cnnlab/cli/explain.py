@@ -9,6 +9,8 @@ examples:
       --kernel "[[-2,-2,1],[-2,0,1],[1,1,1]]" --padding 1
   cnnlab explain conv --input-file x.json --kernel "[[1,-1,-1],[-1,1,-1],[-1,-1,1]]" \
       --normalize --truncate
+  cnnlab explain conv --input-file step_edge.json --kernel "[[1,1,1,1],[1,1,1,1],[1,1,1,1],[1,1,1,1]]" \
+      --normalize --decimals 0 --round half-up
   cnnlab explain pool --input "[[1,2,6,3],[3,5,2,1],[1,2,2,1],[7,3,4,8]]" --mode max
   cnnlab explain relu --input "[[0.77,-0.11],[-0.33,1]]"
   cnnlab explain fc --input "[1,2,3]" --weights "[[1,0,-1],[2,1,0]]" --bias "[0.5,-1]"
@@ -25,6 +27,7 @@ import argparse
 import json
 
 from cnnlab.analysis.explain_cli import OPERATIONS, explain_from_args
+from cnnlab.errors import ConfigError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -41,8 +44,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--stride", type=int, help="stride (conv 1, pool = size, "
                         "transpose-conv 2)")
     parser.add_argument("--padding", type=int, help="zero padding (conv 0, transpose-conv 1)")
-    parser.add_argument("--output-padding", type=int, default=1,
-                        help="transpose-conv extra output rows/cols (default 1: 2x2 -> 4x4)")
+    parser.add_argument("--output-padding", type=int, default=None,
+                        help="transpose-conv extra output rows/cols (default stride - 1: "
+                        "2x2 -> 4x4 at stride 2, none at stride 1)")
     parser.add_argument("--size", type=int, default=2, help="pooling window / unpool scale")
     parser.add_argument("--mode", help="pool: max|avg; unpool: nearest|nails|max")
     parser.add_argument("--op", choices=("conv", "maxpool", "avgpool"), default="conv",
@@ -55,13 +59,47 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--decimals", type=int, default=2, help="decimal places (default 2)")
     parser.add_argument("--truncate", action="store_true",
                         help="cut digits instead of rounding, as the slides do")
+    parser.add_argument("--round", choices=("half-up", "half-even"), default="half-up",
+                        help="how ties round (default half-up, as the slides: 80.5 -> 81; "
+                        "half-even is Python's: 80.5 -> 80)")
     parser.add_argument("--json", action="store_true", help="machine-readable output")
 
 
+def _plain_number(text: str | None) -> str | None:
+    """``--bias 1`` (a plain number) -> ``"[1]"``, which broadcasts over the filters."""
+    try:
+        float(text)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return text
+    return f"[{text}]"
+
+
+def check_arguments(args: argparse.Namespace) -> None:
+    """One-line ConfigErrors for numbers that cannot work; fills the defaults that depend on
+    other options (transpose-conv output padding = stride - 1)."""
+    for name, least in (("stride", 1), ("padding", 0), ("size", 1), ("output_padding", 0),
+                        ("decimals", 0)):
+        value = getattr(args, name)
+        if value is not None and value < least:
+            raise ConfigError(f"--{name.replace('_', '-')} {value}: must be at least {least}")
+    args.bias = _plain_number(args.bias)
+    if args.operation == "transpose-conv":
+        stride = 2 if args.stride is None else args.stride
+        if args.output_padding is None:
+            args.output_padding = stride - 1
+        if args.output_padding >= stride:
+            raise ConfigError(f"--output-padding {args.output_padding}: must be smaller than "
+                              f"the stride {stride} (it only picks among the output sizes that "
+                              "stride allows)")
+    elif args.output_padding is None:
+        args.output_padding = 0
+
+
 def run(args: argparse.Namespace) -> int:
+    check_arguments(args)
     explanation = explain_from_args(args)
     if args.json:
         print(json.dumps(explanation.to_dict(), indent=2))
     else:
-        print(explanation.render(args.decimals, args.truncate))
+        print(explanation.render(args.decimals, args.truncate, args.round))
     return 0

@@ -1,12 +1,14 @@
 """Transfer learning (lecture 001): start from a trained run, new classifier when the label set
 differs, --freeze layers up to a name (frozen batch-norm statistics stay frozen too),
 discriminative learning rates (0.001 pre-trained, 0.01 new), or --mode features (train only the
-classifier on features computed once).
+classifier on features computed once, at --lr-new), or --mode scratch (same architecture, recipe
+and data, random initialisation: the baseline).
 
 examples:
   cnnlab finetune runs/lenet5-mnist --data digits --epochs 10
   cnnlab finetune runs/lenet5-mnist --data fashion-mnist --freeze features.3
   cnnlab finetune runs/lenet5-mnist --data digits --mode features --epochs 30
+  cnnlab finetune runs/lenet5-mnist --data fashion-mnist --limit-per-class 100 --mode scratch
   cnnlab finetune runs/resnet20-cifar10 --data ./my-photos --lr-pretrained 0.001 --lr-new 0.01
 The result is a normal run directory (+ finetune.json) for evaluate, predict, probe, ...
 """
@@ -33,6 +35,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="learning rate of the pre-trained layers (default 0.001)")
     parser.add_argument("--lr-new", type=float, default=0.01,
                         help="learning rate of a new classifier (default 0.01)")
+    parser.add_argument("--limit-per-class", type=int, metavar="N",
+                        help="train on N images per class of the target (a small target)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     for flag, kind in OVERRIDES.items():
         parser.add_argument(f"--{flag}", type=kind, help="as in `cnnlab train`")
@@ -44,5 +48,6 @@ def run(args: argparse.Namespace) -> int:
     if args.no_progress:
         overrides["progress"] = False
     finetune(args.checkpoint, data=args.data, mode=args.mode, freeze=args.freeze,
-             lr_pretrained=args.lr_pretrained, lr_new=args.lr_new, **overrides)
+             lr_pretrained=args.lr_pretrained, lr_new=args.lr_new,
+             limit_per_class=args.limit_per_class, **overrides)
     return 0

@@ -26,19 +26,39 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", default="digits", help="data set of the batch (default digits)")
     parser.add_argument("--steps", type=int, default=5, help="SGD steps after init (default 5)")
     parser.add_argument("--lr", type=float, default=0.05, help="SGD learning rate (default 0.05)")
+    parser.add_argument("--per-layer", action="store_true",
+                        help="--sweep: also print every layer's norm (always in the CSV)")
     parser.add_argument("--out", default="gradients", help="output directory")
+
+
+def parse_depths(text: str) -> list[int]:
+    """``"1,2,4"`` -> ``[1, 2, 4]``; ConfigError for anything but positive integers."""
+    try:
+        depths = [int(d) for d in text.split(",") if d.strip()]
+    except ValueError:
+        raise ConfigError(f"--depths: expected comma-separated hidden-layer counts like "
+                          f"1,2,4,8, got {text!r}") from None
+    if not depths or min(depths) < 1:
+        raise ConfigError(f"--depths: expected positive hidden-layer counts, got {text!r}")
+    return depths
 
 
 def run(args: argparse.Namespace) -> int:
     if args.sweep:
-        depths = [int(d) for d in args.depths.split(",")]
-        rows = sweep_report(depths, args.out, init=args.init)
+        rows = sweep_report(parse_depths(args.depths), args.out, init=args.init)
         print(f"{'kind':<9} {'act':<8} {'depth':>5} {'first layer':>12} {'last layer':>11}")
         for r in rows:
             print(f"{r['kind']:<9} {r['activation']:<8} {r['depth']:>5} {r['first']:>12.3e} "
                   f"{r['last']:>11.3e}")
-        print(f"wrote {args.out}/gradient-depths.csv and .png")
+        if args.per_layer:
+            for r in rows:
+                norms = " ".join(f"{v:.2e}" for v in r["layer_norms"].values())
+                print(f"{r['kind']} {r['activation']} depth {r['depth']}: {norms}")
+        print(f"wrote {args.out}/gradient-depths.csv, gradient-depths-layers.csv (every layer) "
+              f"and gradient-depths.png")
         return 0
+    if args.steps < 0:
+        raise ConfigError(f"--steps must be >= 0, got {args.steps}")
     if not args.models:
         raise ConfigError("give one or more MODELs (e.g. plain20 resnet20) or --sweep")
     profiles = profile_report(args.models, args.out, data=args.data, steps=args.steps,

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from cnnlab.analysis.features import load_run_data
 from cnnlab.analysis.invariance import TRANSFORMS, invariance_report, sweep_values
+from cnnlab.errors import ConfigError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -32,6 +33,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.limit < 1:
+        raise ConfigError(f"--limit must be >= 1 test image, got {args.limit}")
     data = load_run_data(args.run, data=args.data, limit=args.limit)
     values = sweep_values(args.transform, args.range, args.steps, data.images.shape[-1])
     out = Path(args.out) if args.out else Path(args.run) / "invariance"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 from cnnlab.errors import CnnlabError
@@ -31,6 +32,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "ablate": ("cnnlab.cli.ablate", "remove layers, retrain, report accuracy and parameters"),
     "gradients": ("cnnlab.cli.gradients", "per-layer gradient norms: vanishing/exploding"),
     "shift-test": ("cnnlab.cli.shift_test", "CNN vs MLP trained centred, tested shifted"),
+    "sliding": ("cnnlab.cli.sliding", "sliding window vs fully convolutional: time ratio, same scores"),
     "visualize": ("cnnlab.cli.visualize", "filters, feature maps, top patches, saliency as PNGs"),
     "report": ("cnnlab.cli.report", "one self-contained HTML page per run"),
 }
@@ -74,6 +76,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"cnnlab {args.command}: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except BrokenPipeError:  # e.g. `cnnlab summary resnet50 | head`: the reader left early
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no error at exit
+        return 0
 
 
 if __name__ == "__main__":

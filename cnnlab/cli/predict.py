@@ -7,6 +7,7 @@ examples:
   cnnlab predict runs/lenet5-mnist my_digit.png
   cnnlab predict runs/lenet5-mnist photos/ --top-k 5 --json
   cnnlab predict runs/fcn-scenes scene.png --out masks/   # segment run: coloured mask PNGs
+  cnnlab predict runs/lenet5-scenes scene.png --threshold 0.3  # multilabel run: label set
 """
 
 from __future__ import annotations
@@ -24,13 +25,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--checkpoint", choices=["best", "last"], default="best")
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
     parser.add_argument("--json", action="store_true", help="machine-readable output")
+    parser.add_argument("--threshold", type=float, default=0.5, metavar="P",
+                        help="multilabel run: report the classes whose sigmoid is >= P "
+                             "(default %(default)s)")
     parser.add_argument("--out", help="folder for the mask PNGs of a segment run (default "
                                       "RUN/masks)")
 
 
 def run(args: argparse.Namespace) -> int:
     results = predict_images(args.run, args.images, k=args.top_k, which=args.checkpoint,
-                             device=args.device, out=args.out)
+                             device=args.device, out=args.out, threshold=args.threshold)
     if args.json:
         print(json.dumps(results, indent=2))
         return 0

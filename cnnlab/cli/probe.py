@@ -14,7 +14,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from cnnlab.analysis.probe import CLASSIFIERS, format_table, probe_run
+from cnnlab.analysis.probe import CLASSIFIERS, depth_verdicts, format_table, probe_run
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -37,5 +37,6 @@ def run(args: argparse.Namespace) -> int:
                      pool=args.pool, per_class=args.per_class, repeats=args.repeats,
                      limit=args.limit, out=out)
     print(format_table(rows))
+    print("\n".join(depth_verdicts(rows)))
     print(f"wrote {out / 'probe.csv'} and probe.png")
     return 0

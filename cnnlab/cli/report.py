@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 
+from cnnlab.cli.visualize import whole_number
 from cnnlab.viz.report import run_report
 
 
@@ -19,12 +20,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", metavar="FILE", help="HTML file (default RUN/report.html)")
     parser.add_argument("--checkpoint", choices=["best", "last"], default="best")
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
-    parser.add_argument("--limit", type=int, default=5000,
+    parser.add_argument("--limit", default="5000", metavar="N",
                         help="test images searched for top patches (default 5000)")
 
 
 def run(args: argparse.Namespace) -> int:
     path = run_report(args.run, out=args.out, which=args.checkpoint, device=args.device,
-                      limit=args.limit)
+                      limit=whole_number(args.limit, "--limit"))
     print(f"wrote {path}")
     return 0

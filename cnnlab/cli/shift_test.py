@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 
 from cnnlab.analysis.shift import shift_report
+from cnnlab.errors import ConfigError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -28,7 +29,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    shifts = [float(s) for s in args.shifts.split(",")]
+    try:
+        shifts = [float(s) for s in args.shifts.split(",") if s.strip()]
+    except ValueError:
+        raise ConfigError(f"--shifts: expected comma-separated pixel shifts like 0,1,2,4, "
+                          f"got {args.shifts!r}") from None
+    if not shifts:
+        raise ConfigError("--shifts: give at least one pixel shift, e.g. 0,2,4")
+    for flag, value in (("--epochs", args.epochs), ("--train-limit", args.train_limit),
+                        ("--test-limit", args.test_limit)):
+        if value < 1:
+            raise ConfigError(f"{flag} must be >= 1, got {value}")
     rows = shift_report(args.data, args.out, shifts=shifts, epochs=args.epochs,
                         train_limit=args.train_limit, test_limit=args.test_limit,
                         augment=args.augment, seed=args.seed)

@@ -29,15 +29,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--input", help="input size CxHxW (default: the model's own)")
     parser.add_argument("--compare", nargs=2, metavar=("A", "B"),
                         help="summarise two models side by side")
-    parser.add_argument("--num-classes", type=int, default=10, help="output classes (default 10)")
+    parser.add_argument("--input-b", help="--compare: input size CxHxW of B (default: A's)")
+    parser.add_argument("--num-classes", type=int, default=None,
+                        help="output classes (default: the model's own, e.g. 1000 for resnet18)")
     parser.add_argument("--json", action="store_true", help="machine-readable output")
 
 
 def run(args: argparse.Namespace) -> int:
     size = parse_input_size(args.input) if args.input else None
     if args.compare:
-        (a, size_a), (b, _) = (resolve_model(n, size, args.num_classes) for n in args.compare)
-        result = compare(a, b, size_a, names=tuple(args.compare))
+        a, size_a = resolve_model(args.compare[0], size, args.num_classes)
+        size_b = parse_input_size(args.input_b) if args.input_b else size_a
+        b, _ = resolve_model(args.compare[1], size_b, args.num_classes)
+        result = compare(a, b, size_a, names=tuple(args.compare), input_size_b=size_b)
         failed = result.a.error or result.b.error
     elif args.model:
         model, size = resolve_model(args.model, size, args.num_classes)

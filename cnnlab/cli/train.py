@@ -8,7 +8,10 @@ examples:
   cnnlab train --data mnist --nproc 2            # data parallel on 2 local processes
   torchrun --nproc-per-node 2 -m cnnlab train --data mnist   # the same through torchrun
 
-Ctrl-C or SIGTERM saves the last checkpoint at the next step and exits with code 130 / 143.
+Ctrl-C or SIGTERM saves the last checkpoint at the next step and exits with code 130 / 143
+(also during the last epoch's validation: the test evaluation is then skipped; --resume runs it).
+Under `torchrun --max-restarts N` a restarted attempt continues the first attempt's run from its
+newest complete checkpoint (found by RUN/torchrun.json) instead of starting a new one.
 """
 
 from __future__ import annotations
@@ -29,9 +32,12 @@ FLAGS: dict[str, tuple[type, str]] = {
     "data": (str, "data set name (see `cnnlab datasets`) or image-folder path"),
     "data-root": (str, "directory holding data sets (also $CNNLAB_DATA)"),
     "task": (str, "classify, multilabel (sigmoid + BCE) or segment (per-pixel) on scene sets"),
+    "class-weights": (str, "segment: none, or median (median-frequency class weights, SegNet)"),
     "image-size": (int, "side of the square model input (default: the model's own)"),
     "resize": (str, "how images are fitted to --image-size: auto, pad, resize"),
     "val-fraction": (float, "fraction of the training split held out for validation"),
+    "train-per-class": (int, "train on only N images per class (seeded; before the validation "
+                             "split), e.g. a small transfer target"),
     "epochs": (int, "number of passes over the training data"),
     "batch-size": (int, "images per optimizer step"),
     "optimizer": (str, "sgd, adam or adamw"),
@@ -55,6 +61,8 @@ FLAGS: dict[str, tuple[type, str]] = {
     "out": (str, "parent directory of run directories (default: runs)"),
     "name": (str, "run directory name (default: <model>-<data>-<time>)"),
     "checkpoint-every": (int, "epochs between saves of the last checkpoint"),
+    "dist-timeout": (float, "data parallel: seconds a collective waits for a rank that went "
+                            "silent before the job fails (default 300)"),
 }
 SWITCHES = {
     "download": "download a missing named data set from its official source",

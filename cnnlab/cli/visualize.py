@@ -17,6 +17,7 @@ examples:
   cnnlab visualize maps runs/lenet5-mnist
   cnnlab visualize top-patches runs/lenet5-mnist --layer conv2 --units 0-7
   cnnlab visualize saliency runs/lenet5-mnist --image my_digit.png --class 7
+  cnnlab visualize maps runs/lenet5-mnist --index 42 --layer conv2 --units 0-7
   cnnlab visualize class-model runs/lenet5-mnist --out figures/
   cnnlab visualize segmentation runs/fcn-digit-scenes --count 4
 Writes into --out (default RUN/viz/) and prints each file written. See docs/VISUALIZE.md.
@@ -36,34 +37,57 @@ def parse_units(text: str) -> list[int]:
     try:
         for part in text.split(","):
             low, _, high = part.partition("-")
-            units += list(range(int(low), int(high or low) + 1))
+            first, last = int(low), int(high or low)
+            if last < first:
+                raise ConfigError(f"--units {text!r}: range {part} runs backwards "
+                                  f"(write {last}-{first})")
+            units += list(range(first, last + 1))
     except ValueError:
         raise ConfigError(f"--units {text!r}: expected numbers like 0,3,5-7") from None
     return units
+
+
+def whole_number(text: str | None, flag: str, *, minimum: int = 1) -> int | None:
+    """``--limit 5`` -> 5; None stays None; below ``minimum`` or not a number: ConfigError.
+    (Parsed after argparse, so the CLI prints a one-line error, not argparse's usage.)"""
+    if text is None:
+        return None
+    try:
+        value = int(text)
+    except ValueError:
+        raise ConfigError(f"{flag} {text!r}: expected a whole number") from None
+    if value < minimum:
+        raise ConfigError(f"{flag} {value}: expected {minimum} or more")
+    return value
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("kind", choices=list(KINDS), metavar="KIND", help="what to draw (above)")
     parser.add_argument("run", metavar="RUN|CHECKPOINT", help="run directory or checkpoint file")
     parser.add_argument("--layer", help="layer: conv1, conv2, ... or a module path (features.3)")
-    parser.add_argument("--units", type=parse_units, help="units (channels), e.g. 0,3,5-7")
+    parser.add_argument("--units", help="units (channels), e.g. 0,3,5-7")
     parser.add_argument("--image", help="your own image file (maps, saliency)")
     parser.add_argument("--class", dest="target_class", metavar="C",
                         help="class name or index (saliency, class-model)")
     parser.add_argument("--split", default="test", help="data split to use (default test)")
-    parser.add_argument("--limit", type=int, help="search at most N images (top-patches, "
-                                                  "evolution)")
-    parser.add_argument("--count", type=int, help="images shown (segmentation, default 8)")
+    parser.add_argument("--index", metavar="N",
+                        help="start at image N of the split (maps, saliency; default 0)")
+    parser.add_argument("--limit", metavar="N",
+                        help="search at most N images (top-patches, evolution)")
+    parser.add_argument("--count", metavar="N", help="images shown (segmentation, default 8)")
     parser.add_argument("--checkpoint", choices=["best", "last"], default="best")
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
     parser.add_argument("--out", help="output folder (default RUN/viz)")
 
 
 def run(args: argparse.Namespace) -> int:
+    units = None if args.units is None else parse_units(args.units)
     paths = visualize(args.kind, args.run, out=args.out, which=args.checkpoint,
-                      device=args.device, layer=args.layer, units=args.units, image=args.image,
-                      target_class=args.target_class, split=args.split, limit=args.limit,
-                      count=args.count)
+                      device=args.device, layer=args.layer, units=units, image=args.image,
+                      target_class=args.target_class, split=args.split,
+                      limit=whole_number(args.limit, "--limit"),
+                      count=whole_number(args.count, "--count"),
+                      index=whole_number(args.index, "--index", minimum=0) or 0)
     for path in paths:
         print(f"wrote {path}")
     return 0

@@ -48,22 +48,42 @@ def list_class_folders(root: Path) -> list[Path]:
     return folders
 
 
-def list_images(folder: Path) -> list[os.DirEntry]:
+def list_images(folder: Path, _visited: set[tuple[int, int]] | None = None) -> list[os.DirEntry]:
     """Image files under ``folder`` (recursive, sorted), skipping hidden files and folders.
 
     ``os.scandir`` entries rather than Paths: listing and stat-ing 50,000 files stays cheap.
+    Symlinked folders are followed, each real folder (``st_dev``, ``st_ino``) once, so a link
+    back to a parent (a loop) adds nothing instead of recursing forever; a dangling or
+    self-referencing link is skipped; an unreadable folder is a DataError naming it.
     """
-    found: list[os.DirEntry] = []
-    with os.scandir(folder) as scan:
-        entries = sorted(scan, key=lambda e: e.name)
-    for entry in entries:
-        if entry.name.startswith("."):
-            continue
-        if entry.is_dir():
-            found += list_images(Path(entry.path))
-        elif os.path.splitext(entry.name)[1].lower() in IMAGE_EXTENSIONS:
-            found.append(entry)
+    visited = set() if _visited is None else _visited
+    try:
+        info = os.stat(folder)
+        if (info.st_dev, info.st_ino) in visited:
+            return []
+        visited.add((info.st_dev, info.st_ino))
+        with os.scandir(folder) as scan:
+            entries = sorted(scan, key=lambda e: e.name)
+        found: list[os.DirEntry] = []
+        for entry in entries:
+            if entry.name.startswith("."):
+                continue
+            if _is_dir(entry):
+                found += list_images(Path(entry.path), visited)
+            elif os.path.splitext(entry.name)[1].lower() in IMAGE_EXTENSIONS:
+                found.append(entry)
+    except OSError as error:
+        where = error.filename or folder
+        raise DataError(f"{where}: cannot list the folder ({error.strerror or error})") from None
     return found
+
+
+def _is_dir(entry: os.DirEntry) -> bool:
+    """A folder or a link to one; a dangling or self-referencing link (ELOOP) is neither."""
+    try:
+        return entry.is_dir()
+    except OSError:
+        return False
 
 
 def scan_folder(root: Path) -> tuple[list[os.DirEntry], list[int], list[str]]:

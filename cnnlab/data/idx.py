@@ -14,6 +14,7 @@ Example:
 from __future__ import annotations
 
 import gzip
+import math
 import zlib
 from pathlib import Path
 
@@ -24,6 +25,7 @@ from cnnlab.data.base import ImageSet
 from cnnlab.errors import DataError
 
 GZIP_MAGIC = b"\x1f\x8b"
+MAX_IDX_BYTES = 1 << 36  # 64 GiB: above any real IDX file; a larger header is corrupt
 
 # IDX type code -> big-endian NumPy dtype (the format's table).
 IDX_DTYPES: dict[int, str] = {
@@ -67,8 +69,12 @@ def parse_idx(data: bytes, path: Path) -> np.ndarray:
                         f"{len(data)} bytes")
     shape = tuple(int(size) for size in np.frombuffer(data, ">u4", count=ndim, offset=4))
     dtype = np.dtype(IDX_DTYPES[type_code])
-    expected = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    expected = math.prod(shape) * dtype.itemsize  # Python ints: 2^22 * 2^21 * 2^21 is no overflow
     actual = len(data) - header_size
+    if expected > MAX_IDX_BYTES:
+        raise DataError(f"{path}: header {shape} ({dtype.name}) declares {expected} bytes, "
+                        f"more than the {MAX_IDX_BYTES >> 30} GiB cnnlab reads; the file is "
+                        "corrupt or not an IDX file")
     if actual != expected:
         raise DataError(f"{path}: payload has {actual} bytes but the header {shape} "
                         f"({dtype.name}) needs {expected}; the file is truncated or corrupt")

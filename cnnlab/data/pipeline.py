@@ -2,12 +2,13 @@
 
 The whole split stays a uint8 tensor (on the training device); a batch is one index operation,
 one conversion to float, the batched augmentations and the normalisation. The order of every
-epoch and the randomness of every batch derive from ``(seed, epoch, batch)`` only, so a run
+epoch and the randomness of every batch derive from ``(seed, epoch, batch, rank)`` only, so a run
 resumed in the middle of an epoch sees exactly the batches it would have seen.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 
@@ -108,6 +109,15 @@ def border_mean(images: torch.Tensor) -> float:
     return float(border.mean())
 
 
+def per_class_subset(data: ImageSet, per_class: int, seed: int) -> ImageSet:
+    """The first ``per_class`` images of each class in a seeded shuffle of ``data`` (a small
+    target for transfer learning, lecture 001); a class with fewer keeps all of its images."""
+    order = torch.randperm(len(data.labels), generator=torch.Generator().manual_seed(seed))
+    keep = torch.cat([order[data.labels[order] == k][:per_class]
+                      for k in range(len(data.classes))])
+    return data.subset(keep.sort().values)
+
+
 def split_validation(data: ImageSet, fraction: float, seed: int) -> tuple[ImageSet, ImageSet | None]:
     """Hold out ``fraction`` of ``data`` (chosen by ``seed``) for validation."""
     n_val = int(round(len(data) * fraction))
@@ -122,10 +132,21 @@ def epoch_order(n: int, seed: int, epoch: int) -> torch.Tensor:
     return torch.randperm(n, generator=torch.Generator().manual_seed(seed * 1_000_003 + epoch))
 
 
-def batch_generator(seed: int, epoch: int, batch: int, device: torch.device) -> torch.Generator:
-    """The generator of one batch's augmentation randomness."""
+def batch_seed(seed: int, epoch: int, batch: int, rank: int = 0) -> int:
+    """A 63-bit seed that is a hash of ``(seed, epoch, batch, rank)``.
+
+    A hash rather than a linear formula: ``(seed * a + epoch) * b + batch`` would give two
+    (epoch, batch) pairs the same stream as soon as ``batch >= b``.
+    """
+    text = f"cnnlab-augment/{seed}/{epoch}/{batch}/{rank}".encode()
+    return int.from_bytes(hashlib.blake2b(text, digest_size=8).digest(), "little") >> 1
+
+
+def batch_generator(seed: int, epoch: int, batch: int, device: torch.device,
+                    rank: int = 0) -> torch.Generator:
+    """The generator of one batch's (and, data parallel, one rank's) augmentation randomness."""
     gen = torch.Generator(device=device)
-    gen.manual_seed((seed * 1_000_003 + epoch) * 100_003 + batch)
+    gen.manual_seed(batch_seed(seed, epoch, batch, rank))
     return gen
 
 
@@ -166,7 +187,7 @@ class BatchSource:
                 picked = picked.tensor_split(self.world_size)[self.rank]
             x = self.images[picked].float().div_(255)
             if self.augment is not None:  # one random stream per (batch, rank)
-                gen = batch_generator(seed, epoch, b * self.world_size + self.rank, device)
+                gen = batch_generator(seed, epoch, b, device, self.rank)
                 if getattr(self.augment, "uses_index", False):  # altflip: who, which epoch
                     if isinstance(picked, slice):
                         picked = torch.arange(len(self), device=device)[picked]

@@ -76,9 +76,10 @@ class SceneSpec:
         cell = self.canvas // grid_side(hi) if not self.overlap else self.canvas
         if largest > cell:
             where = "a grid cell" if not self.overlap else "the canvas"
+            fixes = "enlarge the canvas, lower the scale" + (
+                " or allow overlap (overlap=1)" if not self.overlap else "")
             raise DataError(f"objects up to {largest}px do not fit {where} of {cell}px "
-                            f"(canvas {self.canvas}, {hi} objects): enlarge the canvas, lower the "
-                            f"scale or allow overlap")
+                            f"(canvas {self.canvas}, {hi} objects): {fixes}")
 
 
 def grid_side(objects: int) -> int:
@@ -96,6 +97,8 @@ def make_scenes(source: ImageSet, n: int, spec: SceneSpec = SceneSpec(), *, seed
         >>> tuple(scenes.images.shape), tuple(scenes.masks.shape), tuple(scenes.present.shape)
         ((10, 1, 32, 32), (10, 32, 32), (10, 10))
     """
+    if n < 1:
+        raise DataError(f"{name}: n={n} scenes: expected at least 1")
     if source.image_shape[0] != 1:
         raise DataError(f"{source.name}: scenes are built from grey images, got "
                         f"{source.image_shape[0]} channels")
@@ -194,6 +197,8 @@ def parse_scene_name(name: str) -> tuple[str, SceneSpec, int, int]:
         try:
             if key == "n":
                 n_train = int(value)
+                if n_train < 1:
+                    raise DataError(f"{name}: n={n_train}: expected at least 1 training scene")
                 n_test = max(1, n_train // 5)
             elif key == "canvas":
                 spec = replace(spec, canvas=int(value))

@@ -9,7 +9,8 @@ module uses a 3x3 conv where the paper has 5x5: this gives the 6,624,904 paramet
 classes, no auxiliary heads; 13,004,888 with them) users compare against. ``paper_5x5=True``
 restores the 5x5 convs (7,005,832 parameters). ``naive=True`` builds every module as the naive
 fig. 2a module (no 1x1 reductions, the pool branch passes its input through), so depth and cost
-explode (70,300,872 parameters).
+explode: with the figure's 5x5 convs (the default there, as no reference count applies) it has
+97,531,080 parameters; ``naive=True, paper_5x5=False`` keeps torchvision's 3x3 (70,300,872).
 
 Auxiliary classifiers (``aux_logits=True``, after inception4a and 4d) are active in training
 only; there ``forward`` returns :class:`GoogLeNetOutputs` ``(logits, aux2, aux1)`` as
@@ -98,9 +99,10 @@ class GoogLeNet(ImageClassifier):
     min_size = 32  # total stride 32: conv1 and four max-pools halve H and W
 
     def __init__(self, *, num_classes: int, in_channels: int, aux_logits: bool = False,
-                 naive: bool = False, paper_5x5: bool = False, dropout: float = 0.2,
+                 naive: bool = False, paper_5x5: bool | None = None, dropout: float = 0.2,
                  transform_input: bool = False) -> None:
         super().__init__()
+        paper_5x5 = naive if paper_5x5 is None else paper_5x5  # fig. 2a's 5x5 when naive
         if not 0.0 <= dropout < 1.0:
             raise ModelError(f"GoogLeNet dropout must be in [0, 1), got {dropout}")
         if transform_input and in_channels != 3:
@@ -161,9 +163,12 @@ class GoogLeNet(ImageClassifier):
 
 @register("googlenet", input_size=(3, 224, 224), paper="Szegedy et al. 2014 (GoogLeNet)")
 def googlenet(*, num_classes: int = 1000, in_channels: int = 3, aux_logits: bool = False,
-              naive: bool = False, paper_5x5: bool = False, dropout: float = 0.2,
+              naive: bool = False, paper_5x5: bool | None = None, dropout: float = 0.2,
               transform_input: bool = False) -> GoogLeNet:
-    """GoogLeNet / Inception v1 (table 1), torchvision layout; options as in the module doc."""
+    """GoogLeNet / Inception v1 (table 1), torchvision layout; options as in the module doc.
+
+    ``paper_5x5=None``: the paper's 5x5 for ``naive=True`` (fig. 2a), torchvision's 3x3 otherwise.
+    """
     return GoogLeNet(num_classes=num_classes, in_channels=in_channels, aux_logits=aux_logits,
                      naive=naive, paper_5x5=paper_5x5, dropout=dropout,
                      transform_input=transform_input)

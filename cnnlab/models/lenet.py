@@ -36,8 +36,10 @@ C3_TABLE: tuple[tuple[int, ...], ...] = (
 class PartialConv2d(nn.Conv2d):
     """LeNet-5's C3: a 5x5 convolution where output map j sees only the inputs in ``table[j]``.
 
-    Implemented as a full convolution whose absent connections are held at zero by a fixed mask,
-    so the parameter count reported by :func:`trainable_parameters` is the paper's 1,516.
+    Implemented as a full convolution whose absent connections are held at zero by a fixed
+    ``mask`` buffer (they get zero gradient, so no optimizer step moves them). The stored weight
+    is still ``(16, 6, 5, 5)``: ``count_parameters`` counts 2,416, while
+    :meth:`connected_parameters` gives the paper's 1,516 (60 connections x 25 + 16 biases).
     """
 
     def __init__(self, table: tuple[tuple[int, ...], ...], in_channels: int, kernel: int) -> None:
@@ -76,6 +78,7 @@ class LeNet(ImageClassifier):
         activation: str,
         pooling: str,
         partial_c3: bool = False,
+        name: str = "LeNet",
     ) -> None:
         super().__init__()
         layers: list[nn.Module] = []
@@ -99,10 +102,34 @@ class LeNet(ImageClassifier):
         head.append(nn.Linear(width, num_classes))
         self.classifier = nn.Sequential(*head)
         self.head_path = f"classifier.{len(head) - 1}"
-        self.input_hw = input_hw
+        self.input_hw, self.in_channels, self.name = input_hw, in_channels, name
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.classifier(self.features(x))
+        check_exact_input(x, (self.in_channels, self.input_hw, self.input_hw), self.name)
+        return self.classifier(self.features(x))  # (B, num_classes)
+
+
+def check_exact_input(x: torch.Tensor, expected: tuple[int, int, int], model: str) -> None:
+    """Raise ModelError unless ``x`` is ``(B, *expected)``: LeNet's first fully connected layer
+    is sized for one input size (no global pooling in the 1998 design).
+
+    Example:
+        >>> check_exact_input(torch.zeros(1, 1, 28, 28), (1, 32, 32), "lenet5")
+        ... # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        cnnlab.errors.ModelError: lenet5 takes 1x32x32 inputs only, got 1x28x28: ...
+    """
+    c, h, w = expected
+    if x.dim() != 4:
+        raise ModelError(f"{model} expects a batch of images (B, C, H, W), got shape "
+                         f"{tuple(x.shape)}")
+    if x.shape[1] != c:
+        raise ModelError(f"{model} was built for {c}-channel inputs, got {x.shape[1]} channels "
+                         f"(pass in_channels={x.shape[1]} to create())")
+    if tuple(x.shape[2:]) != (h, w):
+        got = "x".join(map(str, x.shape[1:]))
+        raise ModelError(f"{model} takes {c}x{h}x{w} inputs only, got {got}: its fully connected "
+                         f"layers are sized for {h}x{w}; resize the images (--image-size {h})")
 
 
 @register("lenet1", input_size=(1, 28, 28), paper="LeCun et al. 1998 (LeNet-1)")
@@ -110,7 +137,7 @@ def lenet1(*, num_classes: int = 10, in_channels: int = 1, activation: str = "ta
            pooling: str = "avg") -> LeNet:
     """LeNet-1: 4@5x5, pool, 12@5x5, pool, output (lecture 000 table: 1.7% error)."""
     return LeNet([(4, 5), (12, 5)], [], num_classes=num_classes, in_channels=in_channels,
-                 input_hw=28, activation=activation, pooling=pooling)
+                 input_hw=28, activation=activation, pooling=pooling, name="lenet1")
 
 
 @register("lenet4", input_size=(1, 32, 32), paper="LeCun et al. 1998 (LeNet-4)")
@@ -118,7 +145,7 @@ def lenet4(*, num_classes: int = 10, in_channels: int = 1, activation: str = "ta
            pooling: str = "avg") -> LeNet:
     """LeNet-4: 4@5x5, pool, 16@5x5, pool, fc 120, output (lecture 000 table: 1.1% error)."""
     return LeNet([(4, 5), (16, 5)], [120], num_classes=num_classes, in_channels=in_channels,
-                 input_hw=32, activation=activation, pooling=pooling)
+                 input_hw=32, activation=activation, pooling=pooling, name="lenet4")
 
 
 @register("lenet5", input_size=(1, 32, 32), paper="LeCun et al. 1998 (LeNet-5)")
@@ -126,9 +153,13 @@ def lenet5(*, num_classes: int = 10, in_channels: int = 1, activation: str = "ta
            pooling: str = "avg", partial_c3: bool = False) -> LeNet:
     """LeNet-5: C1 6@5x5, S2, C3 16@5x5, S4, C5 120, F6 84, output (lecture 000: 0.95% error).
 
-    ``partial_c3=True`` uses the paper's C3 connection table (60,000 parameters as on the slide's
-    "LeNet (1998)" column; 61,706 with full C3). C5 is a 5x5 convolution over a 5x5 map, i.e. a
-    fully connected layer, written here as one.
+    ``partial_c3=True`` uses the paper's C3 connection table (table I). ``count_parameters``
+    reports 61,706 either way (the masked C3 weights are stored, held at zero); the connected
+    count is 61,706 - 2,416 + 1,516 = 60,806, the slide's "60K". The paper's 60,840 differs by
+    S2/S4's trainable coefficients (12 + 32) and its 84x10 RBF output (840, here a linear layer
+    with 850). C5 is a 5x5 convolution over a 5x5 map, i.e. a fully connected layer, written here
+    as one.
     """
     return LeNet([(6, 5), (16, 5)], [120, 84], num_classes=num_classes, in_channels=in_channels,
-                 input_hw=32, activation=activation, pooling=pooling, partial_c3=partial_c3)
+                 input_hw=32, activation=activation, pooling=pooling, partial_c3=partial_c3,
+                 name="lenet5")

@@ -8,6 +8,7 @@ defaults never override a model's own), builds, and optionally loads weights.
 
 from __future__ import annotations
 
+import difflib
 import inspect
 import re
 from collections.abc import Callable
@@ -67,17 +68,29 @@ def model_info(name: str) -> ModelInfo:
     return _MODELS[name]
 
 
+_SPEC_TOKEN = re.compile(r"(c|lc|p|a|f)\d[\dxsp]*", re.IGNORECASE)  # c3x1s3, lc7x5, p2, f10
+
+
 def is_spec(name: str) -> bool:
-    """True when ``name`` is a layer spec string or a YAML file rather than a zoo name."""
-    # the first layer of a spec is a window or fc token, e.g. c3x1s3 or lc7x5 in lc7x5-relu-f10
-    first_layer = re.fullmatch(r"(c|lc|p|a|f)\d[\dxsp]*", name.split("-", 1)[0]) is not None
-    return name.endswith((".yaml", ".yml")) or (name not in _MODELS and first_layer)
+    """True when ``name`` is a layer spec string or a YAML file rather than a zoo name.
+
+    Zoo names never contain ``-``, so any other name with a ``-`` is a spec (``relu-c3x4-f10``,
+    ``C5x6-relu-f10``): its parser then names the layer it cannot read. A one-token spec must be a
+    window or fc token (``f10``), so a mistyped model name is reported as an unknown model.
+
+    Example:
+        >>> is_spec("bn-c3x4-f10"), is_spec("f10"), is_spec("resnet18"), is_spec("resnet")
+        (True, True, False, False)
+    """
+    if name.lower().endswith((".yaml", ".yml")):
+        return True
+    return name not in _MODELS and ("-" in name or _SPEC_TOKEN.fullmatch(name) is not None)
 
 
 def create(
     name: str,
     *,
-    num_classes: int = 10,
+    num_classes: int | None = None,
     in_channels: int | None = None,
     weights: str | None = None,
     input_size: tuple[int, int, int] | None = None,
@@ -87,7 +100,10 @@ def create(
 
     Args:
         name: registry name (see ``cnnlab models``), spec string or ``.yaml`` path.
-        num_classes: size of the output layer.
+        num_classes: size of the output layer; ``None`` keeps the model's own default (its
+            paper's: 1000 for the ImageNet nets, 10 for LeNet, as ``cnnlab models`` counts them),
+            or with ``weights`` the class count of the file's head; spec models default to
+            their final ``fN`` layer's N, else 10.
         in_channels: input channels; ``None`` keeps the model's default.
         weights: optional weight file (``.safetensors`` or a torchvision-layout ``.pth``).
         input_size: ``(C, H, W)``, needed only by spec/YAML models to size their first FC layer.
@@ -99,8 +115,6 @@ def create(
     _load_families()
     options = {k: v for k, v in options.items() if v is not None}
     if is_spec(name):
-        from cnnlab.models.spec import build_from_spec
-
         strict = bool(options.pop("strict", True))
         if options:
             raise ModelError(f"'{name}' is a layer spec: options like {next(iter(options))!r} "
@@ -108,11 +122,12 @@ def create(
 
         c = in_channels if in_channels is not None else (input_size[0] if input_size else 1)
         size = input_size if input_size is not None else (c, 32, 32)
-        model = build_from_spec(name, num_classes=num_classes, input_size=(c, *size[1:]),
-                                strict=strict)
+        model = _build_spec(name, num_classes, (c, *size[1:]), strict)
     else:
         info = model_info(name)
-        kwargs: dict[str, object] = {"num_classes": num_classes, **options}
+        kwargs: dict[str, object] = dict(options)
+        if num_classes is not None:
+            kwargs["num_classes"] = num_classes
         if in_channels is not None:
             kwargs["in_channels"] = in_channels
         _check_options(info, kwargs)
@@ -122,6 +137,20 @@ def create(
 
         load_weights(model, weights, num_classes=num_classes)
     return model
+
+
+def _build_spec(name: str, num_classes: int | None, input_size: tuple[int, int, int],
+                strict: bool) -> nn.Module:
+    """:func:`build_from_spec`; a first layer it cannot read also suggests a close zoo name."""
+    from cnnlab.models.spec import build_from_spec
+
+    try:
+        return build_from_spec(name, num_classes=num_classes, input_size=input_size, strict=strict)
+    except ModelError as error:
+        close = difflib.get_close_matches(name, list(_MODELS), n=1)
+        if close and str(error).startswith("layer 1 "):  # e.g. resnet-18
+            raise ModelError(f"{error} (or did you mean the model '{close[0]}'?)") from None
+        raise
 
 
 def _check_options(info: ModelInfo, kwargs: dict[str, object]) -> None:

@@ -34,6 +34,7 @@ from cnnlab.models.base import ImageClassifier
 from cnnlab.models.registry import register
 
 UPSAMPLING = ("nearest", "bed_of_nails", "max_unpool", "transposed", "bilinear")
+SEGMENTATION_MODELS = ("fcn", "segnet", "unet", "patchnet")  # (B, K, H, W) scores per pixel
 
 
 def fitting_padding(height: int, width: int, stride: int) -> tuple[int, int]:

@@ -1,6 +1,7 @@
 """Architectures without Python: a one-line spec string or a YAML layer list.
 
-Spec strings (one token per layer, joined by ``-``), e.g. LeNet-5 with ReLU and max-pooling::
+Spec strings (one token per layer, joined by ``-``, any case; any layer may come first, e.g.
+``bn-c3x4-f10``), e.g. LeNet-5 with ReLU and max-pooling::
 
     c5x6-relu-p2-c5x16-relu-p2-f120-relu-f84-relu-f10
 
@@ -52,6 +53,7 @@ from cnnlab.models.base import ImageClassifier, activation_pieces, make_activati
 ACTIVATION_NAMES = {"relu": "relu", "tanh": "tanh", "sigmoid": "sigmoid", "lrelu": "leaky_relu",
                     "leaky_relu": "leaky_relu", "elu": "elu", "maxout": "maxout"}
 WEIGHT_KINDS = ("conv", "lc", "fc")
+DEFAULT_CLASSES = 10  # output units appended when neither the spec nor the caller sets them
 
 
 @dataclass(frozen=True)
@@ -102,8 +104,8 @@ def parse_token(token: str, where: str) -> Layer:
 
 def parse_spec(spec: str) -> list[Layer]:
     """``"c5x6-relu-p2-f10"`` -> one :class:`Layer` per token (numbered from 1)."""
-    tokens = spec.strip().lower().split("-")
-    return [parse_token(t, f"layer {i} {t!r}") for i, t in enumerate(tokens, start=1)]
+    tokens = spec.strip().split("-")  # case-insensitive: C5x6 is c5x6; messages quote as typed
+    return [parse_token(t.lower(), f"layer {i} {t!r}") for i, t in enumerate(tokens, start=1)]
 
 
 # --- YAML layer lists -------------------------------------------------------------------------
@@ -319,9 +321,15 @@ class SpecNet(ImageClassifier):
         return self.classifier(self.features(x))  # (B, num_classes)
 
 
-def build_layers(layers: list[Layer], *, num_classes: int,
+def build_layers(layers: list[Layer], *, num_classes: int | None,
                  input_size: tuple[int, int, int], strict: bool = True) -> _Builder:
-    """Build every layer in order, appending an fc head unless the last layer is one."""
+    """Build every layer in order, appending an fc head unless the last layer is one.
+
+    ``num_classes=None``: the last layer's units when it is ``fN``, else :data:`DEFAULT_CLASSES`.
+    """
+    last = layers[-1]
+    if num_classes is None:
+        num_classes = last.units if last.kind == "fc" else DEFAULT_CLASSES
     builder = _Builder(input_size, strict)
     for index, layer in enumerate(layers):
         following = layers[index + 1] if index + 1 < len(layers) else None
@@ -337,7 +345,6 @@ def build_layers(layers: list[Layer], *, num_classes: int,
                              "(it takes the max over pairs of that layer's units)")
         else:
             builder.other(layer)
-    last = layers[-1]
     if last.kind == "fc" and last.units != num_classes:
         raise ModelError(f"{last.where}: the output layer has {last.units} units but there are "
                          f"{num_classes} classes; end the spec with f{num_classes}, or leave "
@@ -347,13 +354,13 @@ def build_layers(layers: list[Layer], *, num_classes: int,
     return builder
 
 
-def build_from_spec(spec: str, *, num_classes: int, input_size: tuple[int, int, int],
+def build_from_spec(spec: str, *, num_classes: int | None, input_size: tuple[int, int, int],
                     strict: bool = True) -> SpecNet:
     """Build a model from a spec string or a ``.yaml``/``.yml`` layer file (see module doc).
 
     Args:
         spec: e.g. ``"c5x6-relu-p2-c5x16-relu-p2-f120-relu-f84-relu-f10"`` or ``"net.yaml"``.
-        num_classes: outputs of the final layer.
+        num_classes: outputs of the final layer (``None``: the final ``fN``'s N, else 10).
         input_size: ``(C, H, W)`` of the inputs; fixes the sizes of fc and lc layers.
         strict: refuse a layer whose output size is not a whole number (False: round down).
 
@@ -362,7 +369,7 @@ def build_from_spec(spec: str, *, num_classes: int, input_size: tuple[int, int, 
         ...     torch.zeros(2, 1, 8, 8)).shape
         torch.Size([2, 10])
     """
-    if spec.endswith((".yaml", ".yml")):
+    if spec.lower().endswith((".yaml", ".yml")):
         layers = load_yaml_layers(spec)
     else:
         layers = parse_spec(spec)

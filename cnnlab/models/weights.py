@@ -10,9 +10,10 @@ Accepted files:
   file and what it tried to import; there is no fallback to unsafe loading.
 
 Every shape is checked (an error names the key). When the file's classifier has another number
-of classes than the model (``create("alexnet", num_classes=10, weights="alexnet.pth")``), the
+of classes than asked for (``create("alexnet", num_classes=10, weights="alexnet.pth")``), the
 backbone is loaded and the model keeps its freshly initialised head: the transfer-learning set-up
-of lecture 001 ("fine-tuning"). The skipped head keys are logged.
+of lecture 001 ("fine-tuning"). The skipped head keys are logged. Without ``num_classes``
+(``create("resnet18", weights="resnet18.pth")``) the file's head is loaded as it is.
 """
 
 from __future__ import annotations
@@ -86,11 +87,14 @@ def _head_keys(model: nn.Module) -> list[str]:
     return [f"{head}.{name}" for name in model.get_submodule(head).state_dict()]
 
 
-def load_weights(model: nn.Module, path: str | Path, *, num_classes: int) -> list[str]:
+def load_weights(model: nn.Module, path: str | Path, *, num_classes: int | None = None
+                 ) -> list[str]:
     """Load the file at ``path`` into ``model`` in place; return the keys left as initialised.
 
-    When the file's head has another class count than ``num_classes`` (a 1000-class ImageNet
-    file for a 10-class model), the head keys are skipped and the model keeps its new head.
+    ``num_classes`` is the class count the caller asked for. When the file's head has another
+    (a 1000-class ImageNet file for a 10-class model), the head keys are skipped and the model
+    keeps its new head. ``None`` (nothing asked) takes the file's head as it is, resizing the
+    model's head to the file's class count if they differ.
 
     Example:
         >>> model = create("alexnet", num_classes=10)                    # doctest: +SKIP
@@ -101,6 +105,10 @@ def load_weights(model: nn.Module, path: str | Path, *, num_classes: int) -> lis
     expected = model.state_dict()
     unused = tuple(getattr(model, "unused_weight_prefixes", ()))  # e.g. GoogLeNet aux heads off
     state = {k: v for k, v in state.items() if k in expected or not k.startswith(unused)}
+    if num_classes is None:
+        _match_file_head(model, state, path)
+        expected = model.state_dict()
+        num_classes = _head_rows(expected, _head_keys(model))
     skipped = []
     for key in _head_keys(model):
         file_rows = state[key].shape[0] if key in state and state[key].dim() else None
@@ -112,3 +120,23 @@ def load_weights(model: nn.Module, path: str | Path, *, num_classes: int) -> lis
         state = {**state, **{key: expected[key] for key in skipped}}
     load_state_checked(model, state, source=str(path))
     return skipped
+
+
+def _head_rows(state: dict[str, torch.Tensor], keys: list[str]) -> int | None:
+    """Output rows (classes) of the head in ``state``, or None when it holds no head."""
+    rows = [state[key].shape[0] for key in keys if key in state and state[key].dim()]
+    return rows[0] if rows else None
+
+
+def _match_file_head(model: nn.Module, state: dict[str, torch.Tensor], path: str | Path) -> None:
+    """Give ``model`` a head with as many classes as the file's (when the two differ)."""
+    keys = _head_keys(model)
+    own = model.state_dict()
+    file_rows, model_rows = _head_rows(state, keys), _head_rows(own, keys)
+    # only a head that differs in its class count alone (else the shape check names the key)
+    same_inputs = all(state[k].shape[1:] == own[k].shape[1:] for k in keys if k in state)
+    if (file_rows is not None and file_rows != model_rows and same_inputs
+            and hasattr(model, "reset_classifier")):
+        log.info("%s: head has %d classes (model default %d): using the file's head",
+                 path, file_rows, model_rows)
+        model.reset_classifier(file_rows)

@@ -21,6 +21,7 @@ from cnnlab.reference.pool import (
     max_pool2d,
     max_pool2d_backward,
     max_unpool2d,
+    max_unpool2d_backward,
     nearest_upsample,
     pool_output_size,
 )
@@ -28,6 +29,7 @@ from cnnlab.reference.pool import (
 __all__ = [
     "avg_pool2d", "avg_pool2d_backward", "bed_of_nails", "conv2d", "conv2d_backward",
     "conv_transpose2d", "conv_transpose2d_backward", "flip_kernel", "linear", "linear_backward",
-    "max_pool2d", "max_pool2d_backward", "max_unpool2d", "nearest_upsample", "output_size",
+    "max_pool2d", "max_pool2d_backward", "max_unpool2d", "max_unpool2d_backward",
+    "nearest_upsample", "output_size",
     "pad2d", "pool_output_size", "relu", "relu_backward",
 ]

@@ -85,24 +85,40 @@ def max_pool2d_backward(dy: np.ndarray, indices: np.ndarray,
     return dx.reshape(input_shape)
 
 
+def _avg_divisors(size: int, kernel: int, stride: int, padding: int, out: int) -> np.ndarray:
+    """Per output position, the window length that counts: the window clipped to the padded
+    input (zero padding counts, ceil mode's overhang past it does not; PyTorch's rule)."""
+    start = np.arange(out) * stride - padding
+    return np.minimum(start + kernel, size + padding) - start
+
+
 def avg_pool2d(x: np.ndarray, kernel: Pair, stride: Pair | None = None, padding: Pair = 0,
                ceil_mode: bool = False) -> np.ndarray:
-    """Average pooling; zero padding counts in the divisor ``r * c`` (PyTorch's default)."""
-    if ceil_mode:
-        raise NotImplementedError("avg_pool2d reference: ceil_mode changes the divisor; unused")
-    return _pool_windows(x, kernel, stride, padding, False, fill=0.0).mean(axis=(-2, -1))
+    """Average pooling; zero padding counts in the divisor ``r * c`` (PyTorch's default). In
+    ceil mode a partial last window is divided by the pixels it holds (padding included)."""
+    (kh, kw), (sh, sw), (ph, pw) = pair(kernel), pair(stride or kernel), pair(padding)
+    win = _pool_windows(x, kernel, stride, padding, ceil_mode, fill=0.0)
+    ho, wo = win.shape[2:4]
+    divisor = np.outer(_avg_divisors(x.shape[2], kh, sh, ph, ho),
+                       _avg_divisors(x.shape[3], kw, sw, pw, wo))
+    return win.sum(axis=(-2, -1)) / divisor
 
 
 def avg_pool2d_backward(dy: np.ndarray, input_shape: tuple[int, ...], kernel: Pair,
-                        stride: Pair | None = None, padding: Pair = 0) -> np.ndarray:
-    """Spread each upstream gradient evenly, ``dy / (r * c)``, over its window."""
+                        stride: Pair | None = None, padding: Pair = 0,
+                        ceil_mode: bool = False) -> np.ndarray:
+    """Spread each upstream gradient evenly, ``dy / (r * c)``, over its window (``r * c`` as
+    in :func:`avg_pool2d`)."""
     (kh, kw), (sh, sw), (ph, pw) = pair(kernel), pair(stride or kernel), pair(padding)
     n, c, h, w = input_shape
-    dx_pad = np.zeros((n, c, h + 2 * ph, w + 2 * pw), dtype=float)
     ho, wo = dy.shape[2:]
+    divisor = np.outer(_avg_divisors(h, kh, sh, ph, ho), _avg_divisors(w, kw, sw, pw, wo))
+    rows, cols = (ho - 1) * sh + kh, (wo - 1) * sw + kw
+    dx_pad = np.zeros((n, c, max(h + 2 * ph, rows), max(w + 2 * pw, cols)), dtype=float)
+    share = dy / divisor
     for u in range(kh):
         for v in range(kw):
-            dx_pad[:, :, u:u + sh * (ho - 1) + 1:sh, v:v + sw * (wo - 1) + 1:sw] += dy / (kh * kw)
+            dx_pad[:, :, u:u + sh * (ho - 1) + 1:sh, v:v + sw * (wo - 1) + 1:sw] += share
     return dx_pad[:, :, ph:ph + h, pw:pw + w]
 
 
@@ -115,6 +131,15 @@ def max_unpool2d(x: np.ndarray, indices: np.ndarray, output_size: tuple[int, int
         for j in range(c):
             out[i, j, indices[i, j].ravel()] = x[i, j].ravel()
     return out.reshape(n, c, h, w)
+
+
+def max_unpool2d_backward(dy: np.ndarray, indices: np.ndarray) -> np.ndarray:
+    """Gradient of :func:`max_unpool2d`: each input value was copied to one position, so its
+    gradient is the upstream gradient there (``dy`` read back at the remembered indices)."""
+    n, c = dy.shape[:2]
+    flat = dy.reshape(n, c, -1)
+    picked = np.take_along_axis(flat, indices.reshape(n, c, -1), axis=-1)
+    return picked.reshape(indices.shape)
 
 
 def nearest_upsample(x: np.ndarray, scale: int = 2) -> np.ndarray:

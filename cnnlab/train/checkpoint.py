@@ -24,7 +24,7 @@ from safetensors.torch import load as load_safetensors_bytes
 from safetensors.torch import save as save_safetensors_bytes
 from torch import nn
 
-from cnnlab.errors import CheckpointError
+from cnnlab.errors import CheckpointError, ResourceError
 from cnnlab.files import atomic_write_bytes
 
 META_KEY = "cnnlab"
@@ -64,6 +64,23 @@ def save_checkpoint(
 
     ``extra`` tensors (e.g. ``lookahead.*`` slow weights) are stored under their own names.
     """
+    from cnnlab.train.loop import is_out_of_memory
+
+    try:
+        blob, sidecar = _serialise(path, model, meta, optimizer, rng, extra)
+    except (RuntimeError, MemoryError) as error:
+        if not is_out_of_memory(error):
+            raise
+        raise ResourceError(f"out of memory while saving {path.name} (copying the weights and "
+                            "optimizer state to host memory); free memory or use a smaller "
+                            "model; the previous checkpoint is kept") from error
+    atomic_write_bytes(path, blob)
+    atomic_write_bytes(path.with_suffix(".json"), sidecar)
+
+
+def _serialise(path: Path, model: nn.Module, meta: dict, optimizer, rng: bool,
+               extra: dict | None) -> tuple[bytes, bytes]:
+    """The safetensors bytes and the JSON sidecar of one checkpoint."""
     tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
     tensors.update(extra or {})
     meta = dict(meta)
@@ -80,9 +97,8 @@ def save_checkpoint(
         if value.is_floating_point() and not torch.isfinite(value).all():
             raise CheckpointError(f"refusing to save {path.name}: {name} has NaN/Inf values")
     blob = save_safetensors_bytes(tensors, metadata={META_KEY: json.dumps(meta)})
-    atomic_write_bytes(path, blob)
     sidecar = {k: v for k, v in meta.items() if k != "optimizer"}
-    atomic_write_bytes(path.with_suffix(".json"), json.dumps(sidecar, indent=2).encode())
+    return blob, json.dumps(sidecar, indent=2).encode()
 
 
 def pickle_imports(data: bytes) -> list[str]:
@@ -172,7 +188,11 @@ def load_state_checked(model: nn.Module, state: dict[str, torch.Tensor], *, sour
 
 def restore_optimizer(optimizer: torch.optim.Optimizer, tensors: dict, meta: dict) -> None:
     """Load the optimizer state saved by :func:`save_checkpoint`."""
-    optimizer.load_state_dict(_unflatten_optimizer(tensors, meta["optimizer"]))
+    try:
+        optimizer.load_state_dict(_unflatten_optimizer(tensors, meta["optimizer"]))
+    except (KeyError, ValueError, TypeError, IndexError, AttributeError) as error:
+        raise CheckpointError(f"optimizer state does not fit this run's optimizer "
+                              f"({type(error).__name__}: {error})") from None
 
 
 def restore_rng(tensors: dict) -> None:
@@ -202,6 +222,101 @@ def resolve_checkpoint(path: str | Path, which: str = "best") -> Path:
     return path
 
 
+def _is_int(value: object, low: int = 0) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= low
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _bad(path: Path, field: str, wanted: str, value: object) -> CheckpointError:
+    shown = repr(value)
+    shown = shown if len(shown) <= 60 else shown[:57] + "..."
+    return CheckpointError(f"{path}: metadata field {field!r} must be {wanted}, got {shown}")
+
+
+def check_model_meta(path: Path, meta: dict) -> dict:
+    """Check the fields :func:`load_model` and prediction read; return ``meta["model"]``.
+
+    A file with a crafted or damaged header is refused with a CheckpointError naming the file
+    and the field, never a KeyError or TypeError.
+    """
+    spec = meta.get("model")
+    if not spec:
+        raise CheckpointError(f"{path}: no cnnlab model description in its metadata")
+    if not isinstance(spec, dict):
+        raise _bad(path, "model", "an object with name, num_classes, in_channels, input_size",
+                   spec)
+    if not isinstance(spec.get("name"), str) or not spec["name"]:
+        raise _bad(path, "model.name", "a model name", spec.get("name"))
+    for key in ("num_classes", "in_channels"):
+        if not _is_int(spec.get(key), 1):
+            raise _bad(path, f"model.{key}", "a positive integer", spec.get(key))
+    size = spec.get("input_size")
+    if not (isinstance(size, list) and len(size) == 3 and all(_is_int(v, 1) for v in size)):
+        raise _bad(path, "model.input_size", "[channels, height, width]", size)
+    if not isinstance(spec.get("options", {}), dict):
+        raise _bad(path, "model.options", "an object", spec.get("options"))
+    classes = meta.get("classes")
+    if classes is not None and not (isinstance(classes, list)
+                                    and all(isinstance(c, str) for c in classes)):
+        raise _bad(path, "classes", "a list of class names", classes)
+    _check_preprocess(path, meta.get("preprocess"))
+    return spec
+
+
+def _check_preprocess(path: Path, values: object) -> None:
+    """``meta["preprocess"]`` (optional) must rebuild a :class:`~cnnlab.data.pipeline.Preprocess`."""
+    if values is None:
+        return
+    if not isinstance(values, dict):
+        raise _bad(path, "preprocess", "an object", values)
+    checks = {"channels": (lambda v: _is_int(v, 1), "a positive integer"),
+              "size": (lambda v: isinstance(v, list) and len(v) == 2
+                       and all(_is_int(x, 1) for x in v), "[height, width]"),
+              "fit": (lambda v: isinstance(v, str), "a string"),
+              "mean": (lambda v: isinstance(v, list) and all(map(_is_number, v)), "numbers"),
+              "std": (lambda v: isinstance(v, list) and all(map(_is_number, v)), "numbers"),
+              "background": (_is_number, "a number")}
+    for key, (ok, wanted) in checks.items():
+        if not ok(values.get(key)):
+            raise _bad(path, f"preprocess.{key}", wanted, values.get(key))
+    if values.get("ink_fraction") is not None and not _is_number(values["ink_fraction"]):
+        raise _bad(path, "preprocess.ink_fraction", "a number or null", values["ink_fraction"])
+    unknown = sorted(set(values) - {*checks, "ink_fraction"})
+    if unknown:
+        raise _bad(path, f"preprocess.{unknown[0]}", "absent (unknown field)", values[unknown[0]])
+
+
+STATE_INTS = ("epoch", "batch", "step", "seen", "best_epoch")
+
+
+def check_training_meta(path: Path, meta: dict) -> int:
+    """Check what resuming reads (``state``, ``optimizer``); return the global step."""
+    state = meta.get("state")
+    if not isinstance(state, dict):
+        raise _bad(path, "state", "an object", state)
+    if not _is_int(state.get("step")):
+        raise _bad(path, "state.step", "an integer", state.get("step"))
+    for key in STATE_INTS:  # the others may be absent (TrainState's defaults), not mistyped
+        if key in state and not _is_int(state[key], -1 if key == "best_epoch" else 0):
+            raise _bad(path, f"state.{key}", "an integer", state[key])
+    for key in ("loss_sum", "correct", "best_metric"):
+        value = state.get(key)
+        if key in state and not (_is_number(value) or (key == "best_metric" and value is None)):
+            raise _bad(path, f"state.{key}", "a number", value)
+    unknown = sorted(set(state) - {*STATE_INTS, "loss_sum", "correct", "best_metric"})
+    if unknown:
+        raise _bad(path, f"state.{unknown[0]}", "absent (unknown field)", state[unknown[0]])
+    optimizer = meta.get("optimizer")
+    if not (isinstance(optimizer, dict) and isinstance(optimizer.get("param_groups"), list)
+            and all(isinstance(g, dict) for g in optimizer["param_groups"])
+            and isinstance(optimizer.get("scalars"), dict)):
+        raise _bad(path, "optimizer", "an object with param_groups and scalars", optimizer)
+    return state["step"]
+
+
 def newest_checkpoint(run_dir: str | Path) -> tuple[Path, dict[str, torch.Tensor], dict]:
     """``(path, tensors, meta)`` of the complete training checkpoint furthest into the run.
 
@@ -221,7 +336,13 @@ def newest_checkpoint(run_dir: str | Path) -> tuple[Path, dict[str, torch.Tensor
         except CheckpointError as error:
             warnings.warn(f"skipping unreadable checkpoint: {error}", stacklevel=2)
             continue
-        step = meta.get("state", {}).get("step", -1) if "optimizer" in meta else -1
+        if "optimizer" not in meta:
+            continue  # weights only (e.g. exported): nothing to resume the optimizer from
+        try:
+            step = check_training_meta(path, meta)
+        except CheckpointError as error:
+            warnings.warn(f"skipping checkpoint with bad metadata: {error}", stacklevel=2)
+            continue
         if step > newest_step:
             newest, newest_step = (path, tensors, meta), step
     if newest is None:
@@ -243,12 +364,14 @@ def load_model(path: str | Path, *, which: str = "best", device: str | torch.dev
 
     file = resolve_checkpoint(path, which)
     tensors, meta = read_checkpoint(file)
-    spec = meta.get("model")
-    if not spec:
-        raise CheckpointError(f"{file}: no cnnlab model description in its metadata")
-    model = create(spec["name"], num_classes=spec["num_classes"],
-                   in_channels=spec["in_channels"], input_size=tuple(spec["input_size"]),
-                   **spec.get("options", {}))
+    spec = check_model_meta(file, meta)
+    try:
+        model = create(spec["name"], num_classes=spec["num_classes"],
+                       in_channels=spec["in_channels"], input_size=tuple(spec["input_size"]),
+                       **spec.get("options", {}))
+    except (TypeError, ValueError) as error:
+        raise CheckpointError(f"{file}: metadata 'model' does not build a model "
+                              f"({error})") from None
     classes = meta.get("classes")
     if classes is not None and len(classes) != spec["num_classes"]:
         raise CheckpointError(f"{file}: {len(classes)} class names for a model with "

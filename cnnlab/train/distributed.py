@@ -67,8 +67,12 @@ class DistContext:
 SINGLE = DistContext()
 
 
-def setup(device: torch.device, *, timeout_s: float = 600.0) -> tuple[DistContext, torch.device]:
+def setup(device: torch.device, *, timeout_s: float = 300.0) -> tuple[DistContext, torch.device]:
     """Join the process group described by torchrun's environment (or stay single).
+
+    ``timeout_s`` (``--dist-timeout``) bounds how long a collective or the rendezvous store
+    waits for a rank that went silent (hung, not dead: a dead rank's closed sockets fail the
+    others at once) before raising, so a job never hangs for long.
 
     Reads ``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK`` (and ``MASTER_ADDR``/``MASTER_PORT``, which
     ``init_process_group`` reads itself). On CUDA each rank takes ``cuda:LOCAL_RANK``. Returns

@@ -39,7 +39,7 @@ from cnnlab.train.checkpoint import (
 from cnnlab.train.fit import Run, RunResult, fit, new_run_dir, resolve_device
 from cnnlab.train.optim import lr_at, parameter_groups, set_lr
 
-MODES = ("finetune", "features")
+MODES = ("finetune", "features", "scratch")
 
 
 class FrozenBatchNorm(nn.Module):
@@ -82,13 +82,20 @@ def frozen_names(model: nn.Module, freeze: str | None) -> list[str]:
 
 
 def freeze_layers(model: nn.Module, names: list[str]) -> None:
-    """Stop gradients for ``names``; batch norms whose parameters are all frozen become
-    :class:`FrozenBatchNorm` (statistics fixed too)."""
+    """Stop gradients for ``names``; batch norms inside the frozen range (up to the last module
+    holding a frozen parameter, in definition order) become :class:`FrozenBatchNorm` (statistics
+    fixed too). With nothing frozen no batch norm is touched, ``affine=False`` ones included."""
     frozen = set(names)
     for name, param in model.named_parameters():
         if name in frozen:
             param.requires_grad_(False)
-    for name, module in list(model.named_modules()):
+    modules = list(model.named_modules())
+    owners = [i for i, (name, m) in enumerate(modules)
+              if any(f"{name}.{p}" in frozen if name else p in frozen
+                     for p, _ in m.named_parameters(recurse=False))]
+    if not owners:
+        return
+    for name, module in modules[:max(owners) + 1]:
         if isinstance(module, nn.modules.batchnorm._BatchNorm) and \
                 all(f"{name}.{p}" in frozen for p, _ in module.named_parameters()):
             parent, _, child = name.rpartition(".")
@@ -146,11 +153,21 @@ def target_config(source: Source, data: str, **overrides: object) -> TrainConfig
 
 
 def make_prepare(source: Source, config: TrainConfig, *, freeze: str | None, new_head: bool,
-                 lr_pretrained: float, lr_new: float):
-    """``fit``'s ``prepare`` hook: load source weights, freeze, return discriminative groups."""
+                 lr_pretrained: float, lr_new: float, head_at_lr_new: bool | None = None,
+                 pretrained: bool = True):
+    """``fit``'s ``prepare`` hook: load source weights, freeze, return discriminative groups.
+
+    ``head_at_lr_new`` (default: ``new_head``) trains the classifier at ``lr_new`` even when it
+    is kept; ``pretrained=False`` loads nothing (training from scratch, every layer at lr_new).
+    """
+    fast_head = new_head if head_at_lr_new is None else head_at_lr_new
+
     def prepare(model: nn.Module) -> list[dict]:
         if not hasattr(model, "reset_classifier"):
             raise ModelError(f"{config.model}: transfer needs a zoo/spec model with a head")
+        if not pretrained:
+            return discriminative_groups(model, new_head=True, lr_pretrained=lr_new,
+                                         lr_new=lr_new, weight_decay=config.weight_decay)
         state = dict(source.state)
         if new_head:  # "different labels -> delete the layer and start over"
             head = model.head_path
@@ -158,7 +175,7 @@ def make_prepare(source: Source, config: TrainConfig, *, freeze: str | None, new
             state.update({f"{head}.{k}": v for k, v in model.get_classifier().state_dict().items()})
         load_state_checked(model, state, source=str(source.path))
         freeze_layers(model, frozen_names(model, freeze))
-        return discriminative_groups(model, new_head=new_head, lr_pretrained=lr_pretrained,
+        return discriminative_groups(model, new_head=fast_head, lr_pretrained=lr_pretrained,
                                      lr_new=lr_new, weight_decay=config.weight_decay)
     return prepare
 
@@ -170,11 +187,28 @@ def _target_classes(config: TrainConfig) -> tuple[list[str], int]:
     return train.classes, train.image_shape[0]
 
 
+def check_freeze(source: Source, freeze: str | None, num_classes: int) -> None:
+    """Validate ``--freeze`` on the source architecture (shapes only) before anything runs."""
+    from cnnlab.models import create
+
+    spec = source.meta["model"]
+    with torch.device("meta"):
+        model = create(spec["name"], num_classes=num_classes, in_channels=spec["in_channels"],
+                       input_size=tuple(spec["input_size"]), **dict(spec.get("options", {})))
+    if not hasattr(model, "head_path"):
+        raise ModelError(f"{spec['name']}: transfer needs a zoo/spec model with a head")
+    frozen_names(model, freeze)
+
+
 def finetune(checkpoint: str | Path, *, data: str, mode: str = "finetune",
              freeze: str | None = None, lr_pretrained: float = 0.001, lr_new: float = 0.01,
-             log=print, **overrides: object) -> RunResult:
+             limit_per_class: int | None = None, log=print, **overrides: object) -> RunResult:
     """Transfer ``checkpoint`` to ``data``; returns the new run's :class:`RunResult`.
 
+    ``mode``: ``finetune`` (all unfrozen layers train), ``features`` (the head alone, on
+    features computed once, at ``lr_new``) or ``scratch`` (the same architecture, recipe and
+    data, randomly initialised, every layer at ``lr_new``: the baseline). ``limit_per_class``
+    trains on that many images per class of the target (a small target, lecture 001).
     ``overrides`` are TrainConfig fields (epochs, batch_size, out, name, seed, ...); the rest of
     the recipe is the source run's. ``lr`` is ``lr_new``.
     """
@@ -182,8 +216,12 @@ def finetune(checkpoint: str | Path, *, data: str, mode: str = "finetune",
         raise ConfigError(f"unknown --mode {choices_hint(mode, list(MODES))}")
     if not (lr_pretrained > 0 and lr_new > 0):
         raise ConfigError("--lr-pretrained and --lr-new must be > 0")
+    if limit_per_class is not None and limit_per_class < 1:
+        raise ConfigError(f"--limit-per-class must be >= 1, got {limit_per_class}")
+    if mode == "scratch" and freeze not in (None, "none"):
+        raise ConfigError("--mode scratch trains every layer: drop --freeze")
     source = Source.load(checkpoint)
-    config = target_config(source, data, lr=lr_new, **overrides)
+    config = target_config(source, data, lr=lr_new, train_per_class=limit_per_class, **overrides)
     classes, channels = _target_classes(config)
     if channels != source.meta["model"]["in_channels"]:
         raise ConfigError(f"{data} has {channels}-channel images but {source.path} was trained "
@@ -191,10 +229,14 @@ def finetune(checkpoint: str | Path, *, data: str, mode: str = "finetune",
     new_head = classes != source.meta.get("classes")
     if mode == "features":
         freeze, config = "all", dataclasses.replace(config, augment="")
+    check_freeze(source, freeze, len(classes))
     prepare = make_prepare(source, config, freeze=freeze, new_head=new_head,
-                           lr_pretrained=lr_pretrained, lr_new=lr_new)
+                           lr_pretrained=lr_pretrained, lr_new=lr_new,
+                           head_at_lr_new=new_head or mode == "features",
+                           pretrained=mode != "scratch")
     settings = {"source": str(source.path), "mode": mode, "freeze": freeze,
-                "new_head": new_head, "lr_pretrained": lr_pretrained, "lr_new": lr_new}
+                "new_head": new_head, "lr_pretrained": lr_pretrained, "lr_new": lr_new,
+                "limit_per_class": limit_per_class}
     log(f"transfer {source.path} -> {data}: {json.dumps(settings)}")
     if mode == "features":
         result = train_head_on_features(config, prepare, log=log)

@@ -33,11 +33,12 @@ from cnnlab.data.pipeline import (
     Preprocess,
     make_preprocess,
     match_channels,
+    per_class_subset,
     split_validation,
     to_batch_source,
 )
 from cnnlab.errors import CheckpointError, CnnlabError, ConfigError
-from cnnlab.files import atomic_write_bytes
+from cnnlab.files import atomic_write_bytes, remove_stale_temporaries
 from cnnlab.models import create, default_input_size, is_spec
 from cnnlab.train.checkpoint import (
     load_state_checked,
@@ -61,12 +62,25 @@ from cnnlab.train.distributed import (
     wrap_model,
 )
 from cnnlab.train.lookahead import Lookahead
-from cnnlab.train.loop import Progress, Schedule, StopFlag, TrainState, evaluate, train_one_epoch
+from cnnlab.train.loop import (
+    Progress,
+    Schedule,
+    StopFlag,
+    TrainState,
+    evaluate,
+    out_of_memory_as_error,
+    train_one_epoch,
+)
 from cnnlab.train.optim import build_optimizer, parameter_groups
-from cnnlab.train.tasks import get_task
+from cnnlab.train.tasks import get_task, training_task
 from cnnlab.train.tensorboard import TensorBoardLog
 
 Prepare = Callable[[nn.Module], "list[dict] | None"]
+
+# The metric that picks the best checkpoint and ends the final log line, per task
+# (cnnlab.train.tasks): top-1 accuracy, mean average precision, mean IoU.
+MAIN_METRIC = {"classify": "acc", "multilabel": "map", "segment": "miou"}
+METRIC_NAMES = {"acc": "accuracy", "map": "mAP", "miou": "mIoU"}
 
 
 @dataclass
@@ -102,6 +116,8 @@ def load_splits(config: TrainConfig) -> tuple[ImageSet, ImageSet | None, ImageSe
         test = load_dataset(config.data, "test", **kwargs)
     except cnnlab.errors.DataError:
         test = None  # e.g. a plain class folder has no test split
+    if config.train_per_class is not None:
+        train = per_class_subset(train, config.train_per_class, config.seed)
     train, val = split_validation(train, config.val_fraction, config.seed)
     return train, val, test
 
@@ -136,12 +152,41 @@ def new_run_dir(config: TrainConfig) -> Path:
     data_name = Path(config.data).name or config.data
     name = config.name or f"{Path(config.model).stem[:24]}-{data_name}-{time.strftime('%Y%m%d-%H%M%S')}"
     run_dir = Path(config.out) / name
+    earlier = elastic_run_dir(config)  # a torchrun restart before the first checkpoint
+    if earlier is not None:
+        (earlier / "metrics.jsonl").unlink(missing_ok=True)
+        return earlier
     suffix = 1
     while (run_dir / "config.yaml").exists():
         suffix += 1
         run_dir = Path(config.out) / f"{name}-{suffix}"
     run_dir.mkdir(parents=True, exist_ok=True)
+    if os.environ.get("TORCHELASTIC_RUN_ID"):  # lets a restarted attempt find this run
+        marker = {"run_id": os.environ["TORCHELASTIC_RUN_ID"], "name": config.name}
+        atomic_write_bytes(run_dir / ELASTIC_MARKER, json.dumps(marker).encode())
     return run_dir
+
+
+ELASTIC_MARKER = "torchrun.json"
+
+
+def elastic_run_dir(config: TrainConfig) -> Path | None:
+    """Under a torchrun restart (``TORCHELASTIC_RESTART_COUNT > 0``): the run directory the
+    first attempt of this job created, found by the ``torchrun.json`` marker holding
+    torchrun's ``TORCHELASTIC_RUN_ID`` (and ``--name``, when given); None otherwise."""
+    run_id = os.environ.get("TORCHELASTIC_RUN_ID")
+    if int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0") or 0) <= 0 or not run_id:
+        return None
+    found = []
+    for marker in Path(config.out).glob(f"*/{ELASTIC_MARKER}"):
+        try:
+            values = json.loads(marker.read_text())
+        except (OSError, ValueError):
+            continue
+        if (isinstance(values, dict) and values.get("run_id") == run_id
+                and values.get("name") == config.name):
+            found.append((marker.stat().st_mtime_ns, marker.parent))
+    return max(found)[1] if found else None
 
 
 @contextmanager
@@ -188,7 +233,7 @@ class Run:
         self.config, self.run_dir, self.device, self.dist = config, run_dir, device, dist
         self.tensorboard: TensorBoardLog | None = None  # opened at the first record
         train, val, test = load_splits(config)
-        self.task = get_task(config.task)
+        self.task = training_task(config, train)
         self.classes = self.task.output_names(train.classes)  # one name per model output
         self.model_meta = model_description(config, train)
         c, h, w = self.model_meta["input_size"]
@@ -223,9 +268,14 @@ class Run:
         from cnnlab.data.augment import parse_augment
 
         aug = parse_augment(self.config.augment) if augment and self.config.augment else None
-        source = to_batch_source(data, self.preprocess, batch_size=self.config.batch_size,
-                               device=self.device, augment=aug,
-                               channels_last=self.config.channels_last)
+        c, h, w = self.model_meta["input_size"]
+        advice = (f"the {data.name} split ({len(data)} images of {c}x{h}x{w}) does not fit; "
+                  "try a smaller --image-size, or --device cpu")
+        with out_of_memory_as_error(f"moving the data set to {self.device}",
+                                    self.config.batch_size, self.device, advice=advice):
+            source = to_batch_source(data, self.preprocess, batch_size=self.config.batch_size,
+                                     device=self.device, augment=aug,
+                                     channels_last=self.config.channels_last)
         if self.task.name == "classify":
             return source
         return dataclasses.replace(source, labels=self.task.targets(data).to(self.device))
@@ -254,6 +304,7 @@ class Run:
 
     def resume(self) -> Path:
         """Continue from the newest complete checkpoint; forget metrics logged after it."""
+        self.remove_temporaries()
         path, tensors, meta = newest_checkpoint(self.run_dir)
         load_state_checked(self.model, model_state(tensors), source=str(path))
         restore_optimizer(self.optimizer, tensors, meta)
@@ -267,6 +318,17 @@ class Run:
                      if _logged_epoch(line) <= self.state.epoch]
             atomic_write_bytes(metrics, "".join(f"{line}\n" for line in lines).encode())
         return path
+
+    def remove_temporaries(self) -> None:
+        """Delete ``.NAME.*.tmp`` files torn by a crash mid-write (rank 0, before any write)."""
+        if self.dist.is_main:
+            for folder in (self.run_dir, self.run_dir / "snapshots"):
+                remove_stale_temporaries(folder)
+
+    @property
+    def main_metric(self) -> str:
+        """``val_acc``, ``val_map`` or ``val_miou`` (``train_acc`` without a validation split)."""
+        return f"val_{MAIN_METRIC[self.task.name]}" if self.val is not None else "train_acc"
 
     def log(self, record: dict) -> None:
         if not self.dist.is_main:
@@ -282,14 +344,16 @@ class Run:
         """``run.json``: status, versions, git SHA, and which epoch ``last`` and ``best`` hold."""
         if not self.dist.is_main:
             return
+        best = None if math.isinf(self.state.best_metric) else self.state.best_metric
         index = {"status": status, "epochs": self.config.epochs,
                  "cnnlab_version": cnnlab.__version__, "torch_version": torch.__version__,
                  "git_sha": git_sha(),
                  "last": {"file": "last.safetensors", "epoch": self.state.epoch,
                           "batch": self.state.batch},
                  "best": {"file": "best.safetensors", "epoch": self.state.best_epoch + 1,
-                          "val_acc": None if math.isinf(self.state.best_metric)
-                          else self.state.best_metric}}
+                          "metric": self.main_metric, "value": best}}
+        if self.main_metric == "val_acc":
+            index["best"]["val_acc"] = best  # the key of earlier versions
         atomic_write_bytes(self.run_dir / "run.json", json.dumps(index, indent=2).encode())
 
 
@@ -330,16 +394,20 @@ def fit(config: TrainConfig | None, *, resume: str | Path | None = None,
     Example:
         >>> result = fit(TrainConfig(model="lenet5", data="digits", epochs=2))  # doctest: +SKIP
     """
+    if resume is None and config is not None:
+        resume = restarted_run(config)
     if resume is not None:
         run_dir = Path(resume)
         if not (run_dir / "config.yaml").is_file():
             raise CheckpointError(f"--resume {run_dir}: not a run directory (no config.yaml)")
         config = load_config(run_dir / "config.yaml") if config is None else config
     config.validate()
+    if config.tensorboard:  # a missing package is a config error before any work is done
+        TensorBoardLog.check_available()
     if config.threads:
         torch.set_num_threads(config.threads)
     torch.manual_seed(config.seed)
-    dist, device = setup(resolve_device(config.device))  # torchrun: join the process group
+    dist, device = setup(resolve_device(config.device), timeout_s=config.dist_timeout)
     if not dist.is_main:
         log = _silent
     run_dir = Path(resume) if resume is not None else new_run_dir(config) if dist.is_main else None
@@ -350,6 +418,7 @@ def fit(config: TrainConfig | None, *, resume: str | Path | None = None,
         if resume is None and dist.is_main:
             shutil.rmtree(run_dir, ignore_errors=True)
         raise
+    run.remove_temporaries()
     if resume is not None:
         source = run.resume()
         log(f"resuming {run_dir} from {source.name} at epoch {run.state.epoch + 1}, "
@@ -367,8 +436,7 @@ def fit(config: TrainConfig | None, *, resume: str | Path | None = None,
         barrier(dist)  # rank 0 has written best.safetensors
         test_metrics = test_best(run)
         test_acc = test_metrics["acc"]
-        log(f"test accuracy {test_acc:.4f} (error {100 * (1 - test_acc):.2f}%) on "
-            f"{len(run.test)} images, best epoch {run.state.best_epoch + 1}")
+        log(_test_line(run, test_metrics))
         if run.task.name != "classify":
             log(f"test {run.task.name}: " + ", ".join(f"{k} {test_metrics[k]:.4f}" for k in
                                                      ("miou", "map", "f1") if k in test_metrics))
@@ -376,6 +444,34 @@ def fit(config: TrainConfig | None, *, resume: str | Path | None = None,
     val_acc = None if math.isinf(run.state.best_metric) else run.state.best_metric
     return RunResult(run_dir, status, run.state.epoch, val_acc, test_acc,
                      run.state.best_epoch + 1, stop.signal, test_metrics)
+
+
+def _test_line(run: Run, metrics: dict) -> str:
+    """``test accuracy 0.9800 (error 2.00%) ...``; ``test mAP ...`` / ``test mIoU ...``."""
+    key = MAIN_METRIC[run.task.name]
+    value = metrics[key]
+    text = f"test {METRIC_NAMES[key]} {value:.4f}"
+    if key == "acc":
+        text += f" (error {100 * (1 - value):.2f}%)"
+    return text + f" on {len(run.test)} images, best epoch {run.state.best_epoch + 1}"
+
+
+def restarted_run(config: TrainConfig) -> Path | None:
+    """The run to continue when torchrun restarts a job (``--max-restarts``).
+
+    A restarted attempt runs the same command line as the first; instead of starting a fresh
+    ``NAME-2`` it finds the first attempt's run directory (:func:`elastic_run_dir`) and
+    continues from its newest complete checkpoint. None when there is no such run or no
+    complete checkpoint yet (then :func:`new_run_dir` reuses that directory from scratch).
+    """
+    run_dir = elastic_run_dir(config)
+    if run_dir is None or not (run_dir / "config.yaml").is_file():
+        return None
+    try:
+        newest_checkpoint(run_dir)
+    except CheckpointError:
+        return None
+    return run_dir
 
 
 def test_best(run: Run) -> dict:
@@ -418,6 +514,11 @@ def _train_epochs(run: Run, stop: StopFlag, stop_after: int | None, log) -> str:
                 f"{state.epoch + 1}, batch {state.batch}; continue with --resume {run.run_dir}")
             return "interrupted"
         _end_epoch(run, time.perf_counter() - started, progress.rate(), log)
+    if agree(bool(stop), run.dist):  # a signal during the last epoch's validation
+        run.save("last")
+        log(f"interrupted: saved {run.run_dir / 'last.safetensors'} after epoch {state.epoch} "
+            f"(the last); the test evaluation was skipped: run it with --resume {run.run_dir}")
+        return "interrupted"
     return "completed"
 
 
@@ -432,7 +533,7 @@ def _end_epoch(run: Run, seconds: float, rate: float, log) -> None:
         val = run.evaluate(run.val)
         record.update(val_loss=val["loss"], val_acc=val["acc"])
         record.update({f"val_{k}": val[k] for k in ("miou", "map", "f1") if k in val})
-    metric = record.get("val_acc", record["train_acc"])
+    metric = record.get(run.main_metric, record.get("val_acc", record["train_acc"]))
     improved = metric >= state.best_metric  # ties go to the later, longer-trained epoch
     if improved:
         state.best_metric, state.best_epoch = metric, state.epoch

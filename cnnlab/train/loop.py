@@ -77,19 +77,29 @@ def autocast(device: torch.device, precision: str) -> contextlib.AbstractContext
 OUT_OF_MEMORY_TEXT = ("out of memory", "can't allocate memory")  # CUDA/MPS, CPU allocator
 
 
+def is_out_of_memory(error: BaseException) -> bool:
+    """An allocator failure: ``torch.OutOfMemoryError``, ``MemoryError`` or the CPU allocator's
+    RuntimeError ("can't allocate memory")."""
+    return (isinstance(error, (torch.OutOfMemoryError, MemoryError))
+            or (isinstance(error, RuntimeError)
+                and any(text in str(error) for text in OUT_OF_MEMORY_TEXT)))
+
+
 @contextlib.contextmanager
-def out_of_memory_as_error(where: str, batch_size: int, device: torch.device):
-    """Turn an allocator failure inside the block into a ResourceError naming the batch size."""
+def out_of_memory_as_error(where: str, batch_size: int, device: torch.device,
+                           advice: str | None = None):
+    """Turn an allocator failure inside the block into a ResourceError naming the batch size
+    (or saying ``advice``, where the batch size is not what fills the memory)."""
     try:
         yield
     except (RuntimeError, MemoryError) as error:  # torch.OutOfMemoryError is a RuntimeError
-        if not (isinstance(error, (torch.OutOfMemoryError, MemoryError))
-                or any(text in str(error) for text in OUT_OF_MEMORY_TEXT)):
+        if not is_out_of_memory(error):
             raise
+        advice = advice or (f"try --batch-size {max(1, batch_size // 2)}, --precision bf16 or "
+                            "a smaller --image-size")
         raise ResourceError(
-            f"out of memory {where} with --batch-size {batch_size} on {device}; try "
-            f"--batch-size {max(1, batch_size // 2)}, --precision bf16 or a smaller "
-            "--image-size (the last complete checkpoint is kept)") from error
+            f"out of memory {where} with --batch-size {batch_size} on {device}; {advice} "
+            "(the last complete checkpoint is kept)") from error
 
 
 @dataclass

@@ -53,7 +53,19 @@ class Task:
         return ClassifyMeter(self)
 
     def check(self, config) -> None:
-        """Raise ConfigError for settings this task cannot train with."""
+        """Raise ConfigError for settings this task cannot train with (including a model
+        whose output has the wrong shape for the task)."""
+        check_output_shape(self, config.model, config.model_options)
+
+    def expected_shape(self, batch: int, classes: int, size: tuple[int, int]) -> tuple:
+        """The output shape the loss needs: one score per class, ``(B, K)``."""
+        return (batch, classes)
+
+    def model_hint(self) -> str:
+        from cnnlab.models.segmentation import SEGMENTATION_MODELS
+
+        return (f"use a classifier (e.g. lenet5, resnet20), or --task segment for a "
+                f"segmentation model ({', '.join(SEGMENTATION_MODELS)})")
 
     def input_size(self, config, data: ImageSet, size: tuple[int, int]) -> tuple[int, int]:
         """The model input ``(H, W)``: the model's (or ``--image-size``) unless dense targets
@@ -62,9 +74,13 @@ class Task:
 
 
 class MultiLabel(Task):
-    """K independent sigmoid outputs trained with binary cross-entropy."""
+    """K independent sigmoid outputs trained with binary cross-entropy; a class is predicted
+    present where its sigmoid is at least ``threshold``."""
 
     name = "multilabel"
+
+    def __init__(self, threshold: float = THRESHOLD) -> None:
+        self.threshold = threshold
 
     def targets(self, data: ImageSet) -> torch.Tensor:
         return _scene_field(data, "present", self.name)
@@ -73,16 +89,25 @@ class MultiLabel(Task):
         return F.binary_cross_entropy_with_logits(logits.float(), y.float())
 
     def correct(self, logits, y) -> float:
-        return float(((logits.float().sigmoid() >= THRESHOLD) == y.bool()).all(1).sum())
+        return float(((logits.float().sigmoid() >= self.threshold) == y.bool()).all(1).sum())
 
     def meter(self, num_outputs: int) -> Meter:
         return MultiLabelMeter(self)
 
 
 class Segment(Task):
-    """A softmax over background + K classes at every pixel."""
+    """A softmax over background + K classes at every pixel; ``weights`` ``(1 + K,)``, when
+    given, weight each class's pixels in the cross-entropy (see
+    :func:`median_frequency_weights`)."""
 
     name = "segment"
+
+    def __init__(self, weights: torch.Tensor | None = None) -> None:
+        self.weights = weights
+
+    def loss(self, logits, y, label_smoothing: float = 0.0):
+        w = None if self.weights is None else self.weights.to(logits.device)
+        return F.cross_entropy(logits.float(), y, weight=w, label_smoothing=label_smoothing)
 
     def output_names(self, classes: list[str]) -> list[str]:
         return ["background", *classes]  # mask value c + 1 = class c
@@ -100,6 +125,16 @@ class Segment(Task):
         if config.augment:
             raise ConfigError(f"--task segment: --augment {config.augment!r} would move the "
                               f"pixels but not their mask; train without --augment")
+        super().check(config)
+
+    def expected_shape(self, batch: int, classes: int, size: tuple[int, int]) -> tuple:
+        """Scores for every class at every pixel: ``(B, K, H, W)``."""
+        return (batch, classes, *size)
+
+    def model_hint(self) -> str:
+        from cnnlab.models.segmentation import SEGMENTATION_MODELS
+
+        return f"use a segmentation model: {', '.join(SEGMENTATION_MODELS)}"
 
     def input_size(self, config, data: ImageSet, size: tuple[int, int]) -> tuple[int, int]:
         own = data.image_shape[1:]
@@ -111,12 +146,74 @@ class Segment(Task):
         return own
 
 
-def get_task(name: str) -> Task:
-    """The task called ``name`` (raises ConfigError listing the choices)."""
+def median_frequency_weights(masks: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """Class weights ``median(f) / f_c`` from the pixel frequencies ``f_c`` of ``masks``
+    (Eigen & Fergus 2015, used by SegNet, Badrinarayanan et al. 2017, 3.2): rare classes count
+    more. Classes absent from ``masks`` get the largest weight.
+
+    Example:
+        >>> median_frequency_weights(torch.tensor([[0, 0, 0, 1], [0, 0, 2, 2]]), 3)
+        tensor([0.4000, 2.0000, 1.0000])
+    """
+    freq = torch.bincount(masks.flatten().long(), minlength=num_classes).double()
+    freq = freq / freq.sum()
+    seen = freq > 0
+    weights = torch.zeros(num_classes, dtype=torch.float64)
+    weights[seen] = freq[seen].median() / freq[seen]
+    weights[~seen] = weights[seen].max() if seen.any() else 1.0
+    return weights.float()
+
+
+def get_task(name: str, threshold: float = THRESHOLD) -> Task:
+    """The task called ``name`` (raises ConfigError listing the choices); ``threshold`` is the
+    multilabel decision threshold."""
     table = {"classify": Task, "multilabel": MultiLabel, "segment": Segment}
     if name not in table:
         raise ConfigError(f"unknown --task {choices_hint(name, list(TASKS))}")
+    if name == "multilabel":
+        return MultiLabel(check_threshold(threshold))
     return table[name]()
+
+
+def training_task(config, train: ImageSet) -> Task:
+    """The task ``fit`` trains with: ``get_task(config.task)``, with the segmentation loss
+    weighted by ``train``'s median class frequencies when ``config.class_weights == "median"``."""
+    task = get_task(config.task)
+    if config.class_weights == "median":
+        masks = task.targets(train)
+        return Segment(median_frequency_weights(masks, len(task.output_names(train.classes))))
+    return task
+
+
+def check_threshold(threshold: float) -> float:
+    """The multilabel decision threshold, which must lie strictly between 0 and 1."""
+    if not 0 < threshold < 1:
+        raise ConfigError(f"--threshold {threshold}: expected a value between 0 and 1 "
+                          f"(exclusive), e.g. 0.5")
+    return threshold
+
+
+def check_output_shape(task: Task, model: str, options: dict | None = None) -> None:
+    """One dry forward of ``model`` on a tiny batch, on the ``meta`` device (shapes only, no
+    arithmetic), at the model's own input size; ConfigError when the output shape is not the
+    one ``task``'s loss needs. A model that cannot be built or run this way is left to the
+    training to report."""
+    from cnnlab.models import create, default_input_size
+
+    batch, classes = 2, 3
+    try:
+        c, h, w = default_input_size(model)
+        with torch.device("meta"), torch.no_grad():
+            net = create(model, num_classes=classes, in_channels=c, input_size=(c, h, w),
+                         **(options or {}))
+            got = tuple(net.eval()(torch.zeros(batch, c, h, w)).shape)
+    except Exception:  # noqa: BLE001 - unknown options, YAML files...: reported later
+        return
+    want = task.expected_shape(batch, classes, (h, w))
+    if got != want:
+        raise ConfigError(f"--model {model} gives outputs of shape {got} for a batch of shape "
+                          f"{(batch, c, h, w)} with {classes} classes, but --task {task.name} "
+                          f"needs {want}: {task.model_hint()}")
 
 
 def _scene_field(data: ImageSet, field: str, task: str) -> torch.Tensor:
@@ -164,7 +261,8 @@ class MultiLabelMeter(Meter):
 
     def result(self) -> dict:
         scores, targets = torch.cat(self.scores), torch.cat(self.targets)
-        return {"loss": self.loss_sum / self.count, **multilabel_metrics(scores, targets)}
+        return {"loss": self.loss_sum / self.count,
+                **multilabel_metrics(scores, targets, getattr(self.task, "threshold", THRESHOLD))}
 
 
 class SegmentMeter(Meter):
@@ -240,30 +338,41 @@ def run_task(run: str) -> str:
 
 def evaluate_task_run(run: str, *, data: str | None = None, split: str = "test",
                       data_root: str | None = None, which: str = "best", device: str = "cpu",
-                      out: str | None = None, examples: int = 8) -> dict:
+                      out: str | None = None, examples: int = 8,
+                      threshold: float = THRESHOLD) -> dict:
     """``cnnlab evaluate`` for a multilabel or segment run: metrics with class names, a few
     predicted vs true label sets, and (segment) a PNG of image / truth / prediction.
+
+    ``threshold``: multilabel decision threshold on the sigmoids (F1, exact sets, label sets).
+    Multilabel scenes of another size than the trained one are resized to it (like ``predict``);
+    segment models are fully convolutional and take any size.
 
     Example:
         >>> report = evaluate_task_run("runs/fcn")  # doctest: +SKIP
         >>> report["miou"]  # doctest: +SKIP
     """
+    import dataclasses
     import json
     from pathlib import Path
 
     from cnnlab.data.datasets import load_dataset
-    from cnnlab.data.pipeline import Preprocess, to_batch_source
+    from cnnlab.data.pipeline import Preprocess, fit_to_size, to_batch_source
     from cnnlab.train.checkpoint import load_model
     from cnnlab.train.loop import evaluate_task
 
     model, meta = load_model(run, which=which, device=device)
-    config, task = meta.get("config", {}), get_task(run_task(run))
+    config, task = meta.get("config", {}), get_task(run_task(run), threshold)
     dataset = load_dataset(data or config["data"], split, root=data_root or config.get("data_root"))
-    source = to_batch_source(dataset, Preprocess.from_dict(meta["preprocess"]), batch_size=64,
-                             device=torch.device(device))
+    _check_classes(run, meta, dataset, task)
+    preprocess = Preprocess.from_dict(meta["preprocess"])
+    if task.name != "segment" and tuple(dataset.image_shape[1:]) != tuple(preprocess.size):
+        dataset = dataclasses.replace(dataset, images=fit_to_size(
+            dataset.images, preprocess.size, "resize"))  # the trained input size
+    source = to_batch_source(dataset, preprocess, batch_size=64, device=torch.device(device))
     source.labels = task.targets(dataset).to(device)
     report = {"run": str(run), "task": task.name, "data": data or config["data"], "split": split,
               "count": len(dataset), "classes": dataset.classes,
+              **({"threshold": threshold} if task.name == "multilabel" else {}),
               **evaluate_task(model, source, precision="fp32", task=task)}
     folder = Path(out) if out else (Path(run) if Path(run).is_dir() else Path(run).parent)
     folder = folder / f"eval-{split}" if not out else folder
@@ -279,11 +388,21 @@ def evaluate_task_run(run: str, *, data: str | None = None, split: str = "test",
                                                  folder / "masks.png", classes=dataset.classes))
     else:
         report["examples"] = [{"true": label_set(t, dataset.classes), "pred": label_set(
-            p.sigmoid() >= THRESHOLD, dataset.classes)} for t, p in
+            p.sigmoid() >= threshold, dataset.classes)} for t, p in
             zip(dataset.present[:examples], logits, strict=True)]
     (folder / "metrics.json").write_text(json.dumps(report, indent=2))
     report["metrics_file"] = str(folder / "metrics.json")
     return report
+
+
+def _check_classes(run: str, meta: dict, dataset: ImageSet, task: Task) -> None:
+    want = list(meta["classes"])
+    have = task.output_names(list(dataset.classes))
+    if want != have:
+        from cnnlab.errors import CheckpointError
+
+        raise CheckpointError(f"{run}: trained on classes {want[:6]}..., the data has "
+                              f"{have[:6]}...: wrong data set for this model?")
 
 
 def label_set(flags: torch.Tensor, classes: list[str]) -> list[str]:
@@ -302,7 +421,7 @@ def format_task_report(report: dict) -> str:
         lines.append(f"wrote {report['panel']}")
     else:
         lines.append(f"mAP {report['map']:.4f}  F1 {report['f1']:.4f}  exact label set "
-                     f"{100 * report['acc']:.2f}%")
+                     f"{100 * report['acc']:.2f}%  (threshold {report['threshold']:g})")
         lines += [f"  AP {n:<12} {'-' if v is None else f'{v:.4f}'}"
                   for n, v in zip(report["classes"], report["per_class_ap"], strict=True)]
         lines += [f"  scene {i}: true {{{', '.join(e['true'])}}}  predicted "
@@ -313,13 +432,15 @@ def format_task_report(report: dict) -> str:
 
 @torch.inference_mode()
 def predict_scenes(model, meta: dict, paths: list, *, device: str = "cpu",
-                   out_dir=None, k: int = 3) -> list[dict]:
+                   out_dir=None, k: int = 3, threshold: float = THRESHOLD) -> list[dict]:
     """``cnnlab predict`` for multilabel and segment runs: the label set of each image (with
     the ``k`` best scores), and for segment a coloured mask PNG over the image in ``out_dir``.
 
     Images are inverted when their border is light (dark ink on paper -> the scenes' polarity);
     segment models take the image at its own size, multilabel models at the trained size.
+    A multilabel class is in the label set where its sigmoid is at least ``threshold``.
     """
+    check_threshold(threshold)
     from cnnlab.data.images import load_image
     from cnnlab.data.pipeline import Preprocess, border_mean, fit_to_size
 
@@ -339,7 +460,7 @@ def predict_scenes(model, meta: dict, paths: list, *, device: str = "cpu",
             continue
         probs = logits.sigmoid()
         top = probs.topk(min(k, len(classes)))
-        results.append({"path": str(path), "labels": label_set(probs >= THRESHOLD, classes),
+        results.append({"path": str(path), "labels": label_set(probs >= threshold, classes),
                         "top": [(classes[i], round(float(p), 4))
                                 for p, i in zip(top.values, top.indices, strict=True)]})
     return results
@@ -349,11 +470,13 @@ def _mask_result(path, image: torch.Tensor, mask: torch.Tensor, classes: list[st
                  out_dir) -> dict:
     from pathlib import Path
 
-    from cnnlab.viz.segmentation import segmentation_panel
+    from cnnlab.viz.segmentation import legend_colours, segmentation_panel
 
     found = [int(c) - 1 for c in mask.unique().tolist() if c > 0]
     pixels = {classes[c]: int((mask == c + 1).sum()) for c in found}
     target = Path(out_dir) / f"{Path(path).stem}.mask.png"
-    segmentation_panel(image[None], None, mask[None], target, classes=classes)
+    segmentation_panel(image[None], None, mask[None], target, classes=classes, legend=True)
+    colours = legend_colours(classes)
     return {"path": str(path), "labels": sorted(pixels, key=pixels.get, reverse=True),
-            "pixels": pixels, "mask": str(target), "top": []}
+            "pixels": pixels, "mask": str(target), "top": [],
+            "colours": {name: colours[name] for name in pixels}}

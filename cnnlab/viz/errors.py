@@ -34,10 +34,22 @@ def split_scores(run: OpenRun, split: str = "test") -> tuple[Scores, torch.Tenso
     return scores, data_source(run, data).images.cpu()
 
 
-def error_caption(error: dict) -> str:
-    """``"4->6\\n6 4"``: true->pred, then the two best guesses."""
-    guesses = " ".join(name for name, _ in error["top2"])
-    return f"{error['true']}->{error['pred']}\n{guesses}"
+def error_caption(error: dict, width: float | None = None) -> str:
+    """``"4->6\\n6 4"``: true->pred, then the two best guesses. When a line would be wider
+    than ``width`` pixels (long class names), each name gets a line of its own:
+    ``"airplane\\n->truck\\ntruck\\nship"``."""
+    guesses = [name for name, _ in error["top2"]]
+    lines = [f"{error['true']}->{error['pred']}", " ".join(guesses)]
+    if width is not None and max(caption_width(line) for line in lines) > width:
+        lines = [str(error["true"]), f"->{error['pred']}", *guesses]
+    return "\n".join(lines)
+
+
+def caption_width(text: str) -> float:
+    """Pixels ``text`` takes in the grids' caption font."""
+    from PIL import ImageFont
+
+    return ImageFont.load_default().getlength(text)
 
 
 def errors_grid(errors: list[dict], images: torch.Tensor, *, max_errors: int = 100,
@@ -52,6 +64,9 @@ def errors_grid(errors: list[dict], images: torch.Tensor, *, max_errors: int = 1
     if max(tiles.shape[-2:]) > max_side:
         factor = max_side / max(tiles.shape[-2:])
         tiles = F.interpolate(tiles, scale_factor=factor, mode="bilinear", antialias=True)
-    scale = max(1, math.ceil(48 / tiles.shape[-1]))  # room for a caption such as "4->6"
+    # room for a caption such as "4->6"; wider (up to 128 px) for long class names
+    w = tiles.shape[-1]
+    need = max(caption_width(line) for e in shown for line in error_caption(e).split("\n"))
+    scale = max(math.ceil(48 / w), min(math.ceil(need / w), max(1, 128 // w)), 1)
     return make_grid(tiles, columns=min(columns, len(shown)), scale=scale, normalize="none",
-                     captions=[error_caption(e) for e in shown])
+                     captions=[error_caption(e, w * scale + 2) for e in shown])

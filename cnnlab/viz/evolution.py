@@ -87,5 +87,5 @@ def evolution_grid(evo: Evolution, *, scale: int | None = None) -> Grid:
     values = evo.values.flatten().tolist()  # unit-major, like the tiles
     captions = [f"ep {evo.epochs[i % epochs]}\n{v:.2f}" for i, v in enumerate(values)]
     for u, unit in enumerate(evo.units):  # name the unit under its row's first tile
-        captions[u * epochs] = f"u{unit} " + captions[u * epochs]
+        captions[u * epochs] = f"u{unit}: " + captions[u * epochs]
     return make_grid(tiles, columns=epochs, scale=scale, normalize="none", captions=captions)

@@ -47,19 +47,35 @@ def filter_tiles(weight: torch.Tensor, *, per_channel: bool | None = None) -> to
     return weight.reshape(out * cin, 1, kh, kw)
 
 
+MAX_CHANNELS = 64  # input channels shown per filter in a per-channel grid
+MAX_PIXELS = 4_000_000  # pixel budget of a per-channel grid (rows are dropped beyond it)
+
+
 def filter_grid(model: nn.Module, layer: str | None = None, *, per_channel: bool | None = None,
-                scale: int | None = None, max_filters: int = 256) -> Grid:
+                scale: int | None = None, max_filters: int = 256,
+                max_channels: int = MAX_CHANNELS, max_pixels: int = MAX_PIXELS) -> Grid:
     """The kernels of ``layer`` as a grid of tiles, each normalised on its own; per-channel
-    grids have one row per filter (``in`` tiles wide). At most ``max_filters`` filters."""
-    weight = conv_weight(model, layer)[:max_filters]  # (out, in, kh, kw)
-    tiles = filter_tiles(weight, per_channel=per_channel)
-    columns = weight.shape[1] if tiles.shape[0] != weight.shape[0] else None
+    grids have one row per filter (``in`` tiles wide), at most ``max_channels`` input channels
+    and about ``max_pixels`` pixels. At most ``max_filters`` filters; ``Grid.note`` says what
+    was left out."""
+    full = conv_weight(model, layer)  # (out, in, kh, kw)
+    weight = full[:max_filters]
     scale = scale or max(1, 48 // max(weight.shape[-2:]))
-    if tiles.shape[0] != weight.shape[0]:
+    per_channel = weight.shape[1] not in (1, 3) if per_channel is None else per_channel
+    if not per_channel:
+        grid = make_grid(filter_tiles(weight, per_channel=False), scale=scale, normalize="each")
+    else:
+        weight = weight[:, :max_channels]
+        tile = (weight.shape[-2] * scale + 2) * (weight.shape[-1] * scale + 2)
+        weight = weight[:max(1, max_pixels // (tile * weight.shape[1]))]
         # per input channel: one filter's slices share its scale, as they act together
-        tiles = _normalise_per_filter(tiles, weight.shape[1])
-        return make_grid(tiles, columns=columns, scale=scale, normalize="none")
-    return make_grid(tiles, columns=columns, scale=scale, normalize="each")
+        tiles = _normalise_per_filter(filter_tiles(weight, per_channel=True), weight.shape[1])
+        grid = make_grid(tiles, columns=weight.shape[1], scale=scale, normalize="none")
+    shown, kept = weight.shape[:2], full.shape[:2]
+    if shown[0] < kept[0] or (per_channel and shown[1] < kept[1]):
+        grid.note = (f"showing {shown[0]} of {kept[0]} filters"
+                     + (f" x {shown[1]} of {kept[1]} input channels" if per_channel else ""))
+    return grid
 
 
 def _normalise_per_filter(tiles: torch.Tensor, per_filter: int) -> torch.Tensor:

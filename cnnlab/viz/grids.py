@@ -63,9 +63,11 @@ class Grid:
 
     image: Image.Image
     layout: GridLayout
+    note: str = ""  # e.g. what was left out when a grid was capped
 
     def save(self, path: str | Path) -> Path:
-        return save_png(self.image, path)
+        """Write the grid (with its note, if any, as a line of text below it)."""
+        return save_png(with_footer(self.image, self.note) if self.note else self.image, path)
 
 
 def normalize_tiles(tiles: torch.Tensor, mode: str = "each") -> torch.Tensor:
@@ -123,6 +125,16 @@ def clip_text(text: str, font: ImageFont.ImageFont, width: int) -> str:
     while text and font.getlength(text + "~") > width:
         text = text[:-1]
     return text + "~"
+
+
+def with_footer(image: Image.Image, text: str) -> Image.Image:
+    """``image`` with a line of ``text`` below it (the grid itself stays at the top left)."""
+    font = ImageFont.load_default()
+    width = max(image.width, int(font.getlength(text)) + 4)
+    framed = Image.new("RGB", (width, image.height + CAPTION_LINE + 4), BACKGROUND)
+    framed.paste(image, (0, 0))
+    ImageDraw.Draw(framed).text((2, image.height + 2), text, fill=TEXT, font=font)
+    return framed
 
 
 def fit_width(image: Image.Image, max_width: int) -> Image.Image:

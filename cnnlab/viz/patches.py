@@ -77,7 +77,7 @@ def top_activations(model: nn.Module, source: BatchSource, layer: str | None = N
         for x, _ in source.batches():
             model(x)
             maps = store[path].float()  # (B, C, H', W') or (B, C)
-            chosen = _check_units(units, maps.shape[1], layer or path)
+            chosen = check_units(units, maps.shape[1], layer or path)
             values, positions = unit_maxima(maps[:, chosen])  # (B, U), (B, U, 2)
             index = torch.arange(start, start + x.shape[0], device=values.device)
             best = merge_top(best, values.T, index.expand(len(chosen), -1),
@@ -88,7 +88,8 @@ def top_activations(model: nn.Module, source: BatchSource, layer: str | None = N
     return TopActivations(path, chosen, *(t.cpu() for t in best))
 
 
-def _check_units(units: list[int] | None, count: int, layer: str) -> list[int]:
+def check_units(units: list[int] | None, count: int, layer: str) -> list[int]:
+    """``units`` (None: all ``count`` of them), or a ModelError naming the valid range."""
     if units is None:
         return list(range(count))
     bad = [u for u in units if not 0 <= u < count]
@@ -127,11 +128,11 @@ def top_patches(top: TopActivations, source: BatchSource, field: ReceptiveField)
 def patches_grid(patches: torch.Tensor, values: torch.Tensor, units: list[int] | None = None,
                  *, scale: int | None = None) -> Grid:
     """One row per unit, its ``k`` patches strongest first, each captioned with its activation
-    (the row's first caption also names the unit: ``u3 2.52``)."""
+    (the row's first caption also names the unit: ``u3: 2.52``)."""
     k = patches.shape[1]
     tiles = patches.flatten(0, 1).float() / 255  # (U*k, C, s, s)
-    scale = scale or math.ceil(36 / patches.shape[-1])  # captions need ~36 px of width
+    scale = scale or math.ceil(48 / patches.shape[-1])  # captions need ~48 px of width
     units = units if units is not None else list(range(patches.shape[0]))
-    captions = [f"u{units[i // k]} {v:.2f}" if i % k == 0 else f"{v:.2f}"
+    captions = [f"u{units[i // k]}: {v:.2f}" if i % k == 0 else f"{v:.2f}"
                 for i, v in enumerate(values.flatten().tolist())]
     return make_grid(tiles, columns=k, scale=scale, normalize="none", captions=captions)

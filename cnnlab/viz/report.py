@@ -4,11 +4,15 @@ Sections (each a ``<section id=...>``, in this order): the config, the model sum
 (:func:`cnnlab.analysis.summary.summary`), training curves, the confusion matrix, the errors grid,
 the first layer's filters, feature maps of a few test images, and top patches of the last conv
 layer. A ``--task segment`` run shows image / truth / predicted mask for a few test scenes
-(:func:`cnnlab.viz.segmentation.run_segmentation_grid`) in place of the confusion matrix and
-errors (:data:`SEGMENT_SECTIONS`). Every image is a PNG embedded as a ``data:`` URI: the file
-opens from disk with no network access. Large runs stay small: thumbnails at most ``MAX_WIDTH``
-pixels wide, at most ``MAX_ERRORS`` errors, ``MAX_MAPS`` maps of ``MAP_LAYERS`` layers, and top
-patches searched over at most ``limit`` images.
+(:func:`cnnlab.viz.segmentation.run_segmentation_grid`) with pixel accuracy, mean IoU and the
+IoU of each class in place of the confusion matrix and errors (:data:`SEGMENT_SECTIONS`); a
+``--task multilabel`` run shows each class's average precision and a gallery of true vs
+predicted label sets (:data:`MULTILABEL_SECTIONS`), the metrics of ``cnnlab evaluate``
+(:mod:`cnnlab.train.tasks`). Every image is a PNG embedded as a ``data:`` URI: the file opens
+from disk with no network access. Large runs stay small: thumbnails at most ``MAX_WIDTH`` pixels
+wide, at most ``MAX_ERRORS`` errors, ``MAX_MAPS`` maps of ``MAP_LAYERS`` layers, and top patches
+searched over at most ``limit`` images. Sample images are taken class by class in turn
+(:func:`spread_order`), so a class-sorted test set still shows several classes.
 
 Example:
     >>> run_report("runs/lenet5-digits")  # doctest: +SKIP
@@ -18,20 +22,29 @@ Example:
 from __future__ import annotations
 
 import html
+import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import torch
 from PIL import Image
 
-from cnnlab.errors import DataError
+from cnnlab.data.base import ImageSet
+from cnnlab.data.pipeline import BatchSource
+from cnnlab.errors import ConfigError, DataError
+from cnnlab.train.tasks import THRESHOLD, label_set
 from cnnlab.viz.grids import fit_width, make_grid, png_data_uri
-from cnnlab.viz.inputs import OpenRun, data_source, open_run, to_display
+from cnnlab.viz.inputs import OpenRun, data_source, load_split, open_run, source_inputs, to_display
 
 SECTIONS = ("config", "summary", "curves", "confusion", "errors", "filters", "maps", "patches")
 # a --task segment run: image / truth / prediction panels instead of the per-image scores
 SEGMENT_SECTIONS = ("config", "summary", "curves", "segmentation", "filters", "maps", "patches")
 SEGMENT_IMAGES = 8  # test scenes in the segmentation panel
+# a --task multilabel run: per-class average precision and label sets instead
+MULTILABEL_SECTIONS = ("config", "summary", "curves", "precision", "labels", "filters", "maps",
+                       "patches")
+GALLERY_IMAGES = 30  # test scenes in the multilabel gallery
 MAX_WIDTH = 1100  # pixels of any embedded image
 MAX_ERRORS = 60
 MAX_MAPS = 32
@@ -59,11 +72,28 @@ class Section:
     body: str  # HTML
 
 
-def img_tag(image: Image.Image, alt: str, caption: str = "") -> str:
-    """An embedded PNG (thumbnailed to ``MAX_WIDTH``) in a figure with a caption."""
+def img_tag(image: Image.Image, alt: str, caption: str = "", *,
+            indices: list[int] | None = None) -> str:
+    """An embedded PNG (thumbnailed to ``MAX_WIDTH``) in a figure with a caption;
+    ``indices`` (the test images shown, in tile order) go in a ``data-indices`` attribute."""
     uri = png_data_uri(fit_width(image, MAX_WIDTH))
     text = f"<figcaption>{html.escape(caption)}</figcaption>" if caption else ""
-    return f'<figure><img src="{uri}" alt="{html.escape(alt)}">{text}</figure>'
+    attr = f' data-indices="{",".join(map(str, indices))}"' if indices is not None else ""
+    return f'<figure{attr}><img src="{uri}" alt="{html.escape(alt)}">{text}</figure>'
+
+
+def spread_order(labels: torch.Tensor) -> list[int]:
+    """Indices of ``labels`` ``(N,)`` taking one image of each class in turn (first of class
+    0, first of class 1, ..., second of class 0, ...), so the first few span the classes
+    even when the data set is sorted by class."""
+    groups: dict[int, list[int]] = {}
+    for i, label in enumerate(labels.tolist()):
+        groups.setdefault(int(label), []).append(i)
+    queues = [groups[k] for k in sorted(groups)]
+    order: list[int] = []
+    for rank in range(max((len(q) for q in queues), default=0)):
+        order += [q[rank] for q in queues if rank < len(q)]
+    return order
 
 
 def table(header: list[str], rows: list[list], numeric: set[int] = frozenset()) -> str:
@@ -126,7 +156,8 @@ def curves_section(run: OpenRun) -> str:
 
 
 def score_sections(run: OpenRun) -> tuple[str, str]:
-    """The confusion-matrix and errors sections, from one evaluation of the test split."""
+    """The confusion-matrix and errors sections, from one evaluation of the test split; the
+    errors shown are taken true class by true class in turn (:func:`spread_order`)."""
     from cnnlab.viz.curves import confusion_figure, figure_image
     from cnnlab.viz.errors import errors_grid, split_scores
 
@@ -140,10 +171,14 @@ def score_sections(run: OpenRun) -> tuple[str, str]:
     if not scores.errors:
         return confusion, note("no errors on the test split")
     in_top2 = sum(e["true"] in [g for g, _ in e["top2"]] for e in scores.errors)
-    grid = errors_grid(scores.errors, images, max_errors=MAX_ERRORS)
-    caption = (f"first {grid.layout.count} of {len(scores.errors)} errors, true->pred and the "
-               f"two best guesses; the right answer is in the top 2 for {in_top2}")
-    return confusion, img_tag(grid.image, "misclassified test images", caption)
+    truth = torch.tensor([run.classes.index(e["true"]) for e in scores.errors])
+    shown = [scores.errors[i] for i in spread_order(truth)[:MAX_ERRORS]]
+    grid = errors_grid(shown, images, max_errors=MAX_ERRORS)
+    caption = (f"{grid.layout.count} of {len(scores.errors)} errors, a few of each true class, "
+               f"captioned true->pred and the two best guesses; the right answer is in the "
+               f"top 2 for {in_top2} of the {len(scores.errors)}")
+    return confusion, img_tag(grid.image, "misclassified test images", caption,
+                              indices=[e["index"] for e in shown])
 
 
 def filters_section(run: OpenRun) -> str:
@@ -153,11 +188,14 @@ def filters_section(run: OpenRun) -> str:
     if not conv_layers(run.model):
         return note("no convolutional layer")
     grid = filter_grid(run.model, None, max_filters=128)
+    first = _layer_label(run, conv_layers(run.model)[0])
     return img_tag(grid.image, "first-layer filters",
-                   f"{grid.layout.count} filters of {conv_layers(run.model)[0]}")
+                   f"{grid.layout.count} filters of {first}" + (f"; {grid.note}" if grid.note
+                                                                 else ""))
 
 
-def maps_section(run: OpenRun, source) -> str:
+def maps_section(run: OpenRun, sample: Sample) -> str:
+    """Feature maps of the first ``MAP_IMAGES`` sample images (one class each, in turn)."""
     from cnnlab.viz.maps import conv_layers, feature_maps, maps_grid
 
     convs = conv_layers(run.model)
@@ -166,19 +204,21 @@ def maps_section(run: OpenRun, source) -> str:
     count = min(MAP_LAYERS, len(convs))
     picks = sorted({round(i * (len(convs) - 1) / max(count - 1, 1)) for i in range(count)})
     layers = [convs[i] for i in picks]
-    x, labels = next(source.batches())
-    x, labels = x[:MAP_IMAGES], labels[:MAP_IMAGES]
+    shown = list(range(min(MAP_IMAGES, len(sample.index))))
+    x = source_inputs(sample.source, shown)
     maps = feature_maps(run.model, x, layers)
     parts = []
-    for i in range(x.shape[0]):
-        shown = make_grid(to_display(x[i:i + 1], run.preprocess), scale=max(1, 96 // x.shape[-1]),
-                          normalize="none")
-        parts.append(img_tag(shown.image, f"test image {i}",
-                             f"test image {i}, class {_class_name(run, int(labels[i]))}"))
+    for i in shown:
+        index = sample.index[i]
+        shown_image = make_grid(to_display(x[i:i + 1], run.preprocess),
+                                scale=max(1, 96 // x.shape[-1]), normalize="none")
+        parts.append(img_tag(shown_image.image, f"test image {index}",
+                             f"test image {index}, {sample.describe(i)}", indices=[index]))
         for layer in layers:
             grid = maps_grid(maps[layer][i, :MAX_MAPS])
             parts.append(img_tag(grid.image, f"maps {layer}",
-                                 f"{_layer_label(run, layer)}: {grid.layout.count} maps"))
+                                 f"{_layer_label(run, layer)}: {grid.layout.count} maps of test "
+                                 f"image {index}", indices=[index]))
     return "\n".join(parts)
 
 
@@ -187,22 +227,115 @@ def _class_name(run: OpenRun, label: int) -> str:
     return run.classes[label + 1] if _is_segment(run) else run.classes[label]
 
 
+def _task(run: OpenRun) -> str:
+    return run.meta.get("config", {}).get("task", "classify")
+
+
 def _is_segment(run: OpenRun) -> bool:
-    return run.meta.get("config", {}).get("task") == "segment"
+    return _task(run) == "segment"
+
+
+@dataclass
+class Sample:
+    """The report's sample of a split: at most ``limit`` images taken class by class in turn
+    (:func:`spread_order`), fitted for the model; ``index[i]`` is image i's index in the split."""
+
+    run: OpenRun
+    data: ImageSet
+    index: list[int]
+    source: BatchSource
+
+    def describe(self, i: int) -> str:
+        """``class 7``, or for a multilabel run ``labels {3, 7}``."""
+        if _task(self.run) == "multilabel":
+            return f"labels {{{', '.join(label_set(self.data.present[i], self.data.classes))}}}"
+        return f"class {_class_name(self.run, int(self.data.labels[i]))}"
+
+
+def report_sample(run: OpenRun, limit: int) -> Sample:
+    """:class:`Sample` of the test split (the training split when there is none)."""
+    try:
+        data = load_split(run, "test")
+    except DataError:
+        data = load_split(run, "train")
+    order = spread_order(data.labels)[:limit]
+    subset = data.subset(torch.tensor(order, dtype=torch.long))
+    return Sample(run, subset, order, data_source(run, subset))
+
+
+def task_metrics(run: OpenRun) -> tuple[dict, ImageSet]:
+    """``cnnlab evaluate``'s metrics of a multilabel or segment run on its test split
+    (:func:`cnnlab.train.loop.evaluate_task`: mAP and per-class AP, or mean and per-class IoU)."""
+    from cnnlab.train.loop import evaluate_task
+    from cnnlab.train.tasks import get_task
+
+    task = get_task(_task(run))
+    data = load_split(run, "test")
+    source = data_source(run, data, batch_size=64)
+    source.labels = task.targets(data).to(source.images.device)
+    return evaluate_task(run.model, source, precision="fp32", task=task), data
+
+
+def _metric(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4f}"
+
+
+def precision_section(run: OpenRun) -> str:
+    """Per-class average precision of a multilabel run, with mAP, F1 and exact-set accuracy."""
+    try:
+        metrics, data = task_metrics(run)
+    except DataError as error:
+        return note(f"no test split: {error}")
+    positives = data.present.sum(0).tolist()
+    rows = [[name, _metric(ap), count] for name, ap, count in
+            zip(data.classes, metrics["per_class_ap"], positives, strict=True)]
+    text = (f"test mAP {metrics['map']:.4f}, micro F1 {metrics['f1']:.4f}, exact label set "
+            f"{100 * metrics['acc']:.2f}% of {len(data)} scenes (threshold {THRESHOLD})")
+    return f"<p>{html.escape(text)}</p>" + table(["class", "AP", "scenes with it"], rows,
+                                                 numeric={1, 2})
+
+
+@torch.no_grad()
+def labels_section(run: OpenRun, sample: Sample) -> str:
+    """A gallery of test scenes captioned with their true and predicted label sets."""
+    shown = list(range(min(GALLERY_IMAGES, len(sample.index))))
+    x = source_inputs(sample.source, shown)
+    predicted = run.model(x).float().sigmoid().cpu() >= THRESHOLD  # (B, K)
+    captions, exact = [], 0
+    for i in shown:
+        right = bool(torch.equal(sample.data.present[i].bool(), predicted[i]))
+        exact += right
+        captions.append(f"T: {' '.join(label_set(sample.data.present[i], run.classes))}\n"
+                        f"P: {' '.join(label_set(predicted[i], run.classes))}\n"
+                        + ("ok" if right else "wrong"))
+    tiles = sample.source.images[shown].float().cpu() / 255
+    scale = max(1, math.ceil(64 / tiles.shape[-1]))
+    grid = make_grid(tiles, columns=10, scale=scale, normalize="none", captions=captions)
+    caption = (f"{len(shown)} test scenes: T = true label set, P = predicted (sigmoid >= "
+               f"{THRESHOLD}); {exact} exactly right")
+    return img_tag(grid.image, "true and predicted label sets", caption,
+                   indices=sample.index[:len(shown)])
 
 
 def segmentation_section(run: OpenRun) -> str:
     """Image / truth / prediction for the first test scenes (the panel of ``cnnlab visualize
-    segmentation``), captioned with the classes each mask holds."""
+    segmentation``), then pixel accuracy, mean IoU and each class's IoU on the test split."""
     from cnnlab.viz.segmentation import run_segmentation_grid
 
     try:
         grid = run_segmentation_grid(run, "test", SEGMENT_IMAGES)
+        metrics, data = task_metrics(run)
     except DataError as error:
         return note(f"no test split: {error}")
-    return img_tag(grid.image, "image, true mask, predicted mask",
-                   f"first {grid.layout.rows} test scenes: image, true mask, predicted mask "
-                   "(argmax per pixel)")
+    panel = img_tag(grid.image, "image, true mask, predicted mask",
+                    f"first {grid.layout.rows} test scenes: image, true mask, predicted mask "
+                    "(argmax per pixel)")
+    text = (f"test pixel accuracy {100 * metrics['acc']:.2f}%, mean IoU {metrics['miou']:.4f} "
+            f"over {len(data)} scenes (IoU = TP / (TP + FP + FN) per class, background "
+            "included)")
+    rows = [[name, _metric(iou)] for name, iou in
+            zip(run.classes, metrics["per_class_iou"], strict=True)]
+    return panel + f"<p>{html.escape(text)}</p>" + table(["class", "IoU"], rows, numeric={1})
 
 
 def patches_section(run: OpenRun, source) -> str:
@@ -233,24 +366,26 @@ def _layer_label(run: OpenRun, layer: str) -> str:
 
 
 def build_sections(run: OpenRun, *, limit: int = 5000) -> list[Section]:
-    """Every report section, in :data:`SECTIONS` (segment runs: :data:`SEGMENT_SECTIONS`)
-    order."""
-    try:
-        source = data_source(run, "test", limit=limit)
-    except DataError:
-        source = data_source(run, "train", limit=limit)
-    keys = SEGMENT_SECTIONS if _is_segment(run) else SECTIONS
+    """Every report section, in :data:`SECTIONS` order (segment runs:
+    :data:`SEGMENT_SECTIONS`, multilabel runs: :data:`MULTILABEL_SECTIONS`)."""
+    sample = report_sample(run, limit)
+    task = _task(run)
+    keys = {"segment": SEGMENT_SECTIONS, "multilabel": MULTILABEL_SECTIONS}.get(task, SECTIONS)
     bodies = {"config": config_section(run), "summary": summary_section(run),
               "curves": curves_section(run), "filters": filters_section(run),
-              "maps": maps_section(run, source), "patches": patches_section(run, source)}
-    if _is_segment(run):
+              "maps": maps_section(run, sample), "patches": patches_section(run, sample.source)}
+    if task == "segment":
         bodies["segmentation"] = segmentation_section(run)
+    elif task == "multilabel":
+        bodies["precision"] = precision_section(run)
+        bodies["labels"] = labels_section(run, sample)
     else:
         bodies["confusion"], bodies["errors"] = score_sections(run)
     titles = {"config": "Configuration", "summary": "Model summary", "curves": "Training curves",
               "confusion": "Confusion matrix", "errors": "Errors", "filters": "Filters",
               "maps": "Feature maps", "patches": "What excites the last conv layer",
-              "segmentation": "Image, truth and prediction"}
+              "segmentation": "Image, truth and prediction",
+              "precision": "Average precision per class", "labels": "True and predicted labels"}
     return [Section(key, titles[key], bodies[key]) for key in keys]
 
 
@@ -272,6 +407,8 @@ def render_html(run: OpenRun, sections: list[Section]) -> str:
 def run_report(run: str | Path, *, out: str | Path | None = None, which: str = "best",
                device: str = "cpu", limit: int = 5000) -> Path:
     """Write the HTML report of a run (default ``RUN/report.html``) and return its path."""
+    if limit < 1:
+        raise ConfigError(f"--limit {limit}: expected 1 or more")
     opened = open_run(run, which=which, device=device)
     page = render_html(opened, build_sections(opened, limit=limit))
     path = Path(out) if out else opened.run_dir / "report.html"

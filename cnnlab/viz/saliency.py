@@ -22,8 +22,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from cnnlab.analysis.features import capture
+from cnnlab.errors import ModelError
 from cnnlab.viz.grids import normalize_tiles
-from cnnlab.viz.maps import resolve_layer
+from cnnlab.viz.maps import conv_layers, resolve_layer
 
 
 def class_scores(logits: torch.Tensor, target: int | torch.Tensor | None) -> torch.Tensor:
@@ -60,6 +61,10 @@ def grad_cam(model: nn.Module, x: torch.Tensor, target=None, *, layer: str | Non
     with torch.enable_grad(), capture(model, [path]) as store:
         scores = class_scores(model(x.detach()), target)  # (B,)
         maps = store[path]  # A: (B, K, H', W')
+        if maps.dim() != 4:
+            raise ModelError(f"Grad-CAM needs feature maps, but layer {layer or path} outputs "
+                             f"{tuple(maps.shape)}; choose a convolution: "
+                             f"{_conv_choices(model)}")
         (grads,) = torch.autograd.grad(scores.sum(), maps)
     alpha = grads.mean(dim=(2, 3), keepdim=True)  # (B, K, 1, 1)
     cam = F.relu((alpha * maps).sum(1)).detach()  # (B, H', W')
@@ -67,6 +72,11 @@ def grad_cam(model: nn.Module, x: torch.Tensor, target=None, *, layer: str | Non
         cam = F.interpolate(cam[:, None], size=x.shape[-2:], mode="bilinear",
                             align_corners=False)[:, 0]
     return cam
+
+
+def _conv_choices(model: nn.Module) -> str:
+    convs = conv_layers(model)
+    return ", ".join(f"conv{i + 1} ({p})" for i, p in enumerate(convs)) or "(none)"
 
 
 def heat_overlay(image: torch.Tensor, heat: torch.Tensor, *, alpha: float = 0.55) -> torch.Tensor:

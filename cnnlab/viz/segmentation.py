@@ -2,7 +2,8 @@
 
 Lecture 002's segmentation slides colour each class ("Horse", "Person") over the photo; here
 class ``c`` of a scene mask (value ``c + 1``) gets colour ``PALETTE[c + 1]`` and background keeps
-the grey input. Grids come from :func:`cnnlab.viz.grids.make_grid`.
+the grey input. Grids come from :func:`cnnlab.viz.grids.make_grid`; :func:`add_legend` draws
+a "colour -> class name" strip under a panel (``predict``'s mask PNGs).
 """
 
 from __future__ import annotations
@@ -10,14 +11,17 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
+from PIL import Image, ImageDraw, ImageFont
 
-from cnnlab.viz.grids import Grid, make_grid, save_png
+from cnnlab.viz.grids import BACKGROUND, CAPTION_LINE, TEXT, Grid, make_grid, save_png
 
-# background (unused: the image shows through), then 10 well-separated colours (tab10).
+# background (unused: the image shows through), then 10 colours that differ from each other and
+# from white strokes and black background: tab10 without its grey, plus magenta.
 PALETTE = torch.tensor([
     [0, 0, 0], [31, 119, 180], [255, 127, 14], [44, 160, 44], [214, 39, 40], [148, 103, 189],
-    [140, 86, 75], [227, 119, 194], [188, 189, 34], [23, 190, 207], [255, 255, 255],
+    [140, 86, 75], [227, 119, 194], [188, 189, 34], [23, 190, 207], [255, 0, 255],
 ], dtype=torch.float32) / 255
+SWATCH = 10  # legend colour square, pixels
 
 
 def class_colours(num_classes: int) -> torch.Tensor:
@@ -48,10 +52,48 @@ def overlay_mask(image: torch.Tensor, mask: torch.Tensor, *, alpha: float = 0.6,
 
 def segmentation_panel(images: torch.Tensor, truth: torch.Tensor | None, pred: torch.Tensor,
                        path: str | Path, *, classes: list[str] | None = None,
-                       scale: int = 3) -> Path:
-    """Save :func:`segmentation_grid` as a PNG at ``path`` and return the path."""
+                       scale: int = 3, legend: bool = False) -> Path:
+    """Save :func:`segmentation_grid` as a PNG at ``path`` (with :func:`add_legend` under it
+    when ``legend``) and return the path."""
     grid = segmentation_grid(images, truth, pred, classes=classes, scale=scale)
-    return save_png(grid.image, path)
+    image = grid.image
+    if legend:
+        names = classes or [str(c) for c in range(int(pred.max()))]
+        image = add_legend(image, names)
+    return save_png(image, path)
+
+
+def legend_colours(classes: list[str]) -> dict[str, str]:
+    """Class name -> ``#rrggbb`` of its mask colour (class ``c`` is mask value ``c + 1``)."""
+    colours = (class_colours(len(classes) + 1)[1:] * 255).round().int().tolist()
+    return {name: "#{:02x}{:02x}{:02x}".format(*rgb)
+            for name, rgb in zip(classes, colours, strict=True)}
+
+
+def add_legend(image: Image.Image, classes: list[str]) -> Image.Image:
+    """``image`` with rows of "colour square + class name" appended below it, wrapped to its
+    width (at least one entry per row)."""
+    font = ImageFont.load_default()
+    colours = (class_colours(len(classes) + 1)[1:] * 255).round().int().tolist()
+    widths = [SWATCH + 4 + int(font.getlength(name)) + 10 for name in classes]
+    rows, x = [[]], 0
+    for i, width in enumerate(widths):
+        if rows[-1] and x + width > image.width:
+            rows.append([])
+            x = 0
+        rows[-1].append((i, x))
+        x += width
+    out = Image.new("RGB", (image.width, image.height + 4 + len(rows) * CAPTION_LINE),
+                    BACKGROUND)
+    out.paste(image, (0, 0))
+    draw = ImageDraw.Draw(out)
+    for r, row in enumerate(rows):
+        top = image.height + 4 + r * CAPTION_LINE
+        for i, left in row:
+            draw.rectangle((left + 2, top, left + 1 + SWATCH, top + SWATCH - 1),
+                           fill=tuple(colours[i]))
+            draw.text((left + SWATCH + 4, top - 1), classes[i], fill=TEXT, font=font)
+    return out
 
 
 def segmentation_grid(images: torch.Tensor, truth: torch.Tensor | None, pred: torch.Tensor, *,

@@ -42,6 +42,14 @@ class Request:
     split: str = "test"
     limit: int | None = None  # images searched (top-patches, evolution)
     count: int | None = None  # images shown (segmentation)
+    index: int = 0  # first image of the split shown (maps, saliency)
+
+    def __post_init__(self) -> None:
+        for flag, value in (("--limit", self.limit), ("--count", self.count)):
+            if value is not None and value < 1:
+                raise ConfigError(f"{flag} {value}: expected 1 or more")
+        if self.index < 0:
+            raise ConfigError(f"--index {self.index}: expected 0 or more")
 
 
 def resolve_class(classes: list[str], value: str | int) -> int:
@@ -54,13 +62,26 @@ def resolve_class(classes: list[str], value: str | int) -> int:
 
 
 def sample_inputs(run: OpenRun, request: Request, count: int) -> tuple[torch.Tensor, list[str]]:
-    """``--image`` (one file) or the first ``count`` images of the split: normalised inputs
-    ``(B, C, H, W)`` and a label for each."""
+    """``--image`` (one file) or ``count`` images of the split from ``--index`` on: normalised
+    inputs ``(B, C, H, W)`` and a label for each."""
+    from cnnlab.viz.inputs import load_split, source_inputs
+
     if request.image:
         return image_input(run, request.image), [Path(request.image).name]
-    source = data_source(run, request.split, limit=count)
-    x, labels = next(source.batches())
-    return x, [f"#{i} true {run.classes[int(y)]}" for i, y in enumerate(labels)]
+    data = load_split(run, request.split, limit=request.index + count)
+    if request.index >= len(data):
+        raise ConfigError(f"--index {request.index}: the {request.split} split has "
+                          f"{len(data)} images (0..{len(data) - 1})")
+    source = data_source(run, data)
+    picked = list(range(request.index, min(request.index + count, len(data))))
+    return source_inputs(source, picked), [
+        f"#{i} true {_label_name(run, int(data.labels[i]))}" for i in picked]
+
+
+def _label_name(run: OpenRun, label: int) -> str:
+    """A data label's class name (a segment run's outputs start with background)."""
+    segment = run.meta.get("config", {}).get("task") == "segment"
+    return run.classes[label + 1] if segment else run.classes[label]
 
 
 def alias(run: OpenRun, layer: str) -> str:
@@ -78,7 +99,8 @@ def draw_filters(run: OpenRun, request: Request, out: Path) -> list[Path]:
 
 
 def draw_maps(run: OpenRun, request: Request, out: Path) -> list[Path]:
-    from cnnlab.viz.maps import conv_layers, feature_maps, maps_grid, resolve_layer
+    from cnnlab.viz.maps import conv_alias, conv_layers, feature_maps, maps_grid, resolve_layer
+    from cnnlab.viz.patches import check_units
 
     x, names = sample_inputs(run, request, 1)
     layers = [request.layer] if request.layer else conv_layers(run.model)
@@ -88,7 +110,9 @@ def draw_maps(run: OpenRun, request: Request, out: Path) -> list[Path]:
     for name, value in maps.items():
         if value.dim() != 4:
             raise ModelError(f"layer {name} outputs vectors {tuple(value.shape)}, not maps")
-        chosen = value[0] if request.units is None else value[0, request.units]
+        units = check_units(request.units, value.shape[1],
+                            conv_alias(run.model, resolve_layer(run.model, name)))
+        chosen = value[0, units]
         file = f"maps-{alias(run, resolve_layer(run.model, name))}.png"
         written.append(maps_grid(chosen).save(out / file))
     return written

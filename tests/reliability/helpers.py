@@ -31,7 +31,8 @@ def cli_args(config: TrainConfig) -> list[str]:
             "--epochs", str(config.epochs), "--batch-size", str(config.batch_size),
             "--lr", str(config.lr), "--seed", str(config.seed), "--threads", "1",
             "--out", config.out, "--name", config.name, "--no-progress",
-            "--checkpoint-every", str(config.checkpoint_every)]
+            "--checkpoint-every", str(config.checkpoint_every),
+            *(["--augment", config.augment] if config.augment else [])]
 
 
 def checkpoint_tensors(path: Path) -> dict[str, torch.Tensor]:
@@ -81,12 +82,15 @@ def set_lr(optimizer, lr):
     counters["step"] += 1
     original_set_lr(optimizer, lr)
 
-def evaluate(self, source):
+def evaluate(self, source, tta=""):
+    if source is self.test:  # the final test evaluation is not a validation
+        print("testing", flush=True)
+        return original_evaluate(self, source, tta)
     counters["validation"] += 1
     print(f"validating {counters['validation']}", flush=True)
     if counters["validation"] == pause_validation:
         pause()
-    return original_evaluate(self, source)
+    return original_evaluate(self, source, tta)
 
 loop.StopFlag.request, loop.set_lr, fit_module.Run.evaluate = request, set_lr, evaluate
 sys.exit(main(sys.argv[1:]))

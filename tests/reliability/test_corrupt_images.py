@@ -12,6 +12,7 @@ import io
 import pkgutil
 import re
 import struct
+import tracemalloc
 import warnings
 import zlib
 from pathlib import Path
@@ -23,7 +24,7 @@ from PIL import Image, ImageFile
 import cnnlab
 from cnnlab.data.datasets import load_dataset
 from cnnlab.data.folder import read_image_folder
-from cnnlab.data.images import MAX_PIXELS, SUPPORTED_FORMATS, load_image
+from cnnlab.data.images import MAX_PIXELS, SUPPORTED_FORMATS, decode_bytes, load_image
 from cnnlab.errors import DataError
 
 pytestmark = pytest.mark.reliability
@@ -177,3 +178,68 @@ def test_cnnlab_never_changes_pillows_process_wide_flags(tmp_path):
     assert (ImageFile.LOAD_TRUNCATED_IMAGES, Image.MAX_IMAGE_PIXELS) == flags
     source = "\n".join(p.read_text() for p in Path(cnnlab.__file__).parent.rglob("*.py"))
     assert not re.search(r"(LOAD_TRUNCATED_IMAGES|MAX_IMAGE_PIXELS)\s*=[^=]", source)
+
+
+def sixteen_bit_png(width: int, height: int, rows: bytes | None = None) -> bytes:
+    """A 16-bit grey PNG (IHDR bit depth 16, colour type 0); ``rows`` of pixel data or one
+    compressed all-zero image (a 7999x8000 one compresses to about 120 kB)."""
+    ihdr = struct.pack(">IIBBBBB", width, height, 16, 0, 0, 0, 0)
+    if rows is None:
+        compressor = zlib.compressobj(9)
+        line = bytes(1 + 2 * width)
+        rows = b"".join(compressor.compress(line) for _ in range(height)) + compressor.flush()
+    else:
+        rows = zlib.compress(rows)
+    return (b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", ihdr) + png_chunk(b"IDAT", rows)
+            + png_chunk(b"IEND", b""))
+
+
+def test_sixteen_bit_bomb_under_the_pixel_limit_is_refused_by_its_byte_budget(
+        tmp_path, monkeypatch):
+    """The audit's file: 7999x8000 16-bit grey, 64 MP (under MAX_PIXELS) in ~120 kB, used to
+    take 1.57 GB. Its decoded bytes (2 per pixel, twice, + the conversion's) exceed 512 MiB."""
+    path = tmp_path / "deep.png"
+    path.write_bytes(sixteen_bit_png(7999, 8000))
+    assert path.stat().st_size < 200_000 and 7999 * 8000 < MAX_PIXELS
+    assert decode_bytes("I;16", 7999, 8000) == 7999 * 8000 * (2 * 2 + 11)
+
+    def no_decoding(self):
+        raise AssertionError("pixels were decoded")
+
+    monkeypatch.setattr(ImageFile.ImageFile, "load", no_decoding)
+    with pytest.raises(DataError, match=r"deep\.png: decoding this 7999x8000 I;16 image would "
+                                        r"need about 915 MiB, more than the limit of 512 MiB"):
+        load_image(path)
+
+
+def test_sixteen_bit_conversion_stays_within_its_memory_estimate(tmp_path):
+    """tracemalloc sees NumPy's arrays: integer scaling needs 2 + 4 + 1 bytes per pixel (the
+    float64 version needed over 18), and the result is round(v / 257) exactly."""
+    width = height = 600
+    values = np.arange(width * height, dtype=np.uint32) * 181 % 65536  # every residue mix
+    path = tmp_path / "wide.png"
+    rows = b"".join(b"\x00" + values[r * width:(r + 1) * width].astype(">u2").tobytes()
+                    for r in range(height))
+    path.write_bytes(sixteen_bit_png(width, height, rows))
+    tracemalloc.start()
+    try:
+        pixels = load_image(path)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    expected = np.floor(values / 257 + 0.5).astype(np.uint8).reshape(height, width, 1)
+    assert np.array_equal(pixels, expected)
+    assert peak < 9 * width * height, f"peak {peak} bytes for {width * height} pixels"
+    assert peak < decode_bytes("I;16", width, height)
+
+
+def test_sixteen_bit_colour_png_keeps_pillows_high_byte(tmp_path):
+    """Documented: Pillow decodes 16-bit RGB to 8-bit by keeping the high byte (floor(v/256))."""
+    samples = [65535, 32768, 255, 1000, 300, 65280]
+    ihdr = struct.pack(">IIBBBBB", 2, 1, 16, 2, 0, 0, 0)
+    data = (b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", ihdr)
+            + png_chunk(b"IDAT", zlib.compress(b"\x00" + struct.pack(">6H", *samples)))
+            + png_chunk(b"IEND", b""))
+    path = tmp_path / "rgb16.png"
+    path.write_bytes(data)
+    assert load_image(path).reshape(-1).tolist() == [v // 256 for v in samples]

@@ -128,3 +128,18 @@ def test_resume_skips_a_torn_checkpoint_for_the_newest_complete_one(tmp_path):
     assert torch.isfinite(checkpoint_tensors(last)["model.features.0.weight"]).all()
     logged = (part.run_dir / "metrics.jsonl").read_text().splitlines()
     assert [json.loads(line)["epoch"] for line in logged] == [1, 2, 3]
+
+
+def test_stale_temporary_files_are_removed_at_resume(tmp_path):
+    """Torn ``.NAME.XXXX.tmp`` files of a crashed write are deleted when the run is resumed
+    (nothing writes then); other files, dot-files included, are left alone."""
+    part = fit(quick_config(tmp_path, name="stale"), stop_after_epochs=1, log=lambda *_: None)
+    torn = [part.run_dir / ".last.safetensors.k2j3_x.tmp", part.run_dir / ".run.json.a1b2.tmp",
+            part.run_dir / "snapshots" / ".epoch-001.safetensors.zz9.tmp"]
+    kept = [part.run_dir / "notes.tmp", part.run_dir / ".keep"]
+    for path in torn + kept:
+        path.parent.mkdir(exist_ok=True)
+        path.write_bytes(b"torn")
+    assert fit(None, resume=part.run_dir, log=lambda *_: None).status == "completed"
+    assert [p for p in torn if p.exists()] == []
+    assert all(p.read_bytes() == b"torn" for p in kept)

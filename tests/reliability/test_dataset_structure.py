@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
 import pickle
 import re
 import struct
@@ -106,6 +107,11 @@ def idx_bytes(type_code: int, shape: tuple[int, ...], payload: bytes) -> bytes:
                                             r"\(uint8\) needs 18"),
     (idx_bytes(0x08, (2, 3, 3), bytes(19)), r"payload has 19 bytes .* needs 18"),
     (idx_bytes(0x0C, (2,), bytes(4)), r"payload has 4 bytes .*\(int32\) needs 8"),
+    # 12-byte header whose sizes multiply to 2^64 (int64 overflow in np.prod)
+    (idx_bytes(0x08, (1 << 22, 1 << 21, 1 << 21), b""),
+     r"header \(4194304, 2097152, 2097152\) \(uint8\) declares 18446744073709551616 bytes"),
+    (idx_bytes(0x0E, (1 << 31, 1 << 31), b""), r"header .* \(float64\) declares 36893488147419103232 "
+                                              r"bytes, more than the 64 GiB"),
 ])
 @pytest.mark.parametrize("packing", ["raw", "gzip"])
 def test_bad_idx_header_or_size_names_the_file_and_the_mismatch(tmp_path, data, message,
@@ -157,3 +163,28 @@ def test_a_good_cifar_batch_reads(tmp_path):
     got, labels = read_batch(path, "labels", 10)
     assert np.array_equal(got, data) and torch.equal(torch.from_numpy(labels),
                                                      torch.tensor([3, 9]))
+
+
+def test_a_symlink_loop_in_a_class_folder_is_followed_once(tmp_path, monkeypatch):
+    """A link back to a parent (``cat/sub/back -> ..``) adds nothing and does not recurse
+    forever; a symlinked class folder elsewhere is followed; an unreadable folder is named."""
+    for i in range(2):
+        image(tmp_path / "data" / "cat" / f"{i}.png", 10)
+    image(tmp_path / "elsewhere" / "0.png", 200)
+    (tmp_path / "data" / "cat" / "sub").mkdir()
+    (tmp_path / "data" / "cat" / "sub" / "back").symlink_to("..")
+    (tmp_path / "data" / "cat" / "self").symlink_to("self")  # a link to itself (ELOOP)
+    (tmp_path / "data" / "dog").symlink_to(tmp_path / "elsewhere")
+    data = read_image_folder(tmp_path / "data")
+    assert data.classes == ["cat", "dog"] and data.labels.tolist() == [0, 0, 1]
+    (tmp_path / "data" / "cat" / "locked").mkdir()
+    real_scandir = os.scandir
+
+    def scandir(path):  # what a folder without read permission gives a non-root user
+        if str(path).endswith("locked"):
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_scandir(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    with pytest.raises(DataError, match=r"cat/locked: cannot list the folder \(Permission"):
+        read_image_folder(tmp_path / "data")

@@ -2,15 +2,20 @@
 
 Each reader sees 50 hypothesis examples (derandomized, so CI is reproducible): pure random bytes
 and mutations (overwritten bytes plus truncation) of a valid file. The only exceptions allowed
-are CnnlabError subclasses, i.e. one-line messages the CLI turns into exit code 2.
+are CnnlabError subclasses, i.e. one-line messages the CLI turns into exit code 2. Each example
+has a 2 s deadline, so a reader that hangs (or crawls) fails the test instead of stalling CI.
+The checkpoint metadata is fuzzed too: random JSON in the header reaches ``load_model`` and
+``newest_checkpoint`` (the ``model``, ``classes``, ``preprocess``, ``state`` fields).
 """
 
 from __future__ import annotations
 
 import gzip
 import io
+import json
 import pickle
 import warnings
+from datetime import timedelta
 
 import numpy as np
 import pytest
@@ -25,12 +30,12 @@ from cnnlab.data.idx import parse_idx, read_idx
 from cnnlab.data.images import load_image
 from cnnlab.errors import CnnlabError
 from cnnlab.models import create
-from cnnlab.train.checkpoint import read_checkpoint
+from cnnlab.train.checkpoint import load_model, newest_checkpoint, read_checkpoint
 
 pytestmark = [pytest.mark.reliability,
               pytest.mark.filterwarnings("ignore::UserWarning"),
               pytest.mark.filterwarnings("ignore::DeprecationWarning")]
-FUZZ = settings(max_examples=50, deadline=None, derandomize=True, database=None,
+FUZZ = settings(max_examples=50, deadline=timedelta(seconds=2), derandomize=True, database=None,
                 suppress_health_check=[HealthCheck.function_scoped_fixture,
                                        HealthCheck.too_slow])
 
@@ -128,3 +133,70 @@ def pth_bytes() -> bytes:
 def test_pth_weight_reader(tmp_path, data):
     only_cnnlab_errors(lambda path: create("lenet1", weights=path),
                        str(write(tmp_path, "w.pth", data)))
+
+
+JSON = st.recursive(st.none() | st.booleans() | st.integers(-3, 40) | st.floats(allow_nan=True)
+                    | st.text(max_size=8),
+                    lambda inner: st.lists(inner, max_size=4)
+                    | st.dictionaries(st.text(max_size=6), inner, max_size=4), max_leaves=12)
+VALID_META = {"model": {"name": "lenet1", "num_classes": 10, "in_channels": 1,
+                        "input_size": [1, 28, 28], "options": {}},
+              "classes": [str(d) for d in range(10)],
+              "preprocess": {"channels": 1, "size": [28, 28], "fit": "none", "mean": [0.1],
+                             "std": [0.3], "background": 0.0, "ink_fraction": 0.7},
+              "state": {"epoch": 1, "batch": 0, "step": 5, "loss_sum": 0.0, "correct": 0,
+                        "seen": 0, "best_metric": 0.5, "best_epoch": 0},
+              "optimizer": {"param_groups": [], "scalars": {}}}
+FIELDS = [("model",), ("model", "name"), ("model", "num_classes"), ("model", "in_channels"),
+          ("model", "input_size"), ("model", "options"), ("classes",), ("preprocess",),
+          ("preprocess", "size"), ("preprocess", "mean"), ("state",), ("state", "step"),
+          ("state", "epoch"), ("optimizer",)]
+
+
+def with_field(field: tuple[str, ...], value: object) -> dict:
+    meta = json.loads(json.dumps(VALID_META))
+    target = meta
+    for key in field[:-1]:
+        target = target[key]
+    target[field[-1]] = value
+    return meta
+
+
+def checkpoint_with_meta(meta: object) -> bytes:
+    torch.manual_seed(0)
+    state = {f"model.{k}": v for k, v in create("lenet1").state_dict().items()}
+    return save(state, metadata={"cnnlab": json.dumps(meta)})
+
+
+@pytest.mark.parametrize(("field", "value"), [
+    (("model", "num_classes"), None), (("model",), "lenet5"), (("classes",), 5),
+    (("state",), [1, 2]), (("preprocess", "size"), "28")])
+def test_bad_metadata_fields_are_named(tmp_path, field, value):
+    """The audit's cases: no num_classes, ``"model": "lenet5"``, ``"classes": 5``, a list state."""
+    meta = with_field(field, value)
+    if value is None:
+        del meta["model"]["num_classes"]
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "best.safetensors").write_bytes(checkpoint_with_meta(meta))
+    if field[0] == "state":
+        with pytest.warns(UserWarning, match="'state'"), \
+                pytest.raises(CnnlabError, match="no complete checkpoint"):
+            newest_checkpoint(run)
+        return
+    with pytest.raises(CnnlabError, match=rf"best\.safetensors: metadata field "
+                                          rf"'{'.'.join(field)}'|no cnnlab model"):
+        load_model(run)
+    assert load_model(write(tmp_path, "ok.safetensors",
+                            checkpoint_with_meta(VALID_META)))[1]["classes"][0] == "0"
+
+
+@FUZZ
+@given(field=st.sampled_from(FIELDS), value=JSON, whole=st.booleans())
+def test_checkpoint_metadata(tmp_path, field, value, whole):
+    meta = value if whole else with_field(field, value)
+    run = tmp_path / "run"
+    run.mkdir(exist_ok=True)
+    (run / "last.safetensors").write_bytes(checkpoint_with_meta(meta))
+    only_cnnlab_errors(load_model, run / "last.safetensors")
+    only_cnnlab_errors(newest_checkpoint, run)

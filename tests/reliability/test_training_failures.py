@@ -4,6 +4,8 @@ checkpoint byte for byte and naming where (and with what batch size) it happened
 from __future__ import annotations
 
 import dataclasses
+import importlib
+import re
 
 import pytest
 import torch
@@ -17,6 +19,8 @@ from cnnlab.train.fit import fit
 from .helpers import STEPS_PER_EPOCH, quick_config
 
 pytestmark = pytest.mark.reliability
+fit_module = importlib.import_module("cnnlab.train.fit")
+checkpoint_module = importlib.import_module("cnnlab.train.checkpoint")
 
 
 @pytest.fixture
@@ -86,8 +90,8 @@ def test_out_of_memory_names_the_batch_size_and_leaves_no_partial_checkpoint(
     original = LeNet.forward
 
     def forward(self, x):
-        calls["n"] += 1
-        if calls["n"] == 3:
+        calls["n"] += self.training  # training steps only (config checks run the model too)
+        if self.training and calls["n"] == 3:
             raise error
         return original(self, x)
 
@@ -128,3 +132,39 @@ def test_other_runtime_errors_are_not_mistaken_for_out_of_memory(good_run, monke
     with pytest.raises(RuntimeError, match="shapes cannot be multiplied") as caught:
         fit(longer(run), resume=run, log=lambda *_: None)
     assert not isinstance(caught.value, ResourceError)
+
+
+def test_out_of_memory_moving_the_data_set_to_the_device_is_actionable(good_run, monkeypatch):
+    """Outside the train/eval step: placing a split on the device (``to_batch_source``)."""
+    run, files = good_run
+
+    def to_batch_source(*args, **kwargs):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
+
+    monkeypatch.setattr(fit_module, "to_batch_source", to_batch_source)
+    with pytest.raises(ResourceError, match=r"out of memory moving the data set to cpu with "
+                                            r"--batch-size 64 on cpu; the digits split \(\d+ "
+                                            r"images of 1x32x32\) does not fit; try a smaller "
+                                            r"--image-size"):
+        fit(longer(run), resume=run, log=lambda *_: None)
+    assert_untouched(run, files)
+
+
+def test_out_of_memory_while_saving_a_checkpoint_keeps_the_previous(good_run, monkeypatch,
+                                                                    capsys):
+    """Inside ``save_checkpoint`` (copying state to host memory): one CLI line, exit code 2,
+    the previous checkpoints byte-identical, no temporary file."""
+    run, files = good_run
+
+    def serialise(*args, **kwargs):
+        raise RuntimeError("[enforce fail at alloc_cpu.cpp:127] DefaultCPUAllocator: can't "
+                           "allocate memory: you tried to allocate 1099511627776 bytes.")
+
+    monkeypatch.setattr(checkpoint_module, "save_safetensors_bytes", serialise)
+    config = run / "config.yaml"
+    config.write_text(config.read_text().replace("epochs: 1", "epochs: 2"))
+    assert cnnlab_main(["train", "--resume", str(run)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert re.fullmatch(r"cnnlab train: error: out of memory while saving (best|last)"
+                        r"\.safetensors .*the previous checkpoint is kept", err[-1]), err
+    assert_untouched(run, files)

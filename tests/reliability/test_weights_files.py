@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import importlib.metadata
 import json
+from pathlib import Path
 
 import pytest
+import tomllib
 import torch
 from packaging.requirements import Requirement
 from packaging.version import Version
@@ -17,13 +19,29 @@ from cnnlab.train.checkpoint import load_model, read_checkpoint, save_checkpoint
 
 pytestmark = pytest.mark.reliability
 FLOORS = {"torch": Version("2.10"), "pillow": Version("12.2")}
+REPO = Path(__file__).resolve().parents[2]
+
+
+def declared_floors(requirements: list[str]) -> dict:
+    declared = {}
+    for text in requirements:
+        requirement = Requirement(text)
+        declared[requirement.name.lower()] = requirement.specifier
+    return declared
+
+
+def test_security_floors_are_declared_in_pyproject():
+    """The source of truth: installed egg-info/dist-info metadata can be stale."""
+    with (REPO / "pyproject.toml").open("rb") as handle:
+        project = tomllib.load(handle)["project"]
+    declared = declared_floors(project["dependencies"])
+    for name, floor in FLOORS.items():
+        assert f">={floor}" in {str(s) for s in declared[name]}, f"{name}: {declared[name]}"
+        assert not declared[name].contains(str(Version(f"{floor.major}.{floor.minor - 1}")))
 
 
 def test_security_floors_are_declared_and_installed():
-    declared = {}
-    for text in importlib.metadata.requires("cnnlab"):
-        requirement = Requirement(text)
-        declared[requirement.name.lower()] = requirement.specifier
+    declared = declared_floors(importlib.metadata.requires("cnnlab"))
     for name, floor in FLOORS.items():
         specifier = declared[name]
         assert f">={floor}" in {str(s) for s in specifier}, f"{name}: {specifier}"

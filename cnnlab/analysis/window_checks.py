@@ -1,4 +1,10 @@
-"""Hyper-parameters that do not fit: the checks behind the summary's warnings.
+"""Hyper-parameters that do not fit: the checks behind the summary's warnings, each with a fix.
+
+(Supersedes ``cnnlab.analysis.checks``: same checks, advice for every warning, and one accurate
+note for a strided 1x1 convolution, ResNet's downsampling shortcut, which skips pixels by design.)
+An output size that is fractional only because padding is cut (ResNet's 7x7 stride-2 conv1 on
+224: (224 - 7 + 6)/2 + 1 = 112.5, the last window would start in the padding) is silent: no
+image pixel is ignored.
 
 Lecture 004: "7x7 input, 3x3 filter, stride 3? It doesn't fit! ... Pad with 1 pixel border
 -> 3x3 output". Lecture 001: "avoid combinations of hyper-parameters that do not click, e.g.
@@ -60,10 +66,16 @@ def check_window(layer: str, op: str, size: tuple[int, int], kernel: tuple[int, 
     if min(exact) < 1:
         return [], (f"{where}: the output shrinks to zero, {formula}; the kernel is larger "
                     f"than the padded input; {_fit_advice(size, span, stride, padding)}")
+    if all(span[a] == 1 for a in range(2)) and max(stride) > 1:
+        return [f"{where}: a strided 1x1 convolution (as in ResNet's downsampling shortcut) "
+                f"reads one row/column in every {_one(stride)} and skips the others by design; "
+                "the main path's strided 3x3 sees them"], None
     warnings = []
     if any(span[a] > size[a] for a in range(2)):
+        same = tuple((span[a] - 1) // 2 for a in range(2))
         warnings.append(f"{where}: the kernel is larger than its input; most of each window "
-                        "is zero padding")
+                        f"is zero padding; use a kernel of at most {_hw(size)} (padding="
+                        f"{_one(same)} then keeps the size) or a larger input")
     # rows left over at the bottom/right; only those that are image pixels, not padding, count
     ignored = tuple(max(int((size[a] - span[a] + 2 * padding[a]) % stride[a]) - padding[a], 0)
                     for a in range(2))
@@ -74,6 +86,8 @@ def check_window(layer: str, op: str, size: tuple[int, int], kernel: tuple[int, 
             f"seen); {_fit_advice(size, span, stride, padding)}")
     if any(stride[a] > span[a] for a in range(2)):
         gap = tuple(max(stride[a] - span[a], 0) for a in range(2))
+        fit = tuple(max(stride[a], span[a]) for a in range(2))
         warnings.append(f"{where}: stride larger than the kernel; {_one(gap)} of every "
-                        f"{_one(stride)} rows/columns are never seen")
+                        f"{_one(stride)} rows/columns are never seen; use a kernel of at least "
+                        f"{_hw(fit)} (at least the stride) or stride {_one(span)}")
     return warnings, None
