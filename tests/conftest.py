@@ -21,3 +21,16 @@ def shared_data() -> Path:
     """The read-only real data sets (MNIST IDX, CIFAR-10 JPEG folder)."""
     assert SHARED_DATA.is_dir(), f"tests need the real data sets at {SHARED_DATA}"
     return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def scene_runs(tmp_path_factory) -> dict[str, str]:
+    """A 1-epoch small FCN (segment) and LeNet-5 (multilabel) on 40 digit scenes (~3 s),
+    trained once for every test that reads dense-task runs."""
+    from scene_helpers import train_scene_run
+
+    out = tmp_path_factory.mktemp("scene-runs")
+    return {"segment": train_scene_run(out, "fcn", "--task", "segment", "--model", "fcn",
+                                       "--option", "widths=[8, 16]"),
+            "multilabel": train_scene_run(out, "ml", "--task", "multilabel", "--model", "lenet5",
+                                          "--option", "activation=relu")}

@@ -14,41 +14,21 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from scene_helpers import SCENE_FLAGS, SCENES, model_outputs, train_scene_run
 
 from cnnlab.analysis.sliding import compare_run
 from cnnlab.cli import main as cli_main
 from cnnlab.cli.main import main
 from cnnlab.data.datasets import load_dataset
-from cnnlab.data.pipeline import Preprocess, fit_to_size
-from cnnlab.train.checkpoint import load_model
+from cnnlab.data.pipeline import fit_to_size
 from cnnlab.viz.segmentation import PALETTE, segmentation_grid
 
-DATA = "digit-scenes:n=40"  # 40 training scenes (36 after validation), 8 test scenes of 32x32
-COMMON = ["--data", DATA, "--epochs", "1", "--batch-size", "8", "--optimizer", "adam", "--lr",
-          "0.003", "--threads", "1", "--no-progress", "--seed", "0"]
+DATA, COMMON = SCENES, SCENE_FLAGS
 
 
-def train(out, name: str, *flags: str) -> str:
-    assert main(["train", *COMMON, "--out", str(out), "--name", name, *flags]) == 0
-    return str(out / name)
-
-
-@pytest.fixture(scope="module")
-def runs(tmp_path_factory):
-    """A 1-epoch small FCN (segment) and LeNet-5 (multilabel) on 40 digit scenes (~3 s)."""
-    out = tmp_path_factory.mktemp("runs")
-    return {"segment": train(out, "fcn", "--task", "segment", "--model", "fcn",
-                             "--option", "widths=[8, 16]"),
-            "multilabel": train(out, "ml", "--task", "multilabel", "--model", "lenet5",
-                                "--option", "activation=relu")}
-
-
-def model_outputs(run: str, images: torch.Tensor) -> torch.Tensor:
-    """The run's float outputs for uint8 ``images`` at the size the model takes them."""
-    model, meta = load_model(run)
-    preprocess = Preprocess.from_dict(meta["preprocess"])
-    with torch.no_grad():
-        return model(preprocess.normalize(images.float() / 255)).float()
+@pytest.fixture
+def runs(scene_runs):
+    return scene_runs
 
 
 def one_error_line(capsys) -> str:
@@ -155,7 +135,7 @@ def test_multilabel_predict_reports_the_classes_above_the_threshold(runs, tmp_pa
 @pytest.fixture(scope="module")
 def patchnet_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("patch")
-    return train(out, "patchnet", "--task", "segment", "--model", "patchnet",
+    return train_scene_run(out, "patchnet", "--task", "segment", "--model", "patchnet",
                  "--option", "widths=[4, 4, 4, 4]", "--option", "hidden=8",
                  "--data", "digit-scenes:n=10")
 

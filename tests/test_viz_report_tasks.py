@@ -16,38 +16,19 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from scene_helpers import SCENE_FLAGS, SCENES, model_outputs
 from sklearn.metrics import average_precision_score
 
 from cnnlab.cli.main import main
 from cnnlab.data.datasets import load_dataset
-from cnnlab.data.pipeline import Preprocess
-from cnnlab.train.checkpoint import load_model
 from cnnlab.viz.report import MULTILABEL_SECTIONS, SEGMENT_SECTIONS
 
-DATA = "digit-scenes:n=40"  # 40 training scenes, 8 test scenes of 32x32
-COMMON = ["--data", DATA, "--epochs", "1", "--batch-size", "8", "--optimizer", "adam", "--lr",
-          "0.003", "--threads", "1", "--no-progress", "--seed", "0"]
+DATA, COMMON = SCENES, SCENE_FLAGS
 
 
-def train(out, name: str, *flags: str) -> str:
-    assert main(["train", *COMMON, "--out", str(out), "--name", name, *flags]) == 0
-    return str(out / name)
-
-
-@pytest.fixture(scope="module")
-def runs(tmp_path_factory):
-    out = tmp_path_factory.mktemp("runs")
-    return {"segment": train(out, "fcn", "--task", "segment", "--model", "fcn",
-                             "--option", "widths=[8, 16]"),
-            "multilabel": train(out, "ml", "--task", "multilabel", "--model", "lenet5",
-                                "--option", "activation=relu")}
-
-
-def outputs(run: str, images: torch.Tensor) -> torch.Tensor:
-    model, meta = load_model(run)
-    preprocess = Preprocess.from_dict(meta["preprocess"])
-    with torch.no_grad():
-        return model(preprocess.normalize(images.float() / 255)).float()
+@pytest.fixture
+def runs(scene_runs):
+    return scene_runs
 
 
 def report_html(run: str, tmp_path) -> str:
@@ -82,7 +63,7 @@ def test_multilabel_report_shows_per_class_ap_and_label_sets(runs, tmp_path):
     html = report_html(runs["multilabel"], tmp_path)
     assert section_ids(html) == list(MULTILABEL_SECTIONS)  # no confusion matrix, errors grid
     test = load_dataset(DATA, "test")
-    probs = outputs(runs["multilabel"], test.images).sigmoid()
+    probs = model_outputs(runs["multilabel"], test.images).sigmoid()
     truth = test.present.numpy()
     rows = table_rows(section(html, "precision"))
     assert [r[0] for r in rows] == test.classes
@@ -107,7 +88,7 @@ def test_segment_report_shows_mean_and_per_class_iou(runs, tmp_path):
     html = report_html(runs["segment"], tmp_path)
     assert section_ids(html) == list(SEGMENT_SECTIONS)
     test = load_dataset(DATA, "test")
-    pred = outputs(runs["segment"], test.images).argmax(1)  # (N, H, W)
+    pred = model_outputs(runs["segment"], test.images).argmax(1)  # (N, H, W)
     k = len(test.classes) + 1
     confusion = torch.zeros(k, k, dtype=torch.long)
     for t, p in zip(test.masks.flatten().tolist(), pred.flatten().tolist(), strict=True):
