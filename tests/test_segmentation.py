@@ -172,7 +172,8 @@ def test_masks_are_drawn_over_the_image(tmp_path):
 
 def test_median_class_weights_reach_the_training_loss(tmp_path):
     from cnnlab.data.datasets import load_dataset as load
-    from cnnlab.train.fit import Run, load_splits, resolve_device
+    from cnnlab.train.fit import Run, load_splits
+    from cnnlab.train.session import resolve_device
     from cnnlab.train.tasks import Segment, median_frequency_weights
 
     config = TrainConfig(model="fcn", data="digit-scenes", task="segment", epochs=1,

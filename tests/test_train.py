@@ -187,3 +187,11 @@ def test_train_per_class_is_a_flag_and_validated(capsys):
     assert main(["train", "--train-per-class", "0", "--no-progress"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err == ["cnnlab train: error: --train-per-class must be >= 1, got 0"]
+
+
+def test_a_model_that_cannot_take_the_input_leaves_no_run_directory(tmp_path):
+    from cnnlab.errors import CnnlabError
+
+    with pytest.raises(CnnlabError, match="lenet5 takes 1x32x32 inputs only, got 1x28x28"):
+        fit(quick_config(tmp_path, epochs=1, image_size=28), log=lambda *_: None)
+    assert not any(tmp_path.rglob("config.yaml"))

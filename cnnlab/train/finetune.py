@@ -36,8 +36,10 @@ from cnnlab.train.checkpoint import (
     read_checkpoint,
     resolve_checkpoint,
 )
-from cnnlab.train.fit import Run, RunResult, fit, new_run_dir, resolve_device
+from cnnlab.train.fit import Run, RunResult, fit
 from cnnlab.train.optim import lr_at, parameter_groups, set_lr
+from cnnlab.train.rundir import new_run_dir
+from cnnlab.train.session import resolve_device
 
 MODES = ("finetune", "features", "scratch")
 

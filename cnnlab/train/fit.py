@@ -8,17 +8,11 @@ with ``cnnlab train --config``), ``metrics.jsonl`` (one line per epoch), ``last.
 from __future__ import annotations
 
 import dataclasses
-import functools
 import json
 import math
-import os
 import shutil
-import signal
-import subprocess
-import threading
 import time
 from collections.abc import Callable
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,7 +31,7 @@ from cnnlab.data.pipeline import (
     split_validation,
     to_batch_source,
 )
-from cnnlab.errors import CheckpointError, CnnlabError, ConfigError
+from cnnlab.errors import CheckpointError, CnnlabError
 from cnnlab.files import atomic_write_bytes, remove_stale_temporaries
 from cnnlab.models import create, default_input_size, is_spec
 from cnnlab.train.checkpoint import (
@@ -72,6 +66,8 @@ from cnnlab.train.loop import (
     train_one_epoch,
 )
 from cnnlab.train.optim import build_optimizer, parameter_groups
+from cnnlab.train.rundir import git_sha, new_run_dir, restarted_run
+from cnnlab.train.session import deterministic_algorithms, resolve_device, stop_on_signals
 from cnnlab.train.tasks import get_task, training_task
 from cnnlab.train.tensorboard import TensorBoardLog
 
@@ -95,15 +91,6 @@ class RunResult:
     best_epoch: int
     signal: int | None = None
     test_metrics: dict | None = None  # every test metric of the task (mIoU, mAP, ...)
-
-
-def resolve_device(name: str) -> torch.device:
-    """``auto`` -> CUDA when available, else CPU; ``cuda`` without a GPU is a ConfigError."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("--device cuda: no CUDA GPU is available (use --device cpu or auto)")
-    return torch.device(name)
 
 
 def load_splits(config: TrainConfig) -> tuple[ImageSet, ImageSet | None, ImageSet | None]:
@@ -136,95 +123,6 @@ def model_description(config: TrainConfig, train: ImageSet) -> dict:
             "options": dict(config.model_options)}
 
 
-@functools.lru_cache(maxsize=1)
-def git_sha() -> str | None:
-    """The commit of the cnnlab checkout, if it is one (saved beside every checkpoint)."""
-    try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent,
-                             capture_output=True, text=True, timeout=5)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return out.stdout.strip() or None
-
-
-def new_run_dir(config: TrainConfig) -> Path:
-    """``out/name``; a default name is ``<model>-<data>-<YYYYmmdd-HHMMSS>``, never reused."""
-    data_name = Path(config.data).name or config.data
-    name = config.name or f"{Path(config.model).stem[:24]}-{data_name}-{time.strftime('%Y%m%d-%H%M%S')}"
-    run_dir = Path(config.out) / name
-    earlier = elastic_run_dir(config)  # a torchrun restart before the first checkpoint
-    if earlier is not None:
-        (earlier / "metrics.jsonl").unlink(missing_ok=True)
-        return earlier
-    suffix = 1
-    while (run_dir / "config.yaml").exists():
-        suffix += 1
-        run_dir = Path(config.out) / f"{name}-{suffix}"
-    run_dir.mkdir(parents=True, exist_ok=True)
-    if os.environ.get("TORCHELASTIC_RUN_ID"):  # lets a restarted attempt find this run
-        marker = {"run_id": os.environ["TORCHELASTIC_RUN_ID"], "name": config.name}
-        atomic_write_bytes(run_dir / ELASTIC_MARKER, json.dumps(marker).encode())
-    return run_dir
-
-
-ELASTIC_MARKER = "torchrun.json"
-
-
-def elastic_run_dir(config: TrainConfig) -> Path | None:
-    """Under a torchrun restart (``TORCHELASTIC_RESTART_COUNT > 0``): the run directory the
-    first attempt of this job created, found by the ``torchrun.json`` marker holding
-    torchrun's ``TORCHELASTIC_RUN_ID`` (and ``--name``, when given); None otherwise."""
-    run_id = os.environ.get("TORCHELASTIC_RUN_ID")
-    if int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0") or 0) <= 0 or not run_id:
-        return None
-    found = []
-    for marker in Path(config.out).glob(f"*/{ELASTIC_MARKER}"):
-        try:
-            values = json.loads(marker.read_text())
-        except (OSError, ValueError):
-            continue
-        if (isinstance(values, dict) and values.get("run_id") == run_id
-                and values.get("name") == config.name):
-            found.append((marker.stat().st_mtime_ns, marker.parent))
-    return max(found)[1] if found else None
-
-
-@contextmanager
-def stop_on_signals(stop: StopFlag):
-    """Route SIGINT/SIGTERM to ``stop`` for the duration (main thread only)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = {s: signal.signal(s, stop.request) for s in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-
-
-@contextmanager
-def deterministic_algorithms(enabled: bool, device: torch.device):
-    """``--deterministic``: ``torch.use_deterministic_algorithms(True)`` for the duration.
-
-    On CUDA cuBLAS also needs ``CUBLAS_WORKSPACE_CONFIG=:4096:8`` (set unless already set) and
-    cuDNN's autotuner is turned off. The previous settings are restored afterwards.
-    """
-    if not enabled:
-        yield
-        return
-    previous = torch.are_deterministic_algorithms_enabled(), torch.backends.cudnn.benchmark
-    if device.type == "cuda":
-        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-    torch.use_deterministic_algorithms(True)
-    torch.backends.cudnn.benchmark = False
-    try:
-        yield
-    finally:
-        torch.use_deterministic_algorithms(previous[0])
-        torch.backends.cudnn.benchmark = previous[1]
-
-
 class Run:
     """The objects of one run, and the checkpoint/metrics writing that belongs to them."""
 
@@ -241,6 +139,7 @@ class Run:
         outputs = self.model_meta["num_classes"]  # segment: background + classes
         self.model = create(config.model, num_classes=outputs, in_channels=c,
                             input_size=(c, h, w), **config.model_options)
+        check_input_fits(self.model, (c, h, w))
         init_from_data(self.model, train, self.preprocess, config.seed)
         # ``prepare`` (fine-tuning) may load weights, freeze layers and return parameter groups.
         groups = prepare(self.model) if prepare is not None else None
@@ -357,6 +256,18 @@ class Run:
         atomic_write_bytes(self.run_dir / "run.json", json.dumps(index, indent=2).encode())
 
 
+def check_input_fits(model: nn.Module, input_size: tuple[int, int, int]) -> None:
+    """One forward of a blank ``(1, C, H, W)`` image, so that a model that cannot take the
+    input size fails with its own message before anything is trained or written."""
+    was_training = model.training
+    model.eval()  # batch norm cannot train on one image
+    try:
+        with torch.inference_mode():
+            model(torch.zeros(1, *input_size))
+    finally:
+        model.train(was_training)
+
+
 def init_from_data(model: nn.Module, train: ImageSet, preprocess: Preprocess, seed: int,
                    count: int = 5000) -> None:
     """Call ``model.init_from_data(x)`` when the model has it (airbench's whitening layer).
@@ -437,9 +348,11 @@ def fit(config: TrainConfig | None, *, resume: str | Path | None = None,
         test_metrics = test_best(run)
         test_acc = test_metrics["acc"]
         log(_test_line(run, test_metrics))
-        if run.task.name != "classify":
-            log(f"test {run.task.name}: " + ", ".join(f"{k} {test_metrics[k]:.4f}" for k in
-                                                     ("miou", "map", "f1") if k in test_metrics))
+        if run.task.name != "classify":  # the task's other metrics (pixel accuracy, F1, ...)
+            names = {"acc": "pixel accuracy" if run.task.name == "segment"
+                     else "exact-set accuracy", "f1": "F1"}
+            log(f"test {run.task.name}: " + ", ".join(
+                f"{names[k]} {test_metrics[k]:.4f}" for k in names if k in test_metrics))
     log(f"run saved in {run_dir}")
     val_acc = None if math.isinf(run.state.best_metric) else run.state.best_metric
     return RunResult(run_dir, status, run.state.epoch, val_acc, test_acc,
@@ -454,24 +367,6 @@ def _test_line(run: Run, metrics: dict) -> str:
     if key == "acc":
         text += f" (error {100 * (1 - value):.2f}%)"
     return text + f" on {len(run.test)} images, best epoch {run.state.best_epoch + 1}"
-
-
-def restarted_run(config: TrainConfig) -> Path | None:
-    """The run to continue when torchrun restarts a job (``--max-restarts``).
-
-    A restarted attempt runs the same command line as the first; instead of starting a fresh
-    ``NAME-2`` it finds the first attempt's run directory (:func:`elastic_run_dir`) and
-    continues from its newest complete checkpoint. None when there is no such run or no
-    complete checkpoint yet (then :func:`new_run_dir` reuses that directory from scratch).
-    """
-    run_dir = elastic_run_dir(config)
-    if run_dir is None or not (run_dir / "config.yaml").is_file():
-        return None
-    try:
-        newest_checkpoint(run_dir)
-    except CheckpointError:
-        return None
-    return run_dir
 
 
 def test_best(run: Run) -> dict:

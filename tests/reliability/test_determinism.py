@@ -21,7 +21,8 @@ from cnnlab.cli.train import config_from_args
 from cnnlab.data.augment import parse_augment
 from cnnlab.data.pipeline import BatchSource, Preprocess, batch_seed
 from cnnlab.train import loop
-from cnnlab.train.fit import deterministic_algorithms, fit
+from cnnlab.train.fit import fit
+from cnnlab.train.session import deterministic_algorithms
 
 from .helpers import assert_bit_identical, quick_config, weights
 

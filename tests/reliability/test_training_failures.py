@@ -107,7 +107,7 @@ def test_out_of_memory_while_validating_and_on_the_command_line(good_run, monkey
     run, files = good_run
 
     def forward(self, x):
-        if not self.training:
+        if not self.training and len(x) > 1:  # (fit's one-image input check still fits)
             raise torch.OutOfMemoryError("CUDA out of memory")
         return original(self, x)
 
