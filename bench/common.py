@@ -87,5 +87,11 @@ def write_section(name: str, text: str, path: Path = BENCHMARKS_MD) -> None:
 
 def recorded_header() -> str:
     """The lines above every recorded table: command, machine, date."""
+    from cnnlab.train.rundir import git_sha
+
+    sha = git_sha()
+    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
+                           capture_output=True, text=True).stdout.strip() if sha else ""
+    at = f" at commit {sha[:7]}{' + uncommitted changes' if dirty else ''}" if sha else ""
     return (f"Command: `{command_line()}`  \nMachine: {machine()}  \n"
-            f"Measured: {time.strftime('%Y-%m-%d %H:%M')}\n")
+            f"Measured: {time.strftime('%Y-%m-%d %H:%M')}{at}\n")

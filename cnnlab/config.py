@@ -40,7 +40,7 @@ class TrainConfig:
     momentum: float = 0.9
     nesterov: bool = False
     weight_decay: float = 5e-4
-    schedule: str = "cosine"  # constant | step | cosine | onecycle
+    schedule: str = "cosine"  # constant | step | cosine | onecycle | triangle
     step_epochs: int = 10  # step schedule: multiply by step_gamma every step_epochs
     step_gamma: float = 0.1
     warmup_epochs: float = 0.0
@@ -73,7 +73,7 @@ class TrainConfig:
 
         get_task(self.task).check(self)
         _choice("optimizer", self.optimizer, ("sgd", "adam", "adamw"))
-        _choice("schedule", self.schedule, ("constant", "step", "cosine", "onecycle"))
+        _choice("schedule", self.schedule, ("constant", "step", "cosine", "onecycle", "triangle"))
         _choice("device", self.device, ("auto", "cpu", "cuda"))
         _choice("precision", self.precision, ("fp32", "bf16"))
         _choice("resize", self.resize, ("auto", "pad", "resize"))

@@ -210,3 +210,19 @@ def test_airbench_trains_on_digits_with_whitening_from_data(tmp_path) -> None:
     assert report.main.top1 == pytest.approx(result.test_acc)
     plain = evaluate_runs([str(result.run_dir)], tta="none")
     assert plain.main.top1 > 0.8
+
+
+def test_widths_option_builds_the_body_at_other_widths_and_rejects_bad_ones() -> None:
+    from cnnlab.errors import ModelError
+
+    model = create("airbench94", num_classes=10, in_channels=1, widths=[32, 64, 128])
+    convs = [m for m in model.features.modules() if isinstance(m, nn.Conv2d)]
+    assert [c.out_channels for c in convs] == [32, 32, 64, 64, 128, 128]
+    assert convs[0].in_channels == 8  # 1 grey channel -> 2 * 1 * 2 * 2 whitening filters
+    assert model.fc.in_features == 128
+    assert model(torch.zeros(2, 1, 28, 28)).shape == (2, 10)
+    default = sum(p.numel() for p in create("airbench94").parameters())
+    assert default == 1_972_480  # the table in the module docstring (widths 64, 256, 256)
+    for bad in ([64, 256], [64, 0, 256], "64,256,256", [64.0, 256, 256], [True, 2, 3]):
+        with pytest.raises(ModelError, match="airbench94 widths must be three positive"):
+            create("airbench94", widths=bad)

@@ -47,6 +47,8 @@ def test_lenet5_learns_digits_and_writes_a_complete_run(tmp_path):
     best_val = max(r["val_acc"] for r in lines)
     assert index["best"]["val_acc"] == pytest.approx(best_val)
     assert index["best"]["epoch"] == 1 + [r["val_acc"] for r in lines].index(best_val)
+    assert index["test"]["acc"] == pytest.approx(result.test_acc)  # the final test, recorded
+    assert index["test"]["count"] == 360
     _, meta = read_checkpoint(run / "best.safetensors")
     assert meta["classes"] == [str(d) for d in range(10)]
     assert meta["model"]["input_size"] == [1, 32, 32]
@@ -132,6 +134,10 @@ def test_schedules_match_their_formulas():
     one = TrainConfig(lr=1.0, schedule="onecycle")
     assert lr_at(24, 100, 10, one) == pytest.approx(1.0)
     assert lr_at(99, 100, 10, one) == pytest.approx(1 / 75)
+    tri = TrainConfig(lr=2.0, schedule="triangle")  # airbench: 0.2 -> 1 at 23% -> 0.07
+    assert [lr_at(s, 100, 10, tri) for s in (0, 23, 100)] == pytest.approx([0.4, 2.0, 0.14])
+    assert lr_at(10, 100, 10, tri) == pytest.approx(2.0 * (0.2 + 0.8 * 10 / 23))
+    assert lr_at(61, 100, 10, tri) == pytest.approx(2.0 * (1 - 0.93 * 38 / 77))
 
 
 # Scripted validation results: accuracy and the task's own metric disagree on the best epoch.

@@ -33,6 +33,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "gradients": ("cnnlab.cli.gradients", "per-layer gradient norms: vanishing/exploding"),
     "shift-test": ("cnnlab.cli.shift_test", "CNN vs MLP trained centred, tested shifted"),
     "sliding": ("cnnlab.cli.sliding", "sliding window vs fully convolutional: time ratio, same scores"),
+    "compare": ("cnnlab.cli.compare", "training curves of several runs on shared axes"),
     "visualize": ("cnnlab.cli.visualize", "filters, feature maps, top patches, saliency as PNGs"),
     "report": ("cnnlab.cli.report", "one self-contained HTML page per run"),
 }

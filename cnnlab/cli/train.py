@@ -44,7 +44,7 @@ FLAGS: dict[str, tuple[type, str]] = {
     "lr": (float, "peak learning rate"),
     "momentum": (float, "SGD momentum"),
     "weight-decay": (float, "L2 weight decay on conv/linear weights (not biases or norms)"),
-    "schedule": (str, "learning-rate schedule: constant, step, cosine, onecycle"),
+    "schedule": (str, "learning-rate schedule: constant, step, cosine, onecycle, triangle"),
     "step-epochs": (int, "step schedule: decay every N epochs"),
     "step-gamma": (float, "step schedule: decay factor"),
     "warmup-epochs": (float, "linear warm-up length in epochs"),

@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cnnlab.errors import DataError
+from cnnlab.errors import DataError, ModelError
 from cnnlab.models.base import ImageClassifier, check_input_size
 from cnnlab.models.registry import register
 
@@ -142,28 +142,39 @@ class AirbenchNet(ImageClassifier):
         return self.fc(self.pool(x).flatten(1)) * SCORE_SCALE  # (B, num_classes)
 
 
-def _airbench(name: str, num_classes: int, in_channels: int) -> AirbenchNet:
-    return AirbenchNet(VARIANTS[name], num_classes=num_classes, in_channels=in_channels,
+def _airbench(name: str, num_classes: int, in_channels: int,
+              widths: list[int] | tuple[int, ...] | None = None) -> AirbenchNet:
+    """The named variant, or its body at other ``widths`` (three positive integers)."""
+    if widths is None:
+        widths = VARIANTS[name]
+    if (not isinstance(widths, (list, tuple)) or len(widths) != 3
+            or not all(isinstance(w, int) and not isinstance(w, bool) and w > 0
+                       for w in widths)):
+        raise ModelError(f"{name} widths must be three positive integers, e.g. [48,192,192]; "
+                         f"got {widths!r}")
+    return AirbenchNet(tuple(widths), num_classes=num_classes, in_channels=in_channels,
                        name=name)
 
 
 @register("airbench94", input_size=(3, 32, 32), paper="Jordan 2024 (airbench94)")
-def airbench94(*, num_classes: int = 10, in_channels: int = 3) -> AirbenchNet:
+def airbench94(*, num_classes: int = 10, in_channels: int = 3,
+               widths: list[int] | None = None) -> AirbenchNet:
     """airbench94: widths 64, 256, 256 (94% on CIFAR-10 in ~10 epochs with flip+translate TTA).
 
     Example:
         >>> airbench94()(torch.zeros(2, 3, 32, 32)).shape
         torch.Size([2, 10])
     """
-    return _airbench("airbench94", num_classes, in_channels)
+    return _airbench("airbench94", num_classes, in_channels, widths)
 
 
 @register("airbench95", input_size=(3, 32, 32), paper="Jordan 2024 (airbench95)")
-def airbench95(*, num_classes: int = 10, in_channels: int = 3) -> AirbenchNet:
+def airbench95(*, num_classes: int = 10, in_channels: int = 3,
+               widths: list[int] | None = None) -> AirbenchNet:
     """airbench95: widths 128, 384, 384 (95% in 15 epochs on a GPU).
 
     Example:
         >>> airbench95()(torch.zeros(2, 3, 32, 32)).shape
         torch.Size([2, 10])
     """
-    return _airbench("airbench95", num_classes, in_channels)
+    return _airbench("airbench95", num_classes, in_channels, widths)

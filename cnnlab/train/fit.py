@@ -239,8 +239,9 @@ class Run:
                 self.tensorboard = TensorBoardLog(self.run_dir)
             self.tensorboard.write(record, self.model)
 
-    def write_index(self, status: str) -> None:
-        """``run.json``: status, versions, git SHA, and which epoch ``last`` and ``best`` hold."""
+    def write_index(self, status: str, test: dict | None = None) -> None:
+        """``run.json``: status, versions, git SHA, which epoch ``last`` and ``best`` hold and,
+        once tested, the ``best`` checkpoint's scalar test metrics (``test``)."""
         if not self.dist.is_main:
             return
         best = None if math.isinf(self.state.best_metric) else self.state.best_metric
@@ -253,6 +254,9 @@ class Run:
                           "metric": self.main_metric, "value": best}}
         if self.main_metric == "val_acc":
             index["best"]["val_acc"] = best  # the key of earlier versions
+        if test is not None:
+            index["test"] = {k: float(v) for k, v in test.items()
+                             if isinstance(v, (int, float)) and not isinstance(v, bool)}
         atomic_write_bytes(self.run_dir / "run.json", json.dumps(index, indent=2).encode())
 
 
@@ -347,6 +351,7 @@ def fit(config: TrainConfig | None, *, resume: str | Path | None = None,
         barrier(dist)  # rank 0 has written best.safetensors
         test_metrics = test_best(run)
         test_acc = test_metrics["acc"]
+        run.write_index(status, test_metrics)
         log(_test_line(run, test_metrics))
         if run.task.name != "classify":  # the task's other metrics (pixel accuracy, F1, ...)
             names = {"acc": "pixel accuracy" if run.task.name == "segment"

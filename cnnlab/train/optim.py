@@ -17,6 +17,9 @@ from torch import nn
 from cnnlab.config import TrainConfig
 
 
+TRIANGLE = (0.2, 0.23, 0.07)  # airbench94: start fraction, where the peak is, end fraction
+
+
 def parameter_groups(model: nn.Module, weight_decay: float,
                      bias_lr_scale: float = 1.0) -> list[dict]:
     """Decay weights of conv/linear layers; never biases or normalisation parameters.
@@ -53,11 +56,19 @@ def lr_at(step: int, total_steps: int, steps_per_epoch: int, config: TrainConfig
 
     - constant: ``lr``; step: ``lr * step_gamma ** (epoch // step_epochs)``;
     - cosine: half-cosine from ``lr`` to 0 over the run (after warm-up);
-    - onecycle: linear up to ``lr`` over the first 25% (or the warm-up), linear down to 0.
+    - onecycle: linear up to ``lr`` over the first 25% (or the warm-up), linear down to 0;
+    - triangle: airbench's (Jordan 2024): linear from ``0.2 lr`` at step 0 to ``lr`` at 23% of
+      the steps, then linear to ``0.07 lr`` at the last step (``TRIANGLE``).
     Warm-up ramps linearly from ``lr / steps`` over ``warmup_epochs``.
     """
     peak = config.lr
     warmup = int(round(config.warmup_epochs * steps_per_epoch))
+    if config.schedule == "triangle":
+        start, peak_at, end = TRIANGLE
+        top = max(1, int(peak_at * total_steps))
+        if step <= top:
+            return peak * (start + (1 - start) * step / top)
+        return peak * (1 + (end - 1) * (step - top) / max(1, total_steps - top))
     if config.schedule == "onecycle":
         rise = warmup or max(1, int(0.25 * total_steps))
         if step < rise:

@@ -57,6 +57,61 @@ def curves_figure(records: list[dict]):
     return fig
 
 
+def read_test_metrics(run_dir: str | Path) -> dict:
+    """The ``test`` metrics ``RUN/run.json`` records after the final test (``{}`` if none)."""
+    path = Path(run_dir) / "run.json"
+    if not path.is_file():
+        return {}
+    try:
+        return dict(json.loads(path.read_text()).get("test") or {})
+    except (json.JSONDecodeError, AttributeError, TypeError, ValueError):
+        raise DataError(f"{path}: not a cnnlab run index (bad JSON)") from None
+
+
+def compare_rows(runs: dict[str, list[dict]], tests: dict[str, dict]) -> list[dict]:
+    """One summary row per run: epochs, last training loss and error, best validation
+    accuracy and the recorded test accuracy (None where the run has none)."""
+    rows = []
+    for name, records in runs.items():
+        last = records[-1]
+        val = [r["val_acc"] for r in records if r.get("val_acc") is not None]
+        rows.append({"run": name, "epochs": last["epoch"],
+                     "train_loss": last.get("train_loss"),
+                     "train_err": None if last.get("train_acc") is None
+                     else 1 - last["train_acc"],
+                     "best_val_acc": max(val) if val else None,
+                     "test_acc": tests.get(name, {}).get("acc")})
+    return rows
+
+
+def compare_figure(runs: dict[str, list[dict]]):
+    """Several runs on shared axes, as He et al. 2015 fig. 6 draws plain vs residual nets:
+    training loss (left) and error in % (right; dashed = training, solid = validation)."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(10, 3.6), dpi=100, layout="constrained")
+    loss_ax, err_ax = fig.subplots(1, 2)
+    for index, (name, records) in enumerate(runs.items()):
+        color = f"C{index % 10}"
+        for ax, key, style, label, scale in (
+                (loss_ax, "train_loss", "-", name, None),
+                (err_ax, "train_acc", "--", f"{name} train", 100),
+                (err_ax, "val_acc", "-", f"{name} val", 100)):
+            points = [(r["epoch"], r[key]) for r in records if r.get(key) is not None]
+            if points:
+                epochs, values = zip(*points, strict=True)
+                if scale:
+                    values = [scale * (1 - v) for v in values]
+                ax.plot(epochs, values, style, color=color, marker="o", markersize=2.5,
+                        label=label)
+    for ax, title in ((loss_ax, "training loss"), (err_ax, "error (%)")):
+        ax.set_title(title)
+        ax.set_xlabel("epoch")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    return fig
+
+
 def confusion_figure(confusion: list[list[int]], classes: list[str]):
     """Heat map of a confusion matrix (rows = true class, columns = predicted), with counts."""
     from matplotlib.figure import Figure

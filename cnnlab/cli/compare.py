@@ -1,0 +1,69 @@
+"""Compare the training curves of several runs on shared axes: training loss and training /
+validation error per epoch, plus a summary table with each run's recorded test accuracy (the
+plain vs residual comparison of He et al. 2015, fig. 6; lecture 002 "why ResNet").
+
+examples:
+  cnnlab compare runs/plain20 runs/plain56 runs/resnet20 runs/resnet56
+  cnnlab compare runs/a runs/b --names baseline,bf16 --out figures/
+Writes compare.png and compare.csv (one row per run and epoch) into --out (default compare/).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+from pathlib import Path
+
+from cnnlab.errors import ConfigError
+from cnnlab.viz.curves import (compare_figure, compare_rows, figure_image, read_metrics,
+                               read_test_metrics)
+
+CSV_KEYS = ["epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr"]
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("runs", nargs="+", metavar="RUN", help="run directories")
+    parser.add_argument("--names", help="comma-separated labels (default: folder names)")
+    parser.add_argument("--out", default="compare", help="output folder (default compare/)")
+
+
+def run_names(runs: list[str], names: str | None) -> list[str]:
+    """The label of each run: ``--names`` in order, else the run folder's name."""
+    if names is None:
+        labels = [Path(r).resolve().name for r in runs]
+    else:
+        labels = [n.strip() for n in names.split(",")]
+        if len(labels) != len(runs):
+            raise ConfigError(f"--names gives {len(labels)} labels for {len(runs)} runs")
+    if len(set(labels)) != len(labels):
+        raise ConfigError(f"two runs share a label ({', '.join(labels)}): use --names")
+    return labels
+
+
+def _cell(value: float | int | None, percent: bool = False) -> str:
+    if value is None:
+        return "-"
+    return f"{100 * value:.2f}%" if percent else f"{value:.4f}"
+
+
+def run(args: argparse.Namespace) -> int:
+    labels = run_names(args.runs, args.names)
+    curves = {label: read_metrics(path) for label, path in zip(labels, args.runs, strict=True)}
+    tests = {label: read_test_metrics(path) for label, path in zip(labels, args.runs, strict=True)}
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    with open(out / "compare.csv", "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["run", *CSV_KEYS])
+        for label, records in curves.items():
+            for record in records:
+                writer.writerow([label, *(record.get(k, "") for k in CSV_KEYS)])
+    figure_image(compare_figure(curves)).save(out / "compare.png")
+    print(f"{'run':16s} {'epochs':>6s} {'train loss':>10s} {'train err':>9s} "
+          f"{'best val':>8s} {'test acc':>8s}")
+    for row in compare_rows(curves, tests):
+        print(f"{row['run']:16s} {row['epochs']:6d} {_cell(row['train_loss']):>10s} "
+              f"{_cell(row['train_err'], True):>9s} {_cell(row['best_val_acc'], True):>8s} "
+              f"{_cell(row['test_acc'], True):>8s}")
+    print(f"wrote {out / 'compare.png'} and {out / 'compare.csv'}")
+    return 0

@@ -1,0 +1,101 @@
+"""``cnnlab compare``: several runs' curves on shared axes (He et al. 2015 fig. 6), checked on
+hand-written run directories: the CSV rows, the plotted errors, the table and one-line errors."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import pytest
+
+from cnnlab.cli.main import main
+from cnnlab.viz.curves import compare_figure, compare_rows
+
+
+def make_run(path, losses, train_accs, val_accs=None, test_acc=None):
+    path.mkdir(parents=True)
+    records = []
+    for epoch, (loss, acc) in enumerate(zip(losses, train_accs, strict=True), start=1):
+        record = {"epoch": epoch, "train_loss": loss, "train_acc": acc, "lr": 0.1}
+        if val_accs is not None:
+            record["val_acc"] = val_accs[epoch - 1]
+        records.append(record)
+    (path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    index = {"status": "completed"}
+    if test_acc is not None:
+        index["test"] = {"acc": test_acc, "loss": 1.0, "count": 100.0}
+    (path / "run.json").write_text(json.dumps(index))
+    return records
+
+
+@pytest.fixture
+def two_runs(tmp_path):
+    plain = make_run(tmp_path / "plain56", [2.3, 2.2, 2.1], [0.10, 0.15, 0.25],
+                     [0.12, 0.18, 0.22], test_acc=0.2471)
+    res = make_run(tmp_path / "resnet56", [2.8, 1.9, 1.5], [0.14, 0.30, 0.45])
+    return tmp_path, plain, res
+
+
+def test_compare_writes_every_epoch_of_every_run_and_the_table(two_runs, capsys):
+    root, plain, res = two_runs
+    out = root / "cmp"
+    assert main(["compare", str(root / "plain56"), str(root / "resnet56"),
+                 "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    with open(out / "compare.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [(r["run"], int(r["epoch"])) for r in rows] == [
+        ("plain56", 1), ("plain56", 2), ("plain56", 3),
+        ("resnet56", 1), ("resnet56", 2), ("resnet56", 3)]
+    assert [float(r["train_loss"]) for r in rows[3:]] == [2.8, 1.9, 1.5]
+    assert rows[3]["val_acc"] == ""  # resnet56 had no validation split
+    assert (out / "compare.png").stat().st_size > 1000
+    plain_line = next(line for line in printed.splitlines() if line.startswith("plain56"))
+    assert plain_line.split()[1:] == ["3", "2.1000", "75.00%", "22.00%", "24.71%"]
+    res_line = next(line for line in printed.splitlines() if line.startswith("resnet56"))
+    assert res_line.split()[1:] == ["3", "1.5000", "55.00%", "-", "-"]
+
+
+def test_compare_figure_plots_errors_in_percent(two_runs):
+    _, plain, res = two_runs
+    fig = compare_figure({"plain56": plain, "resnet56": res})
+    loss_ax, err_ax = fig.axes
+    assert [line.get_label() for line in loss_ax.lines] == ["plain56", "resnet56"]
+    labels = [line.get_label() for line in err_ax.lines]
+    assert labels == ["plain56 train", "plain56 val", "resnet56 train"]
+    assert list(err_ax.lines[0].get_ydata()) == pytest.approx([90.0, 85.0, 75.0])
+    assert list(err_ax.lines[1].get_ydata()) == pytest.approx([88.0, 82.0, 78.0])
+    assert err_ax.lines[0].get_linestyle() == "--" and err_ax.lines[1].get_linestyle() == "-"
+
+
+def test_compare_rows_take_the_last_epoch_and_the_best_validation(two_runs):
+    _, plain, _ = two_runs
+    (row,) = compare_rows({"p": plain}, {"p": {"acc": 0.5}})
+    assert row == {"run": "p", "epochs": 3, "train_loss": 2.1, "train_err": pytest.approx(0.75),
+                   "best_val_acc": 0.22, "test_acc": 0.5}
+
+
+@pytest.mark.parametrize("extra, needle", [
+    (["--names", "only-one"], "--names gives 1 labels for 2 runs"),
+    (["--names", "a,a"], "two runs share a label"),
+])
+def test_compare_label_errors_are_one_line(two_runs, capsys, extra, needle):
+    root, _, _ = two_runs
+    assert main(["compare", str(root / "plain56"), str(root / "resnet56"), *extra,
+                 "--out", str(root / "cmp")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and err.startswith("cnnlab compare: error:") and needle in err
+
+
+def test_compare_names_a_folder_that_is_not_a_run(tmp_path, capsys):
+    (tmp_path / "empty").mkdir()
+    assert main(["compare", str(tmp_path / "empty"), "--out", str(tmp_path / "cmp")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "empty: no metrics.jsonl" in err and "\n" not in err
+
+
+def test_compare_rejects_a_broken_run_index(two_runs, capsys):
+    root, _, _ = two_runs
+    (root / "plain56" / "run.json").write_text("{not json")
+    assert main(["compare", str(root / "plain56"), "--out", str(root / "cmp")]) == 2
+    assert "run.json: not a cnnlab run index" in capsys.readouterr().err

@@ -1,0 +1,29 @@
+"""bench/recipes.py publishes each time-to-accuracy recipe as a `cnnlab train` command (issue 8):
+that command must parse back to exactly the recipe's configuration."""
+
+from __future__ import annotations
+
+import dataclasses
+import shlex
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+import recipes  # noqa: E402
+
+from cnnlab.cli.main import build_parser  # noqa: E402
+from cnnlab.cli.train import config_from_args  # noqa: E402
+from cnnlab.config import TrainConfig  # noqa: E402
+
+
+@pytest.mark.parametrize("name", list(recipes.RECIPES))
+def test_published_command_parses_to_the_recipe(name):
+    command = recipes.show(name).split("#")[0]  # the ensemble adds "--seed S   # for S in ..."
+    argv = shlex.split(command)
+    assert argv[:2] == ["cnnlab", "train"]
+    argv = [a for a in argv[1:] if a not in ("--seed", "S")]
+    config = config_from_args(build_parser("train").parse_args(argv))
+    expected = TrainConfig(**recipes.RECIPES[name].config)
+    assert dataclasses.asdict(config) == dataclasses.asdict(expected)
