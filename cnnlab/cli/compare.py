@@ -15,8 +15,7 @@ import csv
 from pathlib import Path
 
 from cnnlab.errors import ConfigError
-from cnnlab.viz.curves import (compare_figure, compare_rows, figure_image, read_metrics,
-                               read_test_metrics)
+from cnnlab.viz.curves import compare_figure, compare_rows, figure_image, read_metrics, read_test_metrics
 
 CSV_KEYS = ["epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr"]
 

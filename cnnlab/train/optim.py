@@ -16,7 +16,6 @@ from torch import nn
 
 from cnnlab.config import TrainConfig
 
-
 TRIANGLE = (0.2, 0.23, 0.07)  # airbench94: start fraction, where the peak is, end fraction
 
 
