@@ -90,8 +90,8 @@ def recorded_header() -> str:
     from cnnlab.train.rundir import git_sha
 
     sha = git_sha()
-    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
+    dirty = subprocess.run(["git", "status", "--porcelain", "--", "cnnlab", "bench"], cwd=ROOT,
                            capture_output=True, text=True).stdout.strip() if sha else ""
-    at = f" at commit {sha[:7]}{' + uncommitted changes' if dirty else ''}" if sha else ""
+    at = f" at commit {sha[:7]}{' + uncommitted code changes' if dirty else ''}" if sha else ""
     return (f"Command: `{command_line()}`  \nMachine: {machine()}  \n"
             f"Measured: {time.strftime('%Y-%m-%d %H:%M')}{at}\n")
