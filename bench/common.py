@@ -94,4 +94,4 @@ def recorded_header() -> str:
                            capture_output=True, text=True).stdout.strip() if sha else ""
     at = f" at commit {sha[:7]}{' + uncommitted code changes' if dirty else ''}" if sha else ""
     return (f"Command: `{command_line()}`  \nMachine: {machine()}  \n"
-            f"Measured: {time.strftime('%Y-%m-%d %H:%M')}{at}\n")
+            f"Measured: {time.strftime('%Y-%m-%d %H:%M')}{at}  \n")
