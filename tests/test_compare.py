@@ -99,3 +99,11 @@ def test_compare_rejects_a_broken_run_index(two_runs, capsys):
     (root / "plain56" / "run.json").write_text("{not json")
     assert main(["compare", str(root / "plain56"), "--out", str(root / "cmp")]) == 2
     assert "run.json: not a cnnlab run index" in capsys.readouterr().err
+
+
+def test_an_output_folder_that_cannot_be_made_is_a_one_line_error(two_runs, capsys):
+    root, _, _ = two_runs
+    (root / "a-file").write_text("not a folder")
+    assert main(["compare", str(root / "plain56"), "--out", str(root / "a-file" / "cmp")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("cnnlab compare: error:") and "a-file" in err and "\n" not in err

@@ -80,6 +80,12 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # e.g. `cnnlab summary resnet50 | head`: the reader left early
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no error at exit
         return 0
+    except OSError as error:  # a path the user named cannot be read or written (e.g. --out)
+        if error.filename is None:
+            raise
+        print(f"cnnlab {args.command}: error: {error.filename}: {error.strerror}",
+              file=sys.stderr)
+        return EXIT_USER_ERROR
 
 
 if __name__ == "__main__":
