@@ -35,7 +35,7 @@ class TrainConfig:
     # optimisation
     epochs: int = 10
     batch_size: int = 64
-    optimizer: str = "sgd"  # sgd | adam | adamw
+    optimizer: str = "sgd"  # sgd | muon | adam | adamw
     lr: float = 0.05  # peak learning rate
     momentum: float = 0.9
     nesterov: bool = False
@@ -49,6 +49,9 @@ class TrainConfig:
     bias_lr_scale: float = 1.0  # lr multiplier of biases and norm shifts (airbench: 64)
     lookahead: float = 0.0  # slow-weight decay per update, ramped by (step/total)^3; 0 = off
     lookahead_every: int = 5  # optimizer steps between lookahead updates
+    muon_lr: float = 0.24  # --optimizer muon: peak lr of the conv filters (airbench94_muon)
+    muon_momentum: float = 0.6  # --optimizer muon: the filters' Nesterov momentum
+    muon_normalize: bool = False  # rescale filters to norm sqrt(out) each step (BN nets only)
     tta: str = ""  # test-time views of the final test: "", "flip", "translate", "flip,translate"
     # execution
     seed: int = 0
@@ -72,7 +75,7 @@ class TrainConfig:
         from cnnlab.train.tasks import get_task
 
         get_task(self.task).check(self)
-        _choice("optimizer", self.optimizer, ("sgd", "adam", "adamw"))
+        _choice("optimizer", self.optimizer, ("sgd", "muon", "adam", "adamw"))
         _choice("schedule", self.schedule, ("constant", "step", "cosine", "onecycle", "triangle"))
         _choice("device", self.device, ("auto", "cpu", "cuda"))
         _choice("precision", self.precision, ("fp32", "bf16"))
@@ -106,6 +109,10 @@ class TrainConfig:
             raise ConfigError(f"--lookahead must be in [0, 1) (e.g. 0.77), got {self.lookahead}")
         if self.lookahead_every < 1:
             raise ConfigError(f"--lookahead-every must be >= 1, got {self.lookahead_every}")
+        if not self.muon_lr > 0:
+            raise ConfigError(f"--muon-lr must be > 0, got {self.muon_lr}")
+        if not 0 <= self.muon_momentum < 1:
+            raise ConfigError(f"--muon-momentum must be in [0, 1), got {self.muon_momentum}")
         parse_tta(self.tta)
 
     def to_dict(self) -> dict:
