@@ -24,6 +24,19 @@ def test_published_command_parses_to_the_recipe(name):
     argv = shlex.split(command)
     assert argv[:2] == ["cnnlab", "train"]
     argv = [a for a in argv[1:] if a not in ("--seed", "S")]
-    config = config_from_args(build_parser("train").parse_args(argv))
+    args = build_parser("train").parse_args(argv)
+    config = config_from_args(args)
     expected = TrainConfig(**recipes.RECIPES[name].config)
     assert dataclasses.asdict(config) == dataclasses.asdict(expected)
+    assert (args.nproc or 1) == recipes.RECIPES[name].nproc
+
+
+def test_a_data_parallel_recipe_runs_on_two_processes_and_reads_their_result(tmp_path, capsys):
+    recipe = recipes.RECIPES["cifar10-90"]
+    assert recipe.nproc == 2
+    assert recipes.run("cifar10-90", quick=True, record=False, root=None,
+                       keep=str(tmp_path)) == 0
+    line = capsys.readouterr().out.strip().splitlines()[-1]
+    accuracy = recipes.read_test_accuracy(tmp_path / "seed0")
+    assert f"test accuracy {100 * accuracy:.2f}%" in line and accuracy > 0.5  # digits, 1 epoch
+    assert (tmp_path / "seed0" / "torchrun.json").is_file()  # it ran under torchrun
