@@ -97,7 +97,7 @@ RECIPES: dict[str, Recipe] = {
              image_size=28, epochs=30, **AIRBENCH), 0.945, 30 * 60, ">= 94.5% in 30 min"),
     "cifar10-90": Recipe(
         dict(model="airbench94", model_options={"widths": [48, 192, 192]}, data="cifar10",
-             epochs=7, **{**MUON, "muon_lr": 0.1, "muon_momentum": 0.8}), 0.90, 10 * 60,
+             epochs=7, **{**MUON, "muon_lr": 0.1}), 0.90, 10 * 60,
         "airbench body at widths 48/192/192 trained by Muon, 7 epochs on 2 data-parallel "
         "processes, >= 90% in 10 min", nproc=2),
     "cifar10-94": Recipe(
