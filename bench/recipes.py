@@ -4,6 +4,7 @@
     python bench/recipes.py show mnist-1min          # the equivalent `cnnlab train` command
     python bench/recipes.py run mnist-1min --record  # train, time it, record in BENCHMARKS.md
     python bench/recipes.py run cifar10-90 --quick   # plumbing check: digits, 1 epoch (< 1 min)
+    python bench/recipes.py run cifar10-90 --keep runs/c90  # keep the run directories
 
 The wall time counts everything ``cnnlab train`` does (data loading, validation, checkpoints,
 the final test). Targets are on the data set's official test split; the ensemble is scored with

@@ -103,3 +103,18 @@ def test_help_texts_explain_each_command():
         out = subprocess.run([sys.executable, "-m", "cnnlab", command, "--help"],
                              capture_output=True, text=True, check=True).stdout
         assert "example" in out.lower(), command
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["train", "--lr", "fast"], "cnnlab train: error: argument --lr: invalid float value: 'fast'"),
+    (["explain", "conv", "--round", "up"], "cnnlab explain: error: argument --round: invalid "
+                                            "choice: 'up'"),
+    (["nonsense"], "cnnlab: error: argument COMMAND: invalid choice: 'nonsense'"),
+])
+def test_argparse_errors_are_one_line_with_exit_2(argv, message, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith(message)  # no usage block
+    assert err.rstrip().endswith("--help)")

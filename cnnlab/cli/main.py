@@ -42,9 +42,17 @@ EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """argparse whose usage errors (bad choice, not a number, missing value) are one line,
+    like every other cnnlab error, instead of the whole usage block; exit code 2."""
+
+    def error(self, message: str):  # noqa: ANN201 - argparse's signature
+        self.exit(EXIT_USER_ERROR, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser(chosen: str | None = None) -> argparse.ArgumentParser:
     """The parser; only ``chosen``'s module is imported (the others list their help line)."""
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="cnnlab",
         description="Build, train, inspect and understand convolutional neural networks.",
     )
