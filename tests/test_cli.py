@@ -118,3 +118,9 @@ def test_argparse_errors_are_one_line_with_exit_2(argv, message, capsys):
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith(message)  # no usage block
     assert err.rstrip().endswith("--help)")
+
+
+def test_unreadable_option_value_is_one_line_error(capsys):
+    one_line_error(capsys, ["train", "--model", "airbench94", "--data", "digits",
+                            "--option", "widths='[48,192,192]", "--no-progress"],
+                   "--option", "widths=", "[1,2,3]")

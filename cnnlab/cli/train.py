@@ -105,7 +105,12 @@ def parse_options(pairs: list[str]) -> dict:
         key, sep, value = pair.partition("=")
         if not sep or not key:
             raise ConfigError(f"--option {pair!r}: expected KEY=VALUE")
-        options[key.strip().replace("-", "_")] = yaml.safe_load(value)
+        try:
+            options[key.strip().replace("-", "_")] = yaml.safe_load(value)
+        except yaml.YAMLError as error:
+            problem = getattr(error, "problem", None) or "not valid YAML"
+            raise ConfigError(f"--option {pair!r}: cannot read the value ({problem}); write "
+                              f"lists as [1,2,3] and quote KEY=VALUE in the shell") from None
     return options
 
 
