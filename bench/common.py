@@ -33,10 +33,12 @@ def cpu_model() -> str:
     return platform.processor() or "unknown CPU"
 
 
-def machine() -> str:
-    """One line: CPU model, cores torch uses, torch and Python versions, GPU if any."""
+def machine(workers: str | None = None) -> str:
+    """One line: CPU model, cores, how they were used (default: this process's torch threads),
+    torch and Python versions, GPU if any."""
     gpu = f", GPU {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else ""
-    return (f"{cpu_model()}, {os.cpu_count()} cores ({torch.get_num_threads()} torch threads)"
+    workers = workers or f"{torch.get_num_threads()} torch threads"
+    return (f"{cpu_model()}, {os.cpu_count()} cores ({workers})"
             f"{gpu}; torch {torch.__version__}, Python {platform.python_version()}")
 
 
@@ -85,13 +87,14 @@ def write_section(name: str, text: str, path: Path = BENCHMARKS_MD) -> None:
     path.write_text(doc)
 
 
-def recorded_header() -> str:
-    """The lines above every recorded table: command, machine, date."""
+def recorded_header(workers: str | None = None) -> str:
+    """The lines above every recorded table: command, machine (``workers``: see
+    :func:`machine`), date."""
     from cnnlab.train.rundir import git_sha
 
     sha = git_sha()
     dirty = subprocess.run(["git", "status", "--porcelain", "--", "cnnlab", "bench"], cwd=ROOT,
                            capture_output=True, text=True).stdout.strip() if sha else ""
     at = f" at commit {sha[:7]}{' + uncommitted code changes' if dirty else ''}" if sha else ""
-    return (f"Command: `{command_line()}`  \nMachine: {machine()}  \n"
+    return (f"Command: `{command_line()}`  \nMachine: {machine(workers)}  \n"
             f"Measured: {time.strftime('%Y-%m-%d %H:%M')}{at}  \n")

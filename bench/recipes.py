@@ -178,7 +178,8 @@ def run(name: str, quick: bool, record: bool, root: str | None, keep: str | None
                f"{recipe.limit_s:.0f}", "yes" if ok else "no"]
         table = common.markdown_table(["recipe", "test acc", "target", "seconds", "limit s",
                                        "met"], [row])
-        common.write_section(f"recipe-{name}", common.recorded_header()
+        workers = (f"{recipe.nproc} processes x 1 torch thread" if recipe.nproc > 1 else None)
+        common.write_section(f"recipe-{name}", common.recorded_header(workers)
                              + f"Equivalent: `{show(name)}`  \n\n" + table)
     return 0
 

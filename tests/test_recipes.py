@@ -40,3 +40,10 @@ def test_a_data_parallel_recipe_runs_on_two_processes_and_reads_their_result(tmp
     accuracy = recipes.read_test_accuracy(tmp_path / "seed0")
     assert f"test accuracy {100 * accuracy:.2f}%" in line and accuracy > 0.5  # digits, 1 epoch
     assert (tmp_path / "seed0" / "torchrun.json").is_file()  # it ran under torchrun
+
+
+def test_recorded_header_names_how_the_cores_were_used():
+    import common
+
+    assert "(2 processes x 1 torch thread)" in common.recorded_header("2 processes x 1 torch thread")
+    assert f"({__import__('torch').get_num_threads()} torch threads)" in common.machine()
