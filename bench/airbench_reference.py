@@ -35,6 +35,7 @@ import common  # noqa: E402
 import recipes  # noqa: E402
 
 from cnnlab.data.datasets import load_dataset  # noqa: E402
+from cnnlab.errors import CnnlabError  # noqa: E402
 from cnnlab.train.fit import fit  # noqa: E402
 
 BATCH = 2000
@@ -214,12 +215,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--record", action="store_true", help="write docs/BENCHMARKS.md")
     parser.add_argument("--data-root", default=None)
     args = parser.parse_args(argv)
-    widths = tuple(int(w) for w in args.widths.split(","))
+    try:
+        widths = tuple(int(w) for w in args.widths.split(","))
+    except ValueError:
+        widths = ()
     if len(widths) != 3:
-        parser.error(f"--widths needs three integers, got {args.widths!r}")
+        parser.error(f"--widths needs three integers, e.g. 48,192,192; got {args.widths!r}")
     root = args.data_root or str(Path(__file__).resolve().parents[2] / "shared" / "data")
-    train, test = load_dataset("cifar10", "train", root=root), load_dataset("cifar10", "test",
-                                                                           root=root)
+    try:
+        train, test = load_dataset("cifar10", "train", root=root), load_dataset("cifar10", "test",
+                                                                               root=root)
+    except CnnlabError as error:
+        parser.exit(2, f"{parser.prog}: error: {error}\n")
     mean = train.images.float().mean((0, 2, 3)) / 255
     std = train.images.float().std((0, 2, 3)) / 255
     x, y = normalised(train.images, mean, std), train.labels

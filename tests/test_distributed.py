@@ -172,3 +172,23 @@ def test_sharded_evaluation_and_a_killed_rank_ends_the_job(tmp_path):
     expected = float(torch.nn.functional.cross_entropy(logits, labels))
     assert ranks[0]["loss"] == pytest.approx(expected, rel=1e-5)
     assert (tmp_path / "killed" / "last.safetensors").is_file()  # epoch 1 finished before
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--data", "cifar10", "--data-root", "{tmp}"], "data set 'cifar10' not found"),
+    (["--data", "nosuch"], "unknown data set 'nosuch'"),
+    (["--data", "{tmp}/missing/folder"], "no such image folder"),
+    (["--data", "digits", "--epochs", "0"], "--epochs must be >= 1"),
+])
+def test_nproc_bad_input_is_one_line_before_any_process_starts(tmp_path, argv, message,
+                                                               monkeypatch):
+    monkeypatch.setenv("CNNLAB_DATA", str(tmp_path))  # no set from the environment
+    monkeypatch.setenv("HOME", str(tmp_path))  # nor from ~/.cache/cnnlab
+    argv = [a.replace("{tmp}", str(tmp_path)) for a in argv]
+    done = subprocess.run([sys.executable, "-m", "cnnlab", "train", "--nproc", "2", *argv,
+                           "--out", str(tmp_path / "runs")], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 2
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0], done.stderr  # no torchrun traceback
+    assert not (tmp_path / "runs").exists()

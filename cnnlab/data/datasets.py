@@ -291,6 +291,33 @@ def load_dataset(name: str, split: str = "train", *, root: str | Path | None = N
                     f"(or give the path of an image folder)")
 
 
+def check_available(name: str, *, root: str | Path | None = None,
+                    download: bool = False) -> None:
+    """Raise the DataError :func:`load_dataset` would raise for a set that is missing or
+    unknown, without reading it (``cnnlab train --nproc N`` checks before starting N processes).
+
+    Example:
+        >>> check_available("digits")
+    """
+    key = name.lower()
+    if is_scene_name(key):  # generated from a source set: that one must be there
+        key = SCENE_SETS[key.partition(":")[0]][0]
+    roots = search_roots(root)
+    if key in IDX_SETS:
+        if not download and find_idx(IDX_SETS[key], roots) is None:
+            raise not_found(key, IDX_SETS[key].folder, roots)
+    elif key in CIFAR_SETS:
+        source = CIFAR_SETS[key]
+        if not download and find_cifar(source, roots) is None:
+            raise not_found(key, source.jpeg_folder or source.batch_folder, roots)
+    elif key not in ("digits", "xo"):
+        if not looks_like_path(name):
+            raise DataError(f"unknown data set {choices_hint(name, NAMES)} "
+                            f"(or give the path of an image folder)")
+        if not Path(name).expanduser().is_dir():
+            raise DataError(f"{Path(name).expanduser()}: no such image folder")
+
+
 def locate(name: str, roots: list[Path]) -> str | None:
     if name in ("digits", "xo", "digit-scenes"):
         return "built in"

@@ -42,6 +42,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from cnnlab.config import TrainConfig, save_config
+from cnnlab.data.datasets import check_available
 from cnnlab.data.pipeline import BatchSource
 from cnnlab.train.loop import StepTotals, evaluate, predict_logits
 
@@ -274,6 +275,9 @@ def launch(config: TrainConfig, nproc: int, *, resume: str | Path | None = None,
     ``python -m torch.distributed.run --standalone --nproc-per-node N -m cnnlab train --config
     FILE`` runs it (the same as typing the torchrun command yourself).
     """
+    config.validate()  # bad input: one error here, not one per process and torchrun's trace
+    if resume is None:
+        check_available(config.data, root=config.data_root, download=config.download)
     with tempfile.TemporaryDirectory(prefix="cnnlab-launch-") as folder:
         path = Path(folder) / "config.yaml"
         save_config(config, path)
