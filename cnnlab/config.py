@@ -7,6 +7,7 @@ re-runs it. Every field is one CLI flag of ``cnnlab train`` with the same name.
 from __future__ import annotations
 
 import dataclasses
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -87,6 +88,8 @@ class TrainConfig:
         for flag, value in (("epochs", self.epochs), ("batch-size", self.batch_size)):
             if value < 1:
                 raise ConfigError(f"--{flag} must be >= 1, got {value}")
+        if self.name is not None:
+            check_run_name(self.name)
         if not self.lr > 0:
             raise ConfigError(f"--lr must be > 0, got {self.lr}")
         if self.train_per_class is not None and self.train_per_class < 1:
@@ -127,18 +130,31 @@ class TrainConfig:
         return cls(**values)
 
 
+def check_run_name(name: str, flag: str = "--name") -> str:
+    """A run name is one folder name: not empty, not ``.``/``..``, no path separator."""
+    if not isinstance(name, str) or name.strip() in ("", ".", "..") or "\0" in name \
+            or "/" in name or os.sep in name or (os.altsep and os.altsep in name):
+        raise ConfigError(f"{flag} {name!r}: a run name must be a single folder name (no "
+                          f"'/', not empty, not '.' or '..'); put parent folders in --out")
+    return name
+
+
 def _choice(flag: str, value: str, choices: tuple[str, ...]) -> None:
     if value not in choices:
         raise ConfigError(f"--{flag.replace('_', '-')} {value!r} is not one of: "
                           f"{', '.join(choices)}")
 
 
+def config_yaml(config: TrainConfig) -> str:
+    """``config`` as the YAML text ``cnnlab train --config`` reads back."""
+    return yaml.safe_dump(config.to_dict(), sort_keys=False)
+
+
 def save_config(config: TrainConfig, path: Path) -> None:
     """Write ``config`` as YAML (atomically) so ``cnnlab train --config`` re-runs it."""
     from cnnlab.files import atomic_write_bytes
 
-    text = yaml.safe_dump(config.to_dict(), sort_keys=False)
-    atomic_write_bytes(path, text.encode())
+    atomic_write_bytes(path, config_yaml(config).encode())
 
 
 def load_config(path: str | Path) -> TrainConfig:

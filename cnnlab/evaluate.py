@@ -9,6 +9,7 @@ the ensemble's error is reported next to each member's.
 from __future__ import annotations
 
 import csv
+import io
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +19,7 @@ import torch
 from cnnlab.data.base import ImageSet
 from cnnlab.data.pipeline import Preprocess, to_batch_source
 from cnnlab.errors import CheckpointError, ConfigError
+from cnnlab.runs.outputs import write_text_output
 from cnnlab.train.checkpoint import load_model
 from cnnlab.train.loop import predict_logits
 
@@ -136,25 +138,27 @@ def _run_config(run: str | Path) -> dict:
 
 def write_report(report: Report, out_dir: Path) -> list[Path]:
     """metrics.json, confusion.csv and errors.csv of the main scores into ``out_dir``."""
-    out_dir.mkdir(parents=True, exist_ok=True)
     main = report.main
     classes = list(main.per_class)
     metrics = {"data": report.data, "split": report.split, "count": report.count,
                "members": [_summary(s) for s in report.members],
                "ensemble": _summary(report.ensemble) if report.ensemble else None}
-    (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
-    with open(out_dir / "confusion.csv", "w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["true\\pred", *classes])
-        for name, row in zip(classes, main.confusion, strict=False):
-            writer.writerow([name, *row])
-    with open(out_dir / "errors.csv", "w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["index", "true", "pred", "guess1", "p1", "guess2", "p2", "path"])
-        for e in main.errors:
-            (g1, p1), (g2, p2) = (e["top2"] + [("", 0.0)])[:2]
-            writer.writerow([e["index"], e["true"], e["pred"], g1, p1, g2, p2, e["path"] or ""])
-    return [out_dir / n for n in ("metrics.json", "confusion.csv", "errors.csv")]
+    confusion = [["true\\pred", *classes]]
+    confusion += [[name, *row] for name, row in zip(classes, main.confusion, strict=False)]
+    errors = [["index", "true", "pred", "guess1", "p1", "guess2", "p2", "path"]]
+    for e in main.errors:
+        (g1, p1), (g2, p2) = (e["top2"] + [("", 0.0)])[:2]
+        errors.append([e["index"], e["true"], e["pred"], g1, p1, g2, p2, e["path"] or ""])
+    return [write_text_output(out_dir / "metrics.json", json.dumps(metrics, indent=2)),
+            write_text_output(out_dir / "confusion.csv", csv_text(confusion)),
+            write_text_output(out_dir / "errors.csv", csv_text(errors))]
+
+
+def csv_text(rows: list[list]) -> str:
+    """``rows`` as CSV text (the first row is the header)."""
+    text = io.StringIO(newline="")
+    csv.writer(text).writerows(rows)
+    return text.getvalue()
 
 
 def _summary(s: Scores) -> dict:

@@ -20,6 +20,7 @@ Example:
 from __future__ import annotations
 
 import json
+import tempfile
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,7 +30,7 @@ import torch
 from torch import nn
 
 from cnnlab.errors import ConfigError, ModelError, choices_hint
-from cnnlab.files import atomic_write_bytes
+from cnnlab.runs.outputs import check_output_path, write_output, write_text_output
 from cnnlab.train.checkpoint import load_model, resolve_checkpoint
 
 FORMATS = {"onnx": ".onnx", "torchscript": ".torchscript.pt"}
@@ -102,15 +103,20 @@ def export_model(run: str | Path, *, format: str = "onnx", out: str | Path | Non
     """Export the ``which`` checkpoint of ``run`` to ``format`` and check output parity."""
     if format not in FORMATS:
         raise ConfigError(f"unknown export format {choices_hint(format, list(FORMATS))}")
+    path = Path(out) if out is not None else default_output(run, which, format)
+    sidecar = path.with_name(path.name + ".json")
+    check_output_path(path)  # before any work: never over a checkpoint or a user's file
+    check_output_path(sidecar)
     model, meta = load_model(run, which=which)  # eval mode, CPU
     input_size = tuple(meta["model"]["input_size"])
-    path = Path(out) if out is not None else default_output(run, which, format)
-    path.parent.mkdir(parents=True, exist_ok=True)
     inputs = check_inputs(input_size, batch)
-    (export_onnx if format == "onnx" else export_torchscript)(model, inputs[0], path)
-    with torch.inference_mode():
-        expected = [model(x).numpy() for x in inputs]
-    outputs, runtime = run_exported(path, format, inputs)
+    with tempfile.TemporaryDirectory(prefix="cnnlab-export-") as folder:
+        draft = Path(folder) / path.name  # exported and checked here, then written to path
+        (export_onnx if format == "onnx" else export_torchscript)(model, inputs[0], draft)
+        with torch.inference_mode():
+            expected = [model(x).numpy() for x in inputs]
+        outputs, runtime = run_exported(draft, format, inputs)
+        exported = draft.read_bytes()
     diff = None
     if runtime:
         diff = max(float(np.abs(a - b).max()) for a, b in zip(outputs, expected, strict=True))
@@ -118,11 +124,11 @@ def export_model(run: str | Path, *, format: str = "onnx", out: str | Path | Non
             raise ModelError(f"{path}: exported outputs differ from PyTorch by {diff:.3g} "
                              f"(> {tolerance:g}); the export is not faithful")
     checked = runtime or "not checked (pip install onnxruntime to check)"
-    sidecar = path.with_name(path.name + ".json")
     info = {"format": format, "source": str(resolve_checkpoint(run, which)),
             "input": {"name": "images", "shape": ["batch", *input_size], "dtype": "float32"},
             "output": {"name": "logits", "shape": ["batch", len(meta["classes"])]},
             "classes": meta["classes"], "preprocess": meta["preprocess"],
             "parity": {"max_abs_diff": diff, "checked_with": checked, "tolerance": tolerance}}
-    atomic_write_bytes(sidecar, json.dumps(info, indent=2).encode())
+    write_output(path, exported)
+    write_text_output(sidecar, json.dumps(info, indent=2))
     return ExportResult(path, format, sidecar, diff, checked)

@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from cnnlab.config import TrainConfig
+from cnnlab.runs import RunFolder
 from cnnlab.train.checkpoint import model_state, read_checkpoint
 from cnnlab.train.distributed import CompileFallback, compile_model
 from cnnlab.train.fit import fit
@@ -32,7 +33,7 @@ def trained(tmp_path_factory):
     """A LeNet-5 trained 3 epochs on the digits scans, as a Run (model + test source)."""
     cfg = config(tmp_path_factory.mktemp("runs"), epochs=3, name="fp32")
     result = fit(cfg, log=lambda *_: None)
-    run = fit_module.Run(cfg, result.run_dir, torch.device("cpu"))
+    run = fit_module.Run(cfg, RunFolder(result.run_dir, created=False), torch.device("cpu"))
     run.model.load_state_dict(model_state(read_checkpoint(result.run_dir / "last.safetensors")[0]))
     return run, result
 

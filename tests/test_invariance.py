@@ -19,6 +19,7 @@ from cnnlab.analysis.invariance import (
 )
 from cnnlab.analysis.shift import shift_experiment
 from cnnlab.config import TrainConfig
+from cnnlab.files import OUTPUTS_MANIFEST
 from cnnlab.models import create
 from cnnlab.train.fit import fit
 
@@ -180,7 +181,7 @@ def test_embed_report_writes_the_files_it_names(run, tmp_path):
     for layer in ("features.0", "features.3"):
         for kind, values in (("rotate", [-30, 0, 30]), ("scale", [0.8, 1.0, 1.2])):
             embed_report(data, layer, kind, values, tmp_path)
-    names = sorted(p.name for p in tmp_path.iterdir())
+    names = sorted(p.name for p in tmp_path.iterdir() if p.name != OUTPUTS_MANIFEST)
     assert names == sorted(f"embed-{layer}-{kind}.{ext}" for layer in ("features.0", "features.3")
                            for kind in ("rotate", "scale") for ext in ("csv", "png"))
     assert embed_paths(tmp_path, "features.3", "rotate")[0].name == "embed-features.3-rotate.csv"

@@ -15,6 +15,7 @@ from cnnlab.data.datasets import load_dataset
 from cnnlab.errors import ConfigError, ModelError
 from cnnlab.models import create
 from cnnlab.models.segmentation import UPSAMPLING
+from cnnlab.runs import RunFolder
 from cnnlab.train.fit import fit
 from cnnlab.train.tasks import (
     confusion_matrix,
@@ -178,7 +179,7 @@ def test_median_class_weights_reach_the_training_loss(tmp_path):
 
     config = TrainConfig(model="fcn", data="digit-scenes", task="segment", epochs=1,
                          class_weights="median", out=str(tmp_path), progress=False)
-    run = Run(config, tmp_path / "r", resolve_device("cpu"))
+    run = Run(config, RunFolder(tmp_path / "r", created=False), resolve_device("cpu"))
     train, _, _ = load_splits(config)
     expected = median_frequency_weights(train.masks, 11)
     assert isinstance(run.task, Segment) and torch.equal(run.task.weights, expected)

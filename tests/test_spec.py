@@ -132,7 +132,7 @@ def test_input_size_is_checked_and_head_can_be_reset() -> None:
         model(torch.zeros(1, 1, 9, 9))
     model.reset_classifier(3)
     assert model(torch.zeros(2, 1, 8, 8)).shape == (2, 3)
-    with pytest.raises(ModelError, match="no YAML model file"):
+    with pytest.raises(ModelError, match="no model file at"):
         create("missing.yaml")
 
 

@@ -20,7 +20,14 @@ from pathlib import Path
 
 import torch
 
-from cnnlab.analysis.features import RunData, collect_features, pyplot, resolve_layers, write_csv
+from cnnlab.analysis.features import (
+    RunData,
+    collect_features,
+    pyplot,
+    resolve_layers,
+    write_csv,
+    write_figure,
+)
 from cnnlab.analysis.invariance import TRANSFORMS, apply_transform
 from cnnlab.errors import ConfigError, choices_hint
 
@@ -79,9 +86,7 @@ def plot_embedding(rows: list[dict], ratios: list[float], title: str, path: str 
     ax.set_ylabel(f"PC2 ({100 * ratios[1]:.1f}% of variance)")
     ax.set_title(title)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return Path(path)
+    return write_figure(fig, path)
 
 
 def embed_paths(out: str | Path, layer: str, kind: str) -> tuple[Path, Path]:

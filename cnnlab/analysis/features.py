@@ -25,6 +25,7 @@ from torch import nn
 
 from cnnlab.data.pipeline import Preprocess, match_channels
 from cnnlab.errors import ModelError, choices_hint
+from cnnlab.runs.outputs import save_figure, write_text_output
 
 LAYER_TYPES = (nn.Conv2d, nn.Linear)
 
@@ -136,14 +137,13 @@ def load_run_data(run: str | Path, *, data: str | None = None, split: str = "tes
 def write_csv(rows: list[dict], path: str | Path) -> Path:
     """Write ``rows`` (dicts with the same keys) as a CSV file with a header line."""
     import csv
+    import io
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(rows[0]) if rows else [])
-        writer.writeheader()
-        writer.writerows(rows)
-    return path
+    text = io.StringIO(newline="")
+    writer = csv.DictWriter(text, fieldnames=list(rows[0]) if rows else [])
+    writer.writeheader()
+    writer.writerows(rows)
+    return write_text_output(path, text.getvalue())
 
 
 def pyplot():
@@ -156,13 +156,18 @@ def pyplot():
     return plt
 
 
-def save_figure(fig, ax, path: str | Path, *, title: str, ylabel: str) -> Path:
+def write_figure(fig, path: str | Path) -> Path:
+    """Save ``fig`` as a PNG at ``path`` (:func:`cnnlab.runs.outputs.save_figure`), close it."""
+    save_figure(fig, path)
+    pyplot().close(fig)
+    return Path(path)
+
+
+def save_plot(fig, ax, path: str | Path, *, title: str, ylabel: str) -> Path:
     """Title, y label, legend and grid on ``ax``; save ``fig`` as a PNG at ``path`` and close it."""
     ax.set_ylabel(ylabel)
     ax.set_title(title)
     ax.legend()
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    pyplot().close(fig)
-    return Path(path)
+    return write_figure(fig, path)

@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cnnlab.analysis.features import pyplot, save_figure, write_csv
+from cnnlab.analysis.features import pyplot, save_plot, write_csv, write_figure
 from cnnlab.errors import ConfigError, choices_hint
 from cnnlab.models.base import make_activation
 
@@ -180,7 +180,7 @@ def plot_sweep(rows: list[dict], path: str | Path) -> Path:
     ax.set_xscale("log", base=2)
     ax.set_yscale("log")
     ax.set_xlabel("hidden layers")
-    return save_figure(fig, ax, path, title="vanishing gradients (lecture 002)",
+    return save_plot(fig, ax, path, title="vanishing gradients (lecture 002)",
                        ylabel="||dC/dW|| of the first layer at init")
 
 
@@ -200,9 +200,7 @@ def plot_profiles(profiles: dict[str, list[dict]], path: str | Path) -> Path:
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return Path(path)
+    return write_figure(fig, path)
 
 
 def profile_report(models: Sequence[str], out: str | Path, *, data: str = "digits",

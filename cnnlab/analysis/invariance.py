@@ -26,7 +26,14 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from cnnlab.analysis.features import RunData, capture, pyplot, resolve_layers, write_csv
+from cnnlab.analysis.features import (
+    RunData,
+    capture,
+    pyplot,
+    resolve_layers,
+    write_csv,
+    write_figure,
+)
 from cnnlab.data.augment import affine_transform
 from cnnlab.errors import ConfigError, choices_hint
 
@@ -117,9 +124,7 @@ def plot_invariance(rows: list[dict], path: str | Path) -> Path:
         ax.set_xlabel(f"{kind} ({TRANSFORMS[kind]})")
         ax.grid(alpha=0.3)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return Path(path)
+    return write_figure(fig, path)
 
 
 def invariance_report(data: RunData, kind: str, values: Sequence[float], out: str | Path, *,

@@ -26,7 +26,7 @@ from cnnlab.analysis.features import (
     load_run_data,
     pyplot,
     resolve_layers,
-    save_figure,
+    save_plot,
     write_csv,
 )
 from cnnlab.errors import ConfigError, choices_hint
@@ -134,7 +134,7 @@ def plot_probes(rows: list[dict], path: str | Path) -> Path:
     first = [r for r in rows if r["classifier"] == rows[0]["classifier"]]
     ax.set_xticks([r["layer_index"] for r in first], [r["layer"] for r in first], rotation=30,
                   fontsize=8)
-    return save_figure(fig, ax, path, title="linear probe per layer (lecture 001, Table 6)",
+    return save_plot(fig, ax, path, title="linear probe per layer (lecture 001, Table 6)",
                        ylabel="test accuracy (%)")
 
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from cnnlab.analysis.features import pyplot, save_figure, write_csv
+from cnnlab.analysis.features import pyplot, save_plot, write_csv
 from cnnlab.analysis.invariance import apply_transform
 from cnnlab.config import TrainConfig
 from cnnlab.data.base import ImageSet
@@ -121,7 +121,7 @@ def plot_shift(rows: list[dict], path: str | Path) -> Path:
         ax.plot([r["shift"] for r in mine], [100 * r["accuracy"] for r in mine], marker="o",
                 label=f"{name} ({mine[0]['parameters']:,} parameters)")
     ax.set_xlabel("shift (pixels right)")
-    return save_figure(fig, ax, path, title="trained on centred digits (lecture 003)",
+    return save_plot(fig, ax, path, title="trained on centred digits (lecture 003)",
                        ylabel="test accuracy (%)")
 
 

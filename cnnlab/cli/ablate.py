@@ -15,6 +15,7 @@ import argparse
 from pathlib import Path
 
 from cnnlab.analysis.ablate import ablate, format_table
+from cnnlab.cli.flags import add_output
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -22,7 +23,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--remove", action="append", required=True, metavar="L[,L...]",
                         help="layers to remove together; repeat for several ablations")
     parser.add_argument("--epochs", type=int, help="override the recipe's epochs")
-    parser.add_argument("--out", help="parent directory of the retrained runs (default: recipe's)")
+    add_output(parser, help="parent directory of the retrained runs (default: recipe's)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 

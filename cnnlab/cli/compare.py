@@ -11,11 +11,14 @@ Writes compare.png and compare.csv (one row per run and epoch) into --out (defau
 from __future__ import annotations
 
 import argparse
-import csv
 from pathlib import Path
 
+from cnnlab.cli.flags import add_output
 from cnnlab.errors import ConfigError
+from cnnlab.evaluate import csv_text
+from cnnlab.runs.outputs import write_text_output
 from cnnlab.viz.curves import compare_figure, compare_rows, figure_image, read_metrics, read_test_metrics
+from cnnlab.viz.grids import save_png
 
 CSV_KEYS = ["epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr"]
 
@@ -23,7 +26,7 @@ CSV_KEYS = ["epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr"]
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("runs", nargs="+", metavar="RUN", help="run directories")
     parser.add_argument("--names", help="comma-separated labels (default: folder names)")
-    parser.add_argument("--out", default="compare", help="output folder (default compare/)")
+    add_output(parser, default="compare", help="output folder (default compare/)")
 
 
 def run_names(runs: list[str], names: str | None) -> list[str]:
@@ -50,14 +53,11 @@ def run(args: argparse.Namespace) -> int:
     curves = {label: read_metrics(path) for label, path in zip(labels, args.runs, strict=True)}
     tests = {label: read_test_metrics(path) for label, path in zip(labels, args.runs, strict=True)}
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    with open(out / "compare.csv", "w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["run", *CSV_KEYS])
-        for label, records in curves.items():
-            for record in records:
-                writer.writerow([label, *(record.get(k, "") for k in CSV_KEYS)])
-    figure_image(compare_figure(curves)).save(out / "compare.png")
+    rows = [["run", *CSV_KEYS]]
+    rows += [[label, *(record.get(k, "") for k in CSV_KEYS)]
+             for label, records in curves.items() for record in records]
+    write_text_output(out / "compare.csv", csv_text(rows))
+    save_png(figure_image(compare_figure(curves)), out / "compare.png")
     print(f"{'run':16s} {'epochs':>6s} {'train loss':>10s} {'train err':>9s} "
           f"{'best val':>8s} {'test acc':>8s}")
     for row in compare_rows(curves, tests):

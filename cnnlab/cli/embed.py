@@ -17,6 +17,7 @@ from pathlib import Path
 from cnnlab.analysis.embed import CENTERING, embed_paths, embed_report
 from cnnlab.analysis.features import load_run_data
 from cnnlab.analysis.invariance import TRANSFORMS, sweep_values
+from cnnlab.cli.flags import add_output
 from cnnlab.errors import ConfigError
 
 
@@ -30,7 +31,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--images", type=int, default=20, help="number of images (default 20)")
     parser.add_argument("--center", default="none", help=f"one of: {', '.join(CENTERING)}")
     parser.add_argument("--data", help="data set (default: the one the run was trained on)")
-    parser.add_argument("--out", help="output directory (default RUN/embed)")
+    add_output(parser, help="output directory (default RUN/embed)")
 
 
 def run(args: argparse.Namespace) -> int:

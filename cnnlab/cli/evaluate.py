@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from cnnlab.cli.flags import add_output
 from cnnlab.evaluate import evaluate_runs, format_errors, write_report
 from cnnlab.train.tasks import THRESHOLD, evaluate_task_run, format_task_report, run_task
 
@@ -31,7 +32,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tta", metavar="VIEWS",
                         help='test-time augmentation: "flip", "translate", "flip,translate" or '
                              '"none" (default: what the run was trained with)')
-    parser.add_argument("--out", help="directory for metrics.json, confusion.csv, errors.csv")
+    add_output(parser, help="directory for metrics.json, confusion.csv, errors.csv")
     parser.add_argument("--threshold", type=float, default=THRESHOLD, metavar="P",
                         help="multilabel run: a class is predicted present where its sigmoid "
                              "is >= P (default %(default)s)")

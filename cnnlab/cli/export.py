@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import argparse
 
+from cnnlab.cli.flags import add_output
 from cnnlab.export import FORMATS, export_model
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("run", metavar="RUN", help="run directory or checkpoint")
     parser.add_argument("--format", default="onnx", help=f"one of: {', '.join(FORMATS)}")
-    parser.add_argument("--out", metavar="FILE", help="output file (default: beside the "
+    add_output(parser, metavar="FILE", help="output file (default: beside the "
                         "checkpoint, e.g. RUN/best.onnx)")
     parser.add_argument("--checkpoint", choices=["best", "last"], default="best")
     parser.add_argument("--tolerance", type=float, default=1e-4,

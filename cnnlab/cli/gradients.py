@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 
 from cnnlab.analysis.gradients import profile_report, sweep_report
+from cnnlab.cli.flags import add_output
 from cnnlab.errors import ConfigError
 
 
@@ -28,7 +29,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--lr", type=float, default=0.05, help="SGD learning rate (default 0.05)")
     parser.add_argument("--per-layer", action="store_true",
                         help="--sweep: also print every layer's norm (always in the CSV)")
-    parser.add_argument("--out", default="gradients", help="output directory")
+    add_output(parser, default="gradients", help="output directory")
 
 
 def parse_depths(text: str) -> list[int]:

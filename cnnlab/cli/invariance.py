@@ -16,6 +16,7 @@ from pathlib import Path
 
 from cnnlab.analysis.features import load_run_data
 from cnnlab.analysis.invariance import TRANSFORMS, invariance_report, sweep_values
+from cnnlab.cli.flags import add_output
 from cnnlab.errors import ConfigError
 
 
@@ -29,7 +30,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--layers", default="all", help="comma-separated layer names or 'all'")
     parser.add_argument("--data", help="data set (default: the one the run was trained on)")
     parser.add_argument("--limit", type=int, default=500, help="test images used (default 500)")
-    parser.add_argument("--out", help="output directory (default RUN/invariance)")
+    add_output(parser, help="output directory (default RUN/invariance)")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -13,6 +13,7 @@ import os
 import sys
 
 from cnnlab.errors import CnnlabError
+from cnnlab.files import overwriting
 
 # name -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -78,7 +79,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return EXIT_USER_ERROR
     try:
-        return int(args._run(args) or 0)
+        with overwriting(getattr(args, "overwrite", False)):  # --overwrite, where offered
+            return int(args._run(args) or 0)
     except CnnlabError as error:
         print(f"cnnlab {args.command}: error: {error}", file=sys.stderr)
         return EXIT_USER_ERROR

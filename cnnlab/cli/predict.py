@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 
+from cnnlab.cli.flags import add_output
 from cnnlab.predict import predict_images
 
 
@@ -28,7 +29,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threshold", type=float, default=0.5, metavar="P",
                         help="multilabel run: report the classes whose sigmoid is >= P "
                              "(default %(default)s)")
-    parser.add_argument("--out", help="folder for the mask PNGs of a segment run (default "
+    add_output(parser, help="folder for the mask PNGs of a segment run (default "
                                       "RUN/masks)")
 
 

@@ -15,6 +15,7 @@ import argparse
 from pathlib import Path
 
 from cnnlab.analysis.probe import CLASSIFIERS, depth_verdicts, format_table, probe_run
+from cnnlab.cli.flags import add_output
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -27,7 +28,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--per-class", type=int, help="training images per class (default all)")
     parser.add_argument("--repeats", type=int, default=1, help="random draws for mean +- std")
     parser.add_argument("--limit", type=int, default=5000, help="images per split (default 5000)")
-    parser.add_argument("--out", help="output directory (default RUN/probe)")
+    add_output(parser, help="output directory (default RUN/probe)")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import argparse
 
+from cnnlab.cli.flags import add_output
 from cnnlab.cli.visualize import whole_number
 from cnnlab.viz.report import run_report
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("run", metavar="RUN", help="run directory (or checkpoint file)")
-    parser.add_argument("--out", metavar="FILE", help="HTML file (default RUN/report.html)")
+    add_output(parser, metavar="FILE", help="HTML file (default RUN/report.html)")
     parser.add_argument("--checkpoint", choices=["best", "last"], default="best")
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
     parser.add_argument("--limit", default="5000", metavar="N",

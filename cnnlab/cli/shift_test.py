@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 
 from cnnlab.analysis.shift import shift_report
+from cnnlab.cli.flags import add_output
 from cnnlab.errors import ConfigError
 
 
@@ -25,7 +26,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--test-limit", type=int, default=2000, help="test images used")
     parser.add_argument("--augment", default="", help="training augmentation (default none)")
     parser.add_argument("--seed", type=int, default=0, help="random seed")
-    parser.add_argument("--out", default="shift-test", help="output directory")
+    add_output(parser, default="shift-test", help="output directory")
 
 
 def run(args: argparse.Namespace) -> int:

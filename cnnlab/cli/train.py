@@ -90,6 +90,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "--standalone); --batch-size stays the global batch")
     parser.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
                         help="model option, repeatable (e.g. --option activation=relu)")
+    parser.add_argument("--break-lock", action="store_true",
+                        help="take over the run's lock (RUN/train.lock) although its owner "
+                             "may be alive on another host: only when you know it is gone")
     parser.add_argument("--snapshot-epochs", metavar="LIST",
                         help="comma-separated epochs whose weights are kept, e.g. 1,2,5,10")
     for flag, (kind, text) in FLAGS.items():
@@ -147,9 +150,9 @@ def run(args: argparse.Namespace) -> int:
         from cnnlab.train.distributed import launch
 
         return launch(config_from_args(args), args.nproc, resume=args.resume,
-                      stop_after_epochs=args.stop_after_epochs)
+                      stop_after_epochs=args.stop_after_epochs, break_lock=args.break_lock)
     result = fit(config_from_args(args), resume=args.resume,
-                 stop_after_epochs=args.stop_after_epochs)
+                 stop_after_epochs=args.stop_after_epochs, break_lock=args.break_lock)
     if result.status == "interrupted":
         return 128 + (result.signal or signal.SIGINT)
     return 0

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 
+from cnnlab.cli.flags import add_output
 from cnnlab.errors import ConfigError
 from cnnlab.viz.visualize import KINDS, visualize
 
@@ -77,7 +78,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--count", metavar="N", help="images shown (segmentation, default 8)")
     parser.add_argument("--checkpoint", choices=["best", "last"], default="best")
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
-    parser.add_argument("--out", help="output folder (default RUN/viz)")
+    add_output(parser, help="output folder (default RUN/viz)")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -21,8 +21,9 @@ from cnnlab.models.registry import (
     default_input_size,
     is_spec,
     list_models,
+    model_definition,
     model_info,
 )
 
 __all__ = ["ImageClassifier", "ModelInfo", "create", "default_input_size", "is_spec",
-           "list_models", "model_info"]
+           "list_models", "model_definition", "model_info"]

@@ -71,6 +71,27 @@ def model_info(name: str) -> ModelInfo:
 _SPEC_TOKEN = re.compile(r"(c|lc|p|a|f)\d[\dxsp]*", re.IGNORECASE)  # c3x1s3, lc7x5, p2, f10
 
 
+MODEL_FILE_SUFFIXES = (".yaml", ".yml")  # models defined by a file (its text is kept in runs)
+
+
+def is_model_file(name: str) -> bool:
+    """True when ``name`` names a model definition file (YAML layer list)."""
+    return str(name).lower().endswith(MODEL_FILE_SUFFIXES)
+
+
+def model_definition(name: str) -> dict | None:
+    """``{"file", "format", "text"}`` of a file-defined model, read now so that a run keeps
+    the definition it was trained with; None for zoo names and spec strings."""
+    if not is_model_file(name):
+        return None
+    from pathlib import Path
+
+    from cnnlab.models.spec import read_model_file
+
+    path = Path(name).expanduser()
+    return {"file": str(name), "format": path.suffix.lower(), "text": read_model_file(path)}
+
+
 def is_spec(name: str) -> bool:
     """True when ``name`` is a layer spec string or a YAML file rather than a zoo name.
 
@@ -82,7 +103,7 @@ def is_spec(name: str) -> bool:
         >>> is_spec("bn-c3x4-f10"), is_spec("f10"), is_spec("resnet18"), is_spec("resnet")
         (True, True, False, False)
     """
-    if name.lower().endswith((".yaml", ".yml")):
+    if is_model_file(name):
         return True
     return name not in _MODELS and ("-" in name or _SPEC_TOKEN.fullmatch(name) is not None)
 
@@ -94,6 +115,7 @@ def create(
     in_channels: int | None = None,
     weights: str | None = None,
     input_size: tuple[int, int, int] | None = None,
+    definition: str | None = None,
     **options: object,
 ) -> nn.Module:
     """Build a model by zoo name, spec string (``c5x6-relu-p2-f10``) or YAML layer file.
@@ -107,6 +129,8 @@ def create(
         in_channels: input channels; ``None`` keeps the model's default.
         weights: optional weight file (``.safetensors`` or a torchvision-layout ``.pth``).
         input_size: ``(C, H, W)``, needed only by spec/YAML models to size their first FC layer.
+        definition: the text of the model file ``name`` as stored in a run; when given, the
+            model is built from it and the file itself is not read.
         **options: model-specific keyword options; ``None`` values are dropped.
 
     Example:
@@ -122,7 +146,7 @@ def create(
 
         c = in_channels if in_channels is not None else (input_size[0] if input_size else 1)
         size = input_size if input_size is not None else (c, 32, 32)
-        model = _build_spec(name, num_classes, (c, *size[1:]), strict)
+        model = _build_spec(name, num_classes, (c, *size[1:]), strict, definition)
     else:
         info = model_info(name)
         kwargs: dict[str, object] = dict(options)
@@ -140,12 +164,13 @@ def create(
 
 
 def _build_spec(name: str, num_classes: int | None, input_size: tuple[int, int, int],
-                strict: bool) -> nn.Module:
+                strict: bool, definition: str | None = None) -> nn.Module:
     """:func:`build_from_spec`; a first layer it cannot read also suggests a close zoo name."""
     from cnnlab.models.spec import build_from_spec
 
     try:
-        return build_from_spec(name, num_classes=num_classes, input_size=input_size, strict=strict)
+        return build_from_spec(name, num_classes=num_classes, input_size=input_size, strict=strict,
+                               text=definition)
     except ModelError as error:
         close = difflib.get_close_matches(name, list(_MODELS), n=1)
         if close and str(error).startswith("layer 1 "):  # e.g. resnet-18

@@ -121,15 +121,16 @@ _KEYS = {"conv": {"filters", "kernel", "stride", "padding", "activation"},
 _ALIASES = {"num_output": None, "kernel_size": "kernel", "p": "rate"}  # None: filters or units
 
 
-def load_yaml_layers(path: str | Path) -> list[Layer]:
-    """Read a YAML layer list (a ``layers:`` key or a bare list) into :class:`Layer` objects."""
+def load_yaml_layers(path: str | Path, text: str | None = None) -> list[Layer]:
+    """Read a YAML layer list (a ``layers:`` key or a bare list) into :class:`Layer` objects;
+    ``text``: the file's content as stored in a run (then ``path`` only names it)."""
     import yaml
 
     path = Path(path)
-    if not path.is_file():
-        raise ModelError(f"no YAML model file at {path}")
+    if text is None:
+        text = read_model_file(path)
     try:
-        data = yaml.safe_load(path.read_text())
+        data = yaml.safe_load(text)
     except yaml.YAMLError as error:
         raise ModelError(f"{path}: not valid YAML ({error})") from None
     entries = data.get("layers") if isinstance(data, dict) else data
@@ -139,6 +140,22 @@ def load_yaml_layers(path: str | Path) -> list[Layer]:
     for i, entry in enumerate(entries, start=1):
         layers += _yaml_layer(entry, f"{path.name}: layer {i}")
     return layers
+
+
+MAX_MODEL_FILE_BYTES = 1 << 20  # a layer list is a few kB; more is not a model file
+
+
+def read_model_file(path: Path) -> str:
+    """The text of a model definition file (UTF-8, at most 1 MiB), or a ModelError."""
+    if not path.is_file():
+        raise ModelError(f"no model file at {path}")
+    if path.stat().st_size > MAX_MODEL_FILE_BYTES:
+        raise ModelError(f"{path}: {path.stat().st_size} bytes is too large for a model "
+                         f"definition (at most {MAX_MODEL_FILE_BYTES})")
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise ModelError(f"{path}: not a UTF-8 text file") from None
 
 
 def _yaml_layer(entry: object, where: str) -> list[Layer]:
@@ -355,7 +372,7 @@ def build_layers(layers: list[Layer], *, num_classes: int | None,
 
 
 def build_from_spec(spec: str, *, num_classes: int | None, input_size: tuple[int, int, int],
-                    strict: bool = True) -> SpecNet:
+                    strict: bool = True, text: str | None = None) -> SpecNet:
     """Build a model from a spec string or a ``.yaml``/``.yml`` layer file (see module doc).
 
     Args:
@@ -363,6 +380,7 @@ def build_from_spec(spec: str, *, num_classes: int | None, input_size: tuple[int
         num_classes: outputs of the final layer (``None``: the final ``fN``'s N, else 10).
         input_size: ``(C, H, W)`` of the inputs; fixes the sizes of fc and lc layers.
         strict: refuse a layer whose output size is not a whole number (False: round down).
+        text: a YAML file's content stored in a run (``spec`` then only names the file).
 
     Example:
         >>> build_from_spec("c3x8p1-relu-p2-f10", num_classes=10, input_size=(1, 8, 8))(
@@ -370,7 +388,7 @@ def build_from_spec(spec: str, *, num_classes: int | None, input_size: tuple[int
         torch.Size([2, 10])
     """
     if spec.lower().endswith((".yaml", ".yml")):
-        layers = load_yaml_layers(spec)
+        layers = load_yaml_layers(spec, text)
     else:
         layers = parse_spec(spec)
     builder = build_layers(layers, num_classes=num_classes, input_size=input_size, strict=strict)

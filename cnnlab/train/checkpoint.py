@@ -258,6 +258,12 @@ def check_model_meta(path: Path, meta: dict) -> dict:
         raise _bad(path, "model.input_size", "[channels, height, width]", size)
     if not isinstance(spec.get("options", {}), dict):
         raise _bad(path, "model.options", "an object", spec.get("options"))
+    definition = spec.get("definition")
+    if definition is not None and not (isinstance(definition, dict)
+                                       and isinstance(definition.get("text"), str)
+                                       and isinstance(definition.get("format"), str)):
+        raise _bad(path, "model.definition", "an object with the model file's format and text",
+                   definition)
     classes = meta.get("classes")
     if classes is not None and not (isinstance(classes, list)
                                     and all(isinstance(c, str) for c in classes)):
@@ -368,6 +374,7 @@ def load_model(path: str | Path, *, which: str = "best", device: str | torch.dev
     try:
         model = create(spec["name"], num_classes=spec["num_classes"],
                        in_channels=spec["in_channels"], input_size=tuple(spec["input_size"]),
+                       definition=(spec.get("definition") or {}).get("text"),
                        **spec.get("options", {}))
     except (TypeError, ValueError) as error:
         raise CheckpointError(f"{file}: metadata 'model' does not build a model "

@@ -268,7 +268,7 @@ def evaluate_sharded(model: nn.Module, source: BatchSource, ctx: DistContext, *,
 
 
 def launch(config: TrainConfig, nproc: int, *, resume: str | Path | None = None,
-           stop_after_epochs: int | None = None) -> int:
+           stop_after_epochs: int | None = None, break_lock: bool = False) -> int:
     """Run ``config`` on ``nproc`` local processes through torchrun; returns its exit code.
 
     What ``cnnlab train --nproc N`` calls: the resolved config goes to a temporary YAML file and
@@ -287,4 +287,6 @@ def launch(config: TrainConfig, nproc: int, *, resume: str | Path | None = None,
             command += ["--resume", str(resume)]
         if stop_after_epochs is not None:
             command += ["--stop-after-epochs", str(stop_after_epochs)]
+        if break_lock:
+            command += ["--break-lock"]
         return subprocess.run(command, check=False).returncode

@@ -28,8 +28,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cnnlab.config import TrainConfig, save_config
+from cnnlab.config import TrainConfig
 from cnnlab.errors import CheckpointError, ConfigError, ModelError, choices_hint
+from cnnlab.files import atomic_write_bytes
+from cnnlab.runs import RunFolder
+from cnnlab.runs.layout import FINETUNE
 from cnnlab.train.checkpoint import (
     load_state_checked,
     model_state,
@@ -196,7 +199,9 @@ def check_freeze(source: Source, freeze: str | None, num_classes: int) -> None:
     spec = source.meta["model"]
     with torch.device("meta"):
         model = create(spec["name"], num_classes=num_classes, in_channels=spec["in_channels"],
-                       input_size=tuple(spec["input_size"]), **dict(spec.get("options", {})))
+                       input_size=tuple(spec["input_size"]),
+                       definition=(spec.get("definition") or {}).get("text"),
+                       **dict(spec.get("options", {})))
     if not hasattr(model, "head_path"):
         raise ModelError(f"{spec['name']}: transfer needs a zoo/spec model with a head")
     frozen_names(model, freeze)
@@ -240,11 +245,12 @@ def finetune(checkpoint: str | Path, *, data: str, mode: str = "finetune",
                 "new_head": new_head, "lr_pretrained": lr_pretrained, "lr_new": lr_new,
                 "limit_per_class": limit_per_class}
     log(f"transfer {source.path} -> {data}: {json.dumps(settings)}")
+    definition = source.meta["model"].get("definition")  # a file-defined model's own text
     if mode == "features":
-        result = train_head_on_features(config, prepare, log=log)
+        result = train_head_on_features(config, prepare, log=log, definition=definition)
     else:
-        result = fit(config, prepare=prepare, log=log)
-    (result.run_dir / "finetune.json").write_text(json.dumps(settings, indent=2))
+        result = fit(config, prepare=prepare, log=log, definition=definition)
+    atomic_write_bytes(result.run_dir / FINETUNE, json.dumps(settings, indent=2).encode())
     return result
 
 
@@ -263,14 +269,28 @@ def head_inputs(model: nn.Module, source) -> torch.Tensor:
     return torch.cat(captured)
 
 
-def train_head_on_features(config: TrainConfig, prepare, *, log=print) -> RunResult:
+def train_head_on_features(config: TrainConfig, prepare, *, log=print,
+                           definition: dict | None = None) -> RunResult:
     """Solution II: cache the head's inputs, train the head alone with the run's optimizer and
     schedule, save the whole network as a normal run (best epoch chosen on validation)."""
     config.validate()
     torch.manual_seed(config.seed)
-    run_dir = new_run_dir(config)
-    run = Run(config, run_dir, resolve_device(config.device), prepare)
-    save_config(config, run_dir / "config.yaml")
+    folder = new_run_dir(config)  # claimed and locked
+    try:
+        return _train_head(config, folder, prepare, log, definition)
+    except BaseException:
+        if not folder.has_checkpoint():
+            folder.abandon()  # failed before training: leave nothing behind
+        raise
+    finally:
+        folder.release()
+
+
+def _train_head(config: TrainConfig, folder: RunFolder, prepare, log,
+                definition: dict | None) -> RunResult:
+    run_dir = folder.path
+    run = Run(config, folder, resolve_device(config.device), prepare, definition=definition)
+    run.write_setup()
     head, state = run.model.get_classifier(), run.state
     train_x, train_y = head_inputs(run.model, run.train), run.train.labels
     val = (head_inputs(run.model, run.val), run.val.labels) if run.val is not None else None

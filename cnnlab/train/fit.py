@@ -10,7 +10,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -20,7 +19,7 @@ import torch
 from torch import nn
 
 import cnnlab
-from cnnlab.config import TrainConfig, load_config, save_config
+from cnnlab.config import TrainConfig, config_yaml, load_config
 from cnnlab.data.base import ImageSet
 from cnnlab.data.pipeline import (
     BatchSource,
@@ -32,8 +31,18 @@ from cnnlab.data.pipeline import (
     to_batch_source,
 )
 from cnnlab.errors import CheckpointError, CnnlabError
-from cnnlab.files import atomic_write_bytes, remove_stale_temporaries
-from cnnlab.models import create, default_input_size, is_spec
+from cnnlab.files import remove_stale_temporaries
+from cnnlab.models import create, default_input_size, is_spec, model_definition
+from cnnlab.runs import RunFolder, RunLock, is_run_file
+from cnnlab.runs.layout import (
+    CONFIG,
+    INDEX,
+    METRICS,
+    MODEL_DEFINITION,
+    SNAPSHOTS,
+    checkpoint_name,
+    snapshot_name,
+)
 from cnnlab.train.checkpoint import (
     load_state_checked,
     model_state,
@@ -109,8 +118,11 @@ def load_splits(config: TrainConfig) -> tuple[ImageSet, ImageSet | None, ImageSe
     return train, val, test
 
 
-def model_description(config: TrainConfig, train: ImageSet) -> dict:
-    """The part of a checkpoint's metadata that rebuilds the model."""
+def model_description(config: TrainConfig, train: ImageSet,
+                      definition: dict | None = None) -> dict:
+    """The part of a checkpoint's metadata that rebuilds the model. A model defined by a file
+    keeps the file's text (``definition``: read now, or the run's own copy on resume), so the
+    run never depends on that file again."""
     default = default_input_size(config.model)
     side = config.image_size
     size = (side, side) if side else tuple(default[1:])
@@ -118,27 +130,35 @@ def model_description(config: TrainConfig, train: ImageSet) -> dict:
         size = train.image_shape[1:]  # spec strings take the data's own size by default
     task = get_task(config.task)
     size = task.input_size(config, train, size)
-    return {"name": config.model, "num_classes": task.num_outputs(train.classes),
-            "in_channels": train.image_shape[0], "input_size": [train.image_shape[0], *size],
-            "options": dict(config.model_options)}
+    description = {"name": config.model, "num_classes": task.num_outputs(train.classes),
+                   "in_channels": train.image_shape[0],
+                   "input_size": [train.image_shape[0], *size],
+                   "options": dict(config.model_options)}
+    definition = definition or model_definition(config.model)
+    if definition is not None:
+        description["definition"] = definition
+    return description
 
 
 class Run:
     """The objects of one run, and the checkpoint/metrics writing that belongs to them."""
 
-    def __init__(self, config: TrainConfig, run_dir: Path, device: torch.device,
-                 prepare: Prepare | None = None, dist: DistContext = SINGLE) -> None:
-        self.config, self.run_dir, self.device, self.dist = config, run_dir, device, dist
+    def __init__(self, config: TrainConfig, folder: RunFolder, device: torch.device,
+                 prepare: Prepare | None = None, dist: DistContext = SINGLE,
+                 definition: dict | None = None) -> None:
+        self.config, self.folder, self.device, self.dist = config, folder, device, dist
+        self.run_dir = folder.path
         self.tensorboard: TensorBoardLog | None = None  # opened at the first record
         train, val, test = load_splits(config)
         self.task = training_task(config, train)
         self.classes = self.task.output_names(train.classes)  # one name per model output
-        self.model_meta = model_description(config, train)
+        self.model_meta = model_description(config, train, definition)
         c, h, w = self.model_meta["input_size"]
         self.preprocess = make_preprocess(train, c, (h, w), config.resize)
         outputs = self.model_meta["num_classes"]  # segment: background + classes
+        text = self.model_meta.get("definition", {}).get("text")
         self.model = create(config.model, num_classes=outputs, in_channels=c,
-                            input_size=(c, h, w), **config.model_options)
+                            input_size=(c, h, w), definition=text, **config.model_options)
         check_input_fits(self.model, (c, h, w))
         init_from_data(self.model, train, self.preprocess, config.seed)
         # ``prepare`` (fine-tuning) may load weights, freeze layers and return parameter groups.
@@ -198,31 +218,44 @@ class Run:
         if not self.dist.is_main:  # rank 0 writes the run directory
             return
         extra = self.lookahead.state_tensors() if self.lookahead is not None else None
-        save_checkpoint(self.run_dir / f"{name}.safetensors", model=self.model,
-                        optimizer=self.optimizer, meta=self.meta(metrics), extra=extra)
+        path = self.run_dir / checkpoint_name(name)
+        save_checkpoint(path, model=self.model, optimizer=self.optimizer,
+                        meta=self.meta(metrics), extra=extra)
+        self.folder.record(path, path.with_suffix(".json"))
 
-    def resume(self) -> Path:
-        """Continue from the newest complete checkpoint; forget metrics logged after it."""
-        self.remove_temporaries()
-        path, tensors, meta = newest_checkpoint(self.run_dir)
+    def write_setup(self) -> None:
+        """``config.yaml`` and, for a model defined by a file, ``model.<ext>`` (rank 0)."""
+        if not self.dist.is_main:
+            return
+        self.folder.write_bytes(CONFIG, config_yaml(self.config).encode())
+        definition = self.model_meta.get("definition")
+        if definition is not None:
+            self.folder.write_bytes(f"{MODEL_DEFINITION}{definition['format']}",
+                                    definition["text"].encode())
+
+    def resume(self, newest: tuple[Path, dict, dict]) -> Path:
+        """Continue from ``newest`` (:func:`newest_checkpoint`'s ``(path, tensors, meta)``);
+        forget metrics logged after it."""
+        path, tensors, meta = newest
         load_state_checked(self.model, model_state(tensors), source=str(path))
         restore_optimizer(self.optimizer, tensors, meta)
         restore_rng(tensors)
         if self.lookahead is not None:
             self.lookahead.load_state_tensors(tensors)
         self.state = TrainState.from_dict(meta["state"])
-        metrics = self.run_dir / "metrics.jsonl"
+        metrics = self.run_dir / METRICS
         if metrics.is_file() and self.dist.is_main:  # later epochs will be trained again
             lines = [line for line in metrics.read_text().splitlines()
                      if _logged_epoch(line) <= self.state.epoch]
-            atomic_write_bytes(metrics, "".join(f"{line}\n" for line in lines).encode())
+            self.folder.write_bytes(METRICS, "".join(f"{line}\n" for line in lines).encode())
         return path
 
     def remove_temporaries(self) -> None:
         """Delete ``.NAME.*.tmp`` files torn by a crash mid-write (rank 0, before any write)."""
         if self.dist.is_main:
-            for folder in (self.run_dir, self.run_dir / "snapshots"):
-                remove_stale_temporaries(folder)
+            remove_stale_temporaries(self.run_dir, is_run_file)
+            remove_stale_temporaries(self.run_dir / SNAPSHOTS,
+                                     lambda name: is_run_file(f"{SNAPSHOTS}/{name}"))
 
     @property
     def main_metric(self) -> str:
@@ -232,8 +265,9 @@ class Run:
     def log(self, record: dict) -> None:
         if not self.dist.is_main:
             return
-        with open(self.run_dir / "metrics.jsonl", "a") as handle:
+        with open(self.run_dir / METRICS, "a") as handle:
             handle.write(json.dumps(record) + "\n")
+        self.folder.record(self.run_dir / METRICS)
         if self.config.tensorboard:
             if self.tensorboard is None:
                 self.tensorboard = TensorBoardLog(self.run_dir)
@@ -257,7 +291,7 @@ class Run:
         if test is not None:
             index["test"] = {k: float(v) for k, v in test.items()
                              if isinstance(v, (int, float)) and not isinstance(v, bool)}
-        atomic_write_bytes(self.run_dir / "run.json", json.dumps(index, indent=2).encode())
+        self.folder.write_bytes(INDEX, json.dumps(index, indent=2).encode())
 
 
 def check_input_fits(model: nn.Module, input_size: tuple[int, int, int]) -> None:
@@ -297,7 +331,8 @@ def _logged_epoch(line: str) -> float:
 
 def fit(config: TrainConfig | None, *, resume: str | Path | None = None,
         stop_after_epochs: int | None = None, log=print,
-        prepare: Prepare | None = None) -> RunResult:
+        prepare: Prepare | None = None, break_lock: bool = False,
+        definition: dict | None = None) -> RunResult:
     """Train ``config`` (or continue the run at ``resume``) and return what happened.
 
     ``stop_after_epochs`` ends this session after that many epochs (resume later with
@@ -305,6 +340,9 @@ def fit(config: TrainConfig | None, *, resume: str | Path | None = None,
     ``status="interrupted"``. ``prepare(model)`` runs on the freshly built model before the
     optimizer exists (``cnnlab.train.finetune`` loads weights and freezes layers there); it may
     return the optimizer's parameter groups (e.g. with ``lr_scale``), or None for the default.
+    The run is locked while it trains (``RUN/train.lock``; ``break_lock`` takes over a lock
+    left on another host). ``definition``: the stored text of a file-defined model (a run's
+    ``meta["model"]["definition"]``), used instead of reading ``config.model`` again.
 
     Example:
         >>> result = fit(TrainConfig(model="lenet5", data="digits", epochs=2))  # doctest: +SKIP
@@ -313,9 +351,9 @@ def fit(config: TrainConfig | None, *, resume: str | Path | None = None,
         resume = restarted_run(config)
     if resume is not None:
         run_dir = Path(resume)
-        if not (run_dir / "config.yaml").is_file():
-            raise CheckpointError(f"--resume {run_dir}: not a run directory (no config.yaml)")
-        config = load_config(run_dir / "config.yaml") if config is None else config
+        if not (run_dir / CONFIG).is_file():
+            raise CheckpointError(f"--resume {run_dir}: not a run directory (no {CONFIG})")
+        config = load_config(run_dir / CONFIG) if config is None else config
     config.validate()
     if config.tensorboard:  # a missing package is a config error before any work is done
         TensorBoardLog.check_available()
@@ -325,21 +363,64 @@ def fit(config: TrainConfig | None, *, resume: str | Path | None = None,
     dist, device = setup(resolve_device(config.device), timeout_s=config.dist_timeout)
     if not dist.is_main:
         log = _silent
-    run_dir = Path(resume) if resume is not None else new_run_dir(config) if dist.is_main else None
-    run_dir = broadcast_object(run_dir, dist)
+    folder = _claim_folder(config, resume, dist, break_lock)
     try:
-        run = Run(config, run_dir, device, prepare, dist)
-    except CnnlabError:  # bad model/data: leave no empty run directory behind
-        if resume is None and dist.is_main:
-            shutil.rmtree(run_dir, ignore_errors=True)
+        return _fit_claimed(config, folder, device, dist, resume is not None,
+                            stop_after_epochs, log, prepare, definition)
+    except BaseException:
+        if resume is None and dist.is_main and not folder.has_checkpoint():
+            folder.abandon()  # failed before training: leave nothing behind
         raise
+    finally:
+        folder.release()
+
+
+def _claim_folder(config: TrainConfig, resume: str | Path | None, dist: DistContext,
+                  break_lock: bool) -> RunFolder:
+    """The run directory, locked by rank 0 (``RUN/train.lock``): the resumed one, or a fresh
+    one claimed by rank 0. The other ranks learn its path (or rank 0's error) and never
+    write there."""
+    folder, problem = None, None
+    if dist.is_main:
+        try:
+            folder = _claim_main(config, resume, break_lock)
+        except CnnlabError as error:
+            if not dist.enabled:
+                raise
+            problem = error
+    shared = broadcast_object((folder.path if folder else None, problem), dist)
+    if shared[1] is not None:
+        raise shared[1]
+    return folder if folder is not None else RunFolder(shared[0], created=False)
+
+
+def _claim_main(config: TrainConfig, resume: str | Path | None, break_lock: bool) -> RunFolder:
+    if resume is None:
+        folder = new_run_dir(config)  # claimed and locked
+    else:
+        folder = RunFolder(Path(resume), created=False)
+    if folder.lock is None:  # resumed, or a torchrun restart taking its own run again
+        lock = RunLock(folder.path, break_lock=break_lock)
+        lock.acquire()
+        folder.lock = lock
+    return folder
+
+
+def _fit_claimed(config: TrainConfig, folder: RunFolder, device: torch.device,
+                 dist: DistContext, resuming: bool, stop_after_epochs: int | None, log,
+                 prepare: Prepare | None, definition: dict | None) -> RunResult:
+    """:func:`fit` once the run directory is claimed and locked."""
+    run_dir = folder.path
+    newest = newest_checkpoint(run_dir) if resuming else None
+    if newest is not None:  # the run's own copy of a file-defined model
+        definition = newest[2].get("model", {}).get("definition")
+    run = Run(config, folder, device, prepare, dist, definition)
     run.remove_temporaries()
-    if resume is not None:
-        source = run.resume()
+    if newest is not None:
+        source = run.resume(newest)
         log(f"resuming {run_dir} from {source.name} at epoch {run.state.epoch + 1}, "
             f"batch {run.state.batch}")
-    if dist.is_main:
-        save_config(config, run_dir / "config.yaml")
+    run.write_setup()
     stop = StopFlag()
     with stop_on_signals(stop), deterministic_algorithms(config.deterministic, device):
         status = _train_epochs(run, stop, stop_after_epochs, log)
@@ -446,7 +527,7 @@ def _end_epoch(run: Run, seconds: float, rate: float, log) -> None:
     if state.epoch % config.checkpoint_every == 0 or state.epoch == config.epochs:
         run.save("last", record)
     if state.epoch in config.snapshot_epochs:
-        run.save(f"snapshots/epoch-{state.epoch:03d}", record)
+        run.save(snapshot_name(state.epoch), record)
     run.write_index("running")
 
 

@@ -7,12 +7,12 @@ import functools
 import json
 import os
 import subprocess
-import time
 from pathlib import Path
 
 from cnnlab.config import TrainConfig
 from cnnlab.errors import CheckpointError
-from cnnlab.files import atomic_write_bytes
+from cnnlab.runs import RunFolder, claim_run_dir, default_run_name
+from cnnlab.runs.layout import CONFIG, ELASTIC_MARKER, METRICS
 from cnnlab.train.checkpoint import newest_checkpoint
 
 
@@ -27,27 +27,22 @@ def git_sha() -> str | None:
     return out.stdout.strip() or None
 
 
-def new_run_dir(config: TrainConfig) -> Path:
-    """``out/name``; a default name is ``<model>-<data>-<YYYYmmdd-HHMMSS>``, never reused."""
-    data_name = Path(config.data).name or config.data
-    name = config.name or f"{Path(config.model).stem[:24]}-{data_name}-{time.strftime('%Y%m%d-%H%M%S')}"
-    run_dir = Path(config.out) / name
+def new_run_dir(config: TrainConfig) -> RunFolder:
+    """Claim ``out/name`` for a fresh run (:func:`cnnlab.runs.claim_run_dir`); a default name
+    is ``<model>-<data>-<YYYYmmdd-HHMMSS>``, ``-2``, ``-3``... on a clash, never reused.
+
+    Under a torchrun restart before the first checkpoint, the first attempt's directory is
+    taken again (it belongs to this job), minus its metrics.
+    """
     earlier = elastic_run_dir(config)  # a torchrun restart before the first checkpoint
     if earlier is not None:
-        (earlier / "metrics.jsonl").unlink(missing_ok=True)
-        return earlier
-    suffix = 1
-    while (run_dir / "config.yaml").exists():
-        suffix += 1
-        run_dir = Path(config.out) / f"{name}-{suffix}"
-    run_dir.mkdir(parents=True, exist_ok=True)
+        (earlier / METRICS).unlink(missing_ok=True)  # written by this job's first attempt
+        return RunFolder(earlier, created=True)
+    folder = claim_run_dir(config.out, config.name, default_run_name(config.model, config.data))
     if os.environ.get("TORCHELASTIC_RUN_ID"):  # lets a restarted attempt find this run
         marker = {"run_id": os.environ["TORCHELASTIC_RUN_ID"], "name": config.name}
-        atomic_write_bytes(run_dir / ELASTIC_MARKER, json.dumps(marker).encode())
-    return run_dir
-
-
-ELASTIC_MARKER = "torchrun.json"
+        folder.write_bytes(ELASTIC_MARKER, json.dumps(marker).encode())
+    return folder
 
 
 def elastic_run_dir(config: TrainConfig) -> Path | None:
@@ -78,7 +73,7 @@ def restarted_run(config: TrainConfig) -> Path | None:
     complete checkpoint yet (then :func:`new_run_dir` reuses that directory from scratch).
     """
     run_dir = elastic_run_dir(config)
-    if run_dir is None or not (run_dir / "config.yaml").is_file():
+    if run_dir is None or not (run_dir / CONFIG).is_file():
         return None
     try:
         newest_checkpoint(run_dir)

@@ -376,7 +376,6 @@ def evaluate_task_run(run: str, *, data: str | None = None, split: str = "test",
               **evaluate_task(model, source, precision="fp32", task=task)}
     folder = Path(out) if out else (Path(run) if Path(run).is_dir() else Path(run).parent)
     folder = folder / f"eval-{split}" if not out else folder
-    folder.mkdir(parents=True, exist_ok=True)
     x, _ = next(source.batches())
     with torch.no_grad():
         logits = model(x[:examples]).float().cpu()
@@ -390,8 +389,10 @@ def evaluate_task_run(run: str, *, data: str | None = None, split: str = "test",
         report["examples"] = [{"true": label_set(t, dataset.classes), "pred": label_set(
             p.sigmoid() >= threshold, dataset.classes)} for t, p in
             zip(dataset.present[:examples], logits, strict=True)]
-    (folder / "metrics.json").write_text(json.dumps(report, indent=2))
-    report["metrics_file"] = str(folder / "metrics.json")
+    from cnnlab.runs.outputs import write_text_output  # the evaluate back-end (moves up)
+
+    report["metrics_file"] = str(write_text_output(folder / "metrics.json",
+                                                   json.dumps(report, indent=2)))
     return report
 
 

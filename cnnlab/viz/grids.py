@@ -22,6 +22,8 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, ImageDraw, ImageFont
 
+from cnnlab.runs.outputs import write_output
+
 BACKGROUND = (255, 255, 255)
 TEXT = (20, 20, 20)
 CAPTION_LINE = 13  # pixels per caption line (Pillow's default font is ~12 px high)
@@ -146,11 +148,11 @@ def fit_width(image: Image.Image, max_width: int) -> Image.Image:
 
 
 def save_png(image: Image.Image, path: str | Path) -> Path:
-    """Write ``image`` as PNG, creating the parent folder."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    image.save(path, format="PNG")
-    return path
+    """Write ``image`` as PNG, creating the parent folder (never over a file cnnlab did not
+    write: :func:`cnnlab.runs.outputs.write_output`)."""
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return write_output(path, buffer.getvalue())
 
 
 def png_data_uri(image: Image.Image) -> str:

@@ -33,6 +33,7 @@ from PIL import Image
 from cnnlab.data.base import ImageSet
 from cnnlab.data.pipeline import BatchSource
 from cnnlab.errors import ConfigError, DataError
+from cnnlab.runs.outputs import write_text_output
 from cnnlab.train.tasks import THRESHOLD, label_set
 from cnnlab.viz.grids import fit_width, make_grid, png_data_uri
 from cnnlab.viz.inputs import OpenRun, data_source, load_split, open_run, source_inputs, to_display
@@ -412,6 +413,4 @@ def run_report(run: str | Path, *, out: str | Path | None = None, which: str = "
     opened = open_run(run, which=which, device=device)
     page = render_html(opened, build_sections(opened, limit=limit))
     path = Path(out) if out else opened.run_dir / "report.html"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(page, encoding="utf-8")
-    return path
+    return write_text_output(path, page)

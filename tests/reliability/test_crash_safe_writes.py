@@ -131,12 +131,18 @@ def test_resume_skips_a_torn_checkpoint_for_the_newest_complete_one(tmp_path):
 
 
 def test_stale_temporary_files_are_removed_at_resume(tmp_path):
-    """Torn ``.NAME.XXXX.tmp`` files of a crashed write are deleted when the run is resumed
-    (nothing writes then); other files, dot-files included, are left alone."""
+    """Torn ``.NAME.XXXXXXXX[.cnnlab].tmp`` files of a crashed write of a run file are deleted
+    when the run is resumed (nothing writes then); other files, dot-files included, are left
+    alone: a user's ``.thesis.tex.abcd1234.tmp`` has the writer's shape but not a run file's
+    name (issue 18, item 2)."""
     part = fit(quick_config(tmp_path, name="stale"), stop_after_epochs=1, log=lambda *_: None)
-    torn = [part.run_dir / ".last.safetensors.k2j3_x.tmp", part.run_dir / ".run.json.a1b2.tmp",
-            part.run_dir / "snapshots" / ".epoch-001.safetensors.zz9.tmp"]
-    kept = [part.run_dir / "notes.tmp", part.run_dir / ".keep"]
+    torn = [part.run_dir / ".last.safetensors.k2j3_x9a.cnnlab.tmp",
+            part.run_dir / ".run.json.a1b2c3d4.tmp",
+            part.run_dir / "snapshots" / ".epoch-001.safetensors.zz9_0000.cnnlab.tmp"]
+    kept = [part.run_dir / "notes.tmp", part.run_dir / ".keep",
+            part.run_dir / ".thesis.tex.abcd1234.tmp", part.run_dir / ".thesis.tex.abcd1234.cnnlab.tmp",
+            part.run_dir / ".last.safetensors.short.tmp",
+            part.run_dir / "snapshots" / ".notes.txt.abcd1234.tmp"]
     for path in torn + kept:
         path.parent.mkdir(exist_ok=True)
         path.write_bytes(b"torn")
