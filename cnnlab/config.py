@@ -24,7 +24,7 @@ class TrainConfig:
     model: str = "lenet5"
     model_options: dict = field(default_factory=dict)  # builder keyword options
     data: str = "digits"  # data set name or folder path
-    task: str = "classify"  # classify | multilabel | segment (see cnnlab.train.tasks)
+    task: str = "classify"  # classify | multilabel | segment (see cnnlab.tasks)
     class_weights: str = "none"  # none | median (segment: median-frequency weighted loss)
     data_root: str | None = None
     download: bool = False
@@ -73,18 +73,16 @@ class TrainConfig:
 
     def validate(self) -> None:
         """Raise ConfigError for values that cannot work, naming the flag."""
-        from cnnlab.train.tasks import get_task
+        from cnnlab.tasks import get_task
 
-        get_task(self.task).check(self)
+        task = get_task(self.task)
         _choice("optimizer", self.optimizer, ("sgd", "muon", "adam", "adamw"))
         _choice("schedule", self.schedule, ("constant", "step", "cosine", "onecycle", "triangle"))
         _choice("device", self.device, ("auto", "cpu", "cuda"))
         _choice("precision", self.precision, ("fp32", "bf16"))
         _choice("resize", self.resize, ("auto", "pad", "resize"))
         _choice("class-weights", self.class_weights, ("none", "median"))
-        if self.class_weights != "none" and self.task != "segment":
-            raise ConfigError(f"--class-weights {self.class_weights} weights a segmentation "
-                              f"loss: use it with --task segment")
+        task.check(self)
         for flag, value in (("epochs", self.epochs), ("batch-size", self.batch_size)):
             if value < 1:
                 raise ConfigError(f"--{flag} must be >= 1, got {value}")

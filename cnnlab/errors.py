@@ -38,6 +38,17 @@ class ResourceError(CnnlabError):
     """The machine ran out of memory (the message names the batch size that was tried)."""
 
 
+OUT_OF_MEMORY_TEXT = ("out of memory", "can't allocate memory")  # CUDA/MPS, CPU allocator
+
+
+def is_out_of_memory(error: BaseException) -> bool:
+    """An allocator failure: ``torch.OutOfMemoryError``, ``MemoryError`` or the CPU allocator's
+    RuntimeError ("can't allocate memory"). Checked by name, so this module needs no torch."""
+    if isinstance(error, MemoryError) or type(error).__name__ == "OutOfMemoryError":
+        return True
+    return isinstance(error, RuntimeError) and any(t in str(error) for t in OUT_OF_MEMORY_TEXT)
+
+
 def choices_hint(value: str, choices: list[str]) -> str:
     """Text after "unknown X ": "'v'; choose one of: a, b, c (did you mean 'b'?)"."""
     text = f"'{value}'; choose one of: {', '.join(sorted(choices))}"

@@ -9,6 +9,7 @@ the ensemble's error is reported next to each member's.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import json
 from dataclasses import dataclass, field
@@ -17,11 +18,12 @@ from pathlib import Path
 import torch
 
 from cnnlab.data.base import ImageSet
-from cnnlab.data.pipeline import Preprocess, to_batch_source
-from cnnlab.errors import CheckpointError, ConfigError
+from cnnlab.data.pipeline import fit_to_size
+from cnnlab.errors import ConfigError
 from cnnlab.runs.outputs import write_text_output
-from cnnlab.train.checkpoint import load_model
-from cnnlab.train.loop import predict_logits
+from cnnlab.runs.reader import OpenRun, open_run
+from cnnlab.tasks import THRESHOLD, label_set
+from cnnlab.train.loop import evaluate, predict_logits
 
 
 @dataclass
@@ -76,23 +78,18 @@ class Report:
         return self.ensemble or self.members[0]
 
 
-def run_probabilities(run: str | Path, data: ImageSet, *, which: str = "best",
-                      device: str = "cpu", batch_size: int = 500,
-                      tta: str | None = None) -> tuple[torch.Tensor, dict]:
-    """Softmax probabilities ``(N, classes)`` of a run's model on ``data``.
+def run_probabilities(run: OpenRun, data: ImageSet, *, batch_size: int = 500,
+                      tta: str | None = None) -> torch.Tensor:
+    """Softmax probabilities ``(N, classes)`` of an opened run's model on ``data``.
 
     ``tta``: test-time augmentation views (``"flip,translate"``, ``"none"``); None = the run's
     own ``tta`` setting, so the training's reported test accuracy is reproduced.
     """
-    model, meta = load_model(run, which=which, device=device)
-    if list(meta["classes"]) != list(data.classes):
-        raise CheckpointError(f"{run}: trained on classes {meta['classes'][:5]}..., the data has "
-                              f"{data.classes[:5]}...: wrong data set for this model?")
-    preprocess = Preprocess.from_dict(meta["preprocess"])
-    source = to_batch_source(data, preprocess, batch_size=batch_size, device=torch.device(device))
-    precision = meta.get("config", {}).get("precision", "fp32")
-    tta = meta.get("config", {}).get("tta", "") if tta is None else tta
-    return predict_logits(model, source, precision=precision, tta=tta).softmax(1), meta
+    run.check_classes(data)
+    source = run.source(data, batch_size=batch_size)
+    precision = run.config.get("precision", "fp32")
+    tta = run.config.get("tta", "") if tta is None else tta
+    return predict_logits(run.model, source, precision=precision, tta=tta).softmax(1)
 
 
 def evaluate_runs(runs: list[str | Path], *, data: str | None = None, split: str = "test",
@@ -107,33 +104,104 @@ def evaluate_runs(runs: list[str | Path], *, data: str | None = None, split: str
         >>> report = evaluate_runs(["runs/a", "runs/b"])  # doctest: +SKIP
         >>> report.ensemble.error_rate  # doctest: +SKIP
     """
-    from cnnlab.data.datasets import load_dataset
-
     if not runs:
         raise ConfigError("give at least one run directory or checkpoint")
-    first_config = _run_config(runs[0])
-    name = data or first_config.get("data")
-    root = data_root or first_config.get("data_root")
-    dataset = load_dataset(name, split, root=root)
+    opened = [open_run(run, checkpoint=which, device=device) for run in runs]
+    dataset = opened[0].load_split(split, data=data, root=data_root)
     members, all_probs = [], []
-    for run in runs:
-        probs, _ = run_probabilities(run, dataset, which=which, device=device, tta=tta)
+    for run in opened:
+        probs = run_probabilities(run, dataset, tta=tta)
         all_probs.append(probs)
-        members.append(score(str(run), probs, dataset.labels, dataset.classes, k=k,
+        members.append(score(str(run.path), probs, dataset.labels, dataset.classes, k=k,
                              paths=dataset.paths))
     ensemble = None
     if len(runs) > 1:
         mean = torch.stack(all_probs).mean(0)
         ensemble = score("ensemble", mean, dataset.labels, dataset.classes, k=k,
                          paths=dataset.paths)
-    return Report(members, ensemble, name, split, len(dataset))
+    return Report(members, ensemble, data or opened[0].data_name, split, len(dataset))
 
 
-def _run_config(run: str | Path) -> dict:
-    from cnnlab.train.checkpoint import read_checkpoint, resolve_checkpoint
+def evaluate_dense_run(run: str | Path, *, data: str | None = None, split: str = "test",
+                       data_root: str | None = None, which: str = "best", device: str = "cpu",
+                       out: str | Path | None = None, examples: int = 8,
+                       threshold: float = THRESHOLD) -> dict:
+    """``cnnlab evaluate`` for a run whose task scores sets of labels or pixels (multilabel,
+    segment): metrics with class names, a few predicted vs true label sets, and for masks a
+    PNG of image / truth / prediction; metrics.json into ``out`` (default ``RUN/eval-SPLIT``).
 
-    _, meta = read_checkpoint(resolve_checkpoint(run))
-    return meta.get("config", {})
+    ``threshold``: multilabel decision threshold on the sigmoids (F1, exact sets, label sets).
+    Scenes of another size than the trained one are resized to it for image-level outputs
+    (like ``predict``); models with mask outputs are fully convolutional and take any size.
+
+    Example:
+        >>> report = evaluate_dense_run("runs/fcn")  # doctest: +SKIP
+        >>> report["miou"]  # doctest: +SKIP
+    """
+    opened = open_run(run, checkpoint=which, device=device, threshold=threshold)
+    task = opened.task
+    dataset = opened.load_split(split, data=data, root=data_root)
+    opened.check_classes(dataset)
+    if task.output_kind != "mask" and dataset.image_shape[1:] != tuple(opened.preprocess.size):
+        dataset = dataclasses.replace(dataset, images=fit_to_size(
+            dataset.images, opened.preprocess.size, "resize"))  # the trained input size
+    source = opened.source(dataset, batch_size=64)
+    source.labels = task.targets(dataset).to(opened.device)
+    report = {"run": str(run), "task": task.name, "data": data or opened.data_name,
+              "split": split, "count": len(dataset), "classes": dataset.classes,
+              "metric_labels": task.metric_labels, "main_metric": task.main_metric,
+              **({"threshold": threshold} if task.output_kind == "labels" else {}),
+              **evaluate(opened.model, source, precision="fp32", task=task)}
+    folder = Path(out) if out else opened.run_dir / f"eval-{split}"
+    x, _ = next(source.batches())
+    with torch.no_grad():
+        logits = opened.model(x[:examples]).float().cpu()
+    DENSE_EXAMPLES[task.output_kind](report, dataset, logits, folder, threshold)
+    report["metrics_file"] = str(write_text_output(folder / "metrics.json",
+                                                   json.dumps(report, indent=2)))
+    return report
+
+
+def _mask_examples(report: dict, dataset: ImageSet, logits: torch.Tensor, folder: Path,
+                   threshold: float) -> None:
+    from cnnlab.viz.segmentation import segmentation_panel
+
+    count = logits.shape[0]
+    report["panel"] = str(segmentation_panel(dataset.images[:count], dataset.masks[:count],
+                                             logits.argmax(1), folder / "masks.png",
+                                             classes=dataset.classes))
+
+
+def _label_examples(report: dict, dataset: ImageSet, logits: torch.Tensor, folder: Path,
+                    threshold: float) -> None:
+    report["examples"] = [{"true": label_set(t, dataset.classes),
+                           "pred": label_set(p.sigmoid() >= threshold, dataset.classes)}
+                          for t, p in zip(dataset.present, logits, strict=False)]
+
+
+DENSE_EXAMPLES = {"mask": _mask_examples, "labels": _label_examples}  # by task.output_kind
+
+
+def format_dense_report(report: dict) -> str:
+    """The text ``cnnlab evaluate`` prints for a multilabel or segment run."""
+    lines = [f"{report['data']} {report['split']}: {report['count']} scenes ({report['task']})"]
+    labels = report["metric_labels"]
+    if "per_class_iou" in report:
+        names = ["background", *report["classes"]]
+        lines.append(f"{labels['acc']} {100 * report['acc']:.2f}%  mean IoU {report['miou']:.4f}")
+        lines += [f"  IoU {n:<12} {'-' if v is None else f'{v:.4f}'}"
+                  for n, v in zip(names, report["per_class_iou"], strict=True)]
+    else:
+        lines.append(f"mAP {report['map']:.4f}  F1 {report['f1']:.4f}  exact label set "
+                     f"{100 * report['acc']:.2f}%  (threshold {report['threshold']:g})")
+        lines += [f"  AP {n:<12} {'-' if v is None else f'{v:.4f}'}"
+                  for n, v in zip(report["classes"], report["per_class_ap"], strict=True)]
+    lines += [f"  scene {i}: true {{{', '.join(e['true'])}}}  predicted "
+              f"{{{', '.join(e['pred'])}}}" for i, e in enumerate(report.get("examples", []))]
+    if "panel" in report:
+        lines.append(f"wrote {report['panel']}")
+    lines.append(f"wrote {report['metrics_file']}")
+    return "\n".join(lines)
 
 
 def write_report(report: Report, out_dir: Path) -> list[Path]:

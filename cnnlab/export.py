@@ -30,8 +30,9 @@ import torch
 from torch import nn
 
 from cnnlab.errors import ConfigError, ModelError, choices_hint
+from cnnlab.runs.checkpoint import resolve_checkpoint
 from cnnlab.runs.outputs import check_output_path, write_output, write_text_output
-from cnnlab.train.checkpoint import load_model, resolve_checkpoint
+from cnnlab.runs.reader import load_model
 
 FORMATS = {"onnx": ".onnx", "torchscript": ".torchscript.pt"}
 

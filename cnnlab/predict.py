@@ -14,9 +14,10 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from cnnlab.data.pipeline import Preprocess, border_mean
+from cnnlab.data.pipeline import Preprocess, border_mean, fit_to_size
 from cnnlab.errors import DataError
-from cnnlab.train.checkpoint import load_model
+from cnnlab.runs.reader import OpenRun, open_run
+from cnnlab.tasks import THRESHOLD, label_set
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".ppm", ".pgm", ".tif", ".tiff",
                   ".webp"}
@@ -79,31 +80,72 @@ def prepare_image(path: Path, preprocess: Preprocess) -> torch.Tensor:
 @torch.inference_mode()
 def predict_images(run: str | Path, inputs: list[str], *, k: int = 3, which: str = "best",
                    device: str = "cpu", out: str | Path | None = None,
-                   threshold: float = 0.5) -> list[dict]:
+                   threshold: float = THRESHOLD) -> list[dict]:
     """Top-``k`` labels with probabilities for each image file (or folder of images).
 
-    Multilabel and segment runs give each image's set of ``labels`` instead; segment runs also
-    write a coloured mask PNG per image into ``out`` (default ``RUN/masks``). ``threshold`` is
-    the multilabel decision threshold on each class's sigmoid.
+    Runs that predict sets of labels or masks give each image's set of ``labels`` instead;
+    mask runs also write a coloured mask PNG per image into ``out`` (default ``RUN/masks``).
+    ``threshold`` is the multilabel decision threshold on each class's sigmoid.
 
     Example:
         >>> predict_images("runs/lenet5-mnist", ["my_digit.png"])  # doctest: +SKIP
         [{'path': 'my_digit.png', 'top': [('7', 0.98), ('1', 0.01), ('9', 0.004)]}]
     """
-    model, meta = load_model(run, which=which, device=device)
-    if meta.get("config", {}).get("task", "classify") != "classify":
-        from cnnlab.train.tasks import predict_scenes
+    opened = open_run(run, checkpoint=which, device=device, threshold=threshold)
+    paths = collect_images(inputs)
+    out = Path(out) if out else opened.run_dir / "masks"
+    return [PREDICTORS[opened.task.output_kind](opened, path, k, out) for path in paths]
 
-        out = out or (Path(run) if Path(run).is_dir() else Path(run).parent) / "masks"
-        return predict_scenes(model, meta, collect_images(inputs), device=device, out_dir=out,
-                              k=k, threshold=threshold)
-    preprocess = Preprocess.from_dict(meta["preprocess"])
-    classes = meta["classes"]
-    results = []
-    for path in collect_images(inputs):
-        x = prepare_image(path, preprocess).to(device)
-        probs = model(x).float().softmax(1)[0].cpu()
-        top = probs.topk(min(k, len(classes)))
-        results.append({"path": str(path), "top": [(classes[i], round(float(p), 4))
-                                                   for p, i in zip(top.values, top.indices, strict=False)]})
-    return results
+
+def predict_class(run: OpenRun, path: Path, k: int, out: Path) -> dict:
+    """The ``k`` most probable classes of one image (softmax)."""
+    x = prepare_image(path, run.preprocess).to(run.device)
+    probs = run.model(x).float().softmax(1)[0].cpu()
+    top = probs.topk(min(k, len(run.classes)))
+    return {"path": str(path), "top": [(run.classes[i], round(float(p), 4))
+                                       for p, i in zip(top.values, top.indices, strict=True)]}
+
+
+def scene_input(run: OpenRun, path: Path, *, keep_size: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """A user's image for a scene model: uint8 ``(C, H, W)`` in the scenes' polarity (inverted
+    when its border is light: dark ink on paper), and the normalised input ``(1, C, H, W)``;
+    resized to the trained input size unless ``keep_size``."""
+    from cnnlab.data.images import load_image
+
+    preprocess = run.preprocess
+    image = torch.tensor(load_image(path, channels=preprocess.channels)).permute(2, 0, 1)
+    if preprocess.background < 0.2 and border_mean(image[None]) > 0.5:
+        image = 255 - image  # (C, H, W) uint8, light strokes on dark
+    if not keep_size:
+        image = fit_to_size(image[None], preprocess.size, "resize")[0]
+    return image, preprocess.normalize(image[None].float().div(255)).to(run.device)
+
+
+def predict_labels(run: OpenRun, path: Path, k: int, out: Path) -> dict:
+    """The set of classes whose sigmoid reaches the run's threshold, and the ``k`` best."""
+    _, x = scene_input(run, path, keep_size=False)
+    probs = run.model(x).float().cpu()[0].sigmoid()
+    top = probs.topk(min(k, len(run.classes)))
+    return {"path": str(path), "labels": label_set(probs >= run.task.threshold, run.classes),
+            "top": [(run.classes[i], round(float(p), 4))
+                    for p, i in zip(top.values, top.indices, strict=True)]}
+
+
+def predict_mask(run: OpenRun, path: Path, k: int, out: Path) -> dict:
+    """A class per pixel: the classes found (by area) and a coloured mask PNG in ``out``."""
+    from cnnlab.viz.segmentation import legend_colours, segmentation_panel
+
+    image, x = scene_input(run, path, keep_size=True)  # fully convolutional: any size
+    mask = run.model(x).float().cpu()[0].argmax(0)
+    classes = run.classes[1:]  # output 0 is background
+    found = [int(c) - 1 for c in mask.unique().tolist() if c > 0]
+    pixels = {classes[c]: int((mask == c + 1).sum()) for c in found}
+    target = out / f"{path.stem}.mask.png"
+    segmentation_panel(image[None], None, mask[None], target, classes=classes, legend=True)
+    colours = legend_colours(classes)
+    return {"path": str(path), "labels": sorted(pixels, key=pixels.get, reverse=True),
+            "pixels": pixels, "mask": str(target), "top": [],
+            "colours": {name: colours[name] for name in pixels}}
+
+
+PREDICTORS = {"class": predict_class, "labels": predict_labels, "mask": predict_mask}

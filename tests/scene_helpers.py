@@ -6,7 +6,7 @@ import torch
 
 from cnnlab.cli.main import main
 from cnnlab.data.pipeline import Preprocess
-from cnnlab.train.checkpoint import load_model
+from cnnlab.runs.reader import load_model
 
 SCENES = "digit-scenes:n=40"  # 40 training scenes (36 after validation), 8 test scenes of 32x32
 SCENE_FLAGS = ["--data", SCENES, "--epochs", "1", "--batch-size", "8", "--optimizer", "adam",

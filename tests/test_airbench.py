@@ -17,11 +17,12 @@ from cnnlab.data.pipeline import BatchSource, Preprocess
 from cnnlab.errors import ConfigError
 from cnnlab.models import create
 from cnnlab.models.airbench import Whitening2x2, identity_conv
-from cnnlab.train.checkpoint import model_state, read_checkpoint
+from cnnlab.runs.checkpoint import read_checkpoint
 from cnnlab.train.fit import fit
 from cnnlab.train.lookahead import Lookahead
 from cnnlab.train.loop import predict_logits
 from cnnlab.train.optim import parameter_groups
+from cnnlab.weightfile import model_state
 
 fit_module = importlib.import_module("cnnlab.train.fit")
 

@@ -9,7 +9,9 @@ import torch
 
 from cnnlab.errors import CheckpointError
 from cnnlab.models import create
-from cnnlab.train import checkpoint as ckpt
+from cnnlab.runs import checkpoint as ckpt
+from cnnlab.train.resume import restore_optimizer
+from cnnlab.weightfile import load_state_checked, model_state
 
 
 def test_round_trip_is_bit_exact_with_optimizer_and_rng(tmp_path):
@@ -22,10 +24,10 @@ def test_round_trip_is_bit_exact_with_optimizer_and_rng(tmp_path):
     ckpt.save_checkpoint(path, model=model, optimizer=optimizer, meta={"epoch": 3})
     tensors, meta = ckpt.read_checkpoint(path)
     assert meta["epoch"] == 3
-    state = ckpt.model_state(tensors)
+    state = model_state(tensors)
     assert all(torch.equal(state[k], v) for k, v in model.state_dict().items())
     fresh = torch.optim.SGD(create("lenet5").parameters(), lr=0.1, momentum=0.9)
-    ckpt.restore_optimizer(fresh, tensors, meta)
+    restore_optimizer(fresh, tensors, meta)
     a, b = optimizer.state_dict()["state"], fresh.state_dict()["state"]
     assert all(torch.equal(a[i]["momentum_buffer"], b[i]["momentum_buffer"]) for i in a)
     assert torch.equal(tensors["rng.torch"], rng_at_save)
@@ -61,7 +63,7 @@ def test_wrong_architecture_and_garbage_files_are_named(tmp_path):
     ckpt.save_checkpoint(path, model=create("lenet4"), meta={})
     tensors, _ = ckpt.read_checkpoint(path)
     with pytest.raises(CheckpointError, match="another architecture|expects"):
-        ckpt.load_state_checked(create("lenet5"), ckpt.model_state(tensors), source=str(path))
+        load_state_checked(create("lenet5"), model_state(tensors), source=str(path))
     garbage = tmp_path / "g.safetensors"
     garbage.write_bytes(b"\x00" * 3 + b"not a checkpoint")
     with pytest.raises(CheckpointError, match="g.safetensors"):

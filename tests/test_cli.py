@@ -88,7 +88,7 @@ def test_predict_rejects_unreadable_image_by_name(run_dir, tmp_path, capsys):
 
 def test_checkpoint_of_another_architecture_is_refused(run_dir, tmp_path, capsys):
     from cnnlab.models import create
-    from cnnlab.train.checkpoint import read_checkpoint, save_checkpoint
+    from cnnlab.runs.checkpoint import read_checkpoint, save_checkpoint
 
     _, meta = read_checkpoint(run_dir / "best.safetensors")  # says lenet5 ...
     target = tmp_path / "bad"

@@ -18,9 +18,10 @@ import torch
 
 from cnnlab.config import TrainConfig
 from cnnlab.data.pipeline import BatchSource, Preprocess
-from cnnlab.train.checkpoint import model_state, read_checkpoint
+from cnnlab.runs.checkpoint import read_checkpoint
 from cnnlab.train.distributed import SINGLE, evaluate_sharded, shard_range
 from cnnlab.train.fit import fit
+from cnnlab.weightfile import model_state
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -15,7 +15,8 @@ from cnnlab.data.datasets import load_dataset
 from cnnlab.errors import ModelError
 from cnnlab.export import export_model
 from cnnlab.models import create
-from cnnlab.train.checkpoint import load_model, save_checkpoint
+from cnnlab.runs.checkpoint import save_checkpoint
+from cnnlab.runs.reader import load_model
 
 PREPROCESS = {"channels": 1, "size": [32, 32], "fit": "resize", "mean": [0.3], "std": [0.4],
               "background": 0.0}

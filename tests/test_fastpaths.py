@@ -12,10 +12,11 @@ import torch
 
 from cnnlab.config import TrainConfig
 from cnnlab.runs import RunFolder
-from cnnlab.train.checkpoint import model_state, read_checkpoint
+from cnnlab.runs.checkpoint import read_checkpoint
 from cnnlab.train.distributed import CompileFallback, compile_model
 from cnnlab.train.fit import fit
 from cnnlab.train.loop import predict_logits
+from cnnlab.weightfile import model_state
 
 fit_module = importlib.import_module("cnnlab.train.fit")
 

@@ -10,7 +10,8 @@ from torch import nn
 
 from cnnlab.config import TrainConfig
 from cnnlab.errors import ConfigError
-from cnnlab.train.checkpoint import load_model, model_state, read_checkpoint
+from cnnlab.runs.checkpoint import read_checkpoint
+from cnnlab.runs.reader import load_model
 from cnnlab.train.finetune import (
     FrozenBatchNorm,
     Source,
@@ -22,6 +23,7 @@ from cnnlab.train.finetune import (
 )
 from cnnlab.train.fit import fit
 from cnnlab.train.optim import build_optimizer, set_lr
+from cnnlab.weightfile import model_state
 
 SPEC = "c3x8p1-bn-relu-p2-c3x8p1-bn-relu-gap"  # features.0 conv, .1 bn, .4 conv, .5 bn
 

@@ -12,9 +12,10 @@ from cnnlab.cli.main import main
 from cnnlab.config import TrainConfig
 from cnnlab.errors import ConfigError
 from cnnlab.models.registry import create
-from cnnlab.train.checkpoint import model_state, read_checkpoint
+from cnnlab.runs.checkpoint import read_checkpoint
 from cnnlab.train.fit import fit
 from cnnlab.train.optim import Muon, build_optimizer, orthogonalize, parameter_groups
+from cnnlab.weightfile import model_state
 
 
 def polar_factor(matrix: torch.Tensor) -> torch.Tensor:

@@ -21,11 +21,12 @@ from PIL import Image
 
 from cnnlab.cli.main import main
 from cnnlab.config import TrainConfig
+from cnnlab.runs import open_run
+from cnnlab.tasks import Task
 from cnnlab.train.fit import fit
 from cnnlab.viz.errors import errors_grid, split_scores
-from cnnlab.viz.inputs import data_source, open_run
 from cnnlab.viz.maps import conv_layers, feature_maps, maps_grid
-from cnnlab.viz.report import MAX_ERRORS, SECTIONS
+from cnnlab.viz.report import MAX_ERRORS
 
 BROWSERS = ("chromium", "chromium-browser", "google-chrome", "chrome")
 TITLES = ["Configuration", "Model summary", "Training curves", "Confusion matrix", "Errors",
@@ -123,7 +124,7 @@ def browser_check(html: str, folder: Path) -> dict:
 def assert_renders(found: dict) -> None:
     """Every image decoded in the browser, every section and heading there, in order."""
     assert found["images"] >= 8 and found["undecoded"] == 0, found
-    assert found["sections"] == list(SECTIONS), found
+    assert found["sections"] == list(Task.report_sections), found
     assert found["headings"] == TITLES, found
 
 
@@ -143,7 +144,7 @@ def report(run_dir) -> Path:
 
 def test_report_has_every_section_in_order_and_stays_small(report):
     page = parse(report.read_text())
-    assert page.sections == list(SECTIONS)
+    assert page.sections == list(Task.report_sections)
     assert 20_000 < report.stat().st_size < MAX_BYTES
 
 
@@ -166,7 +167,7 @@ def test_report_maps_show_the_test_images_they_name(run_dir, report):
     """Each maps figure's image is the test image in its ``data-indices`` (as the model saw
     it), captioned with that image's class, and its maps are that image's activations."""
     run = open_run(run_dir)
-    source = data_source(run, "test")
+    source = run.source("test")
     figures = [f for f in parse(report.read_text()).figures if f["section"] == "maps"]
     inputs = [f for f in figures if f["caption"].startswith("test image")]
     assert len(inputs) == 3
@@ -195,7 +196,7 @@ def test_report_errors_are_errors_of_several_classes(run_dir, report):
     by_index = {e["index"]: e for e in scores.errors}
     with torch.no_grad():
         pred = run.model(run.preprocess.normalize(images.float() / 255)).argmax(1)
-    labels = data_source(run, "test").labels
+    labels = run.source("test").labels
     shown = figure["indices"]
     assert len(shown) == min(MAX_ERRORS, len(scores.errors)) and len(set(shown)) == len(shown)
     assert all(int(pred[i]) != int(labels[i]) for i in shown)  # each one really is an error

@@ -13,9 +13,10 @@ import pytest
 import torch
 
 from cnnlab.evaluate import evaluate_runs
+from cnnlab.runs.checkpoint import read_checkpoint
 from cnnlab.train import load_model
-from cnnlab.train.checkpoint import model_state, read_checkpoint
 from cnnlab.train.fit import fit
+from cnnlab.weightfile import model_state
 
 FIXTURE = Path(__file__).parent / "fixtures" / "v0-run"
 FULL_RUN_SHA256 = "9d14d9f610e566dbe58f33c9808d547fc831297cbf80d53a795f31362f46c806"

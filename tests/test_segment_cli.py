@@ -183,7 +183,7 @@ def test_bad_threshold_and_wrong_data_set_are_one_line_errors(runs, capsys):
 
 
 def test_median_frequency_weights_and_the_weighted_pixel_loss_by_hand():
-    from cnnlab.train.tasks import Segment, median_frequency_weights
+    from cnnlab.tasks import Segment, median_frequency_weights
 
     masks = torch.tensor([[0, 0, 0, 1], [0, 0, 2, 2]])  # frequencies 5/8, 1/8, 2/8; median 2/8
     weights = median_frequency_weights(masks, 4)  # class 3 never appears: the largest weight

@@ -16,13 +16,9 @@ from cnnlab.errors import ConfigError, ModelError
 from cnnlab.models import create
 from cnnlab.models.segmentation import UPSAMPLING
 from cnnlab.runs import RunFolder
+from cnnlab.tasks import get_task
+from cnnlab.tasks.metrics import confusion_matrix, multilabel_metrics, segmentation_metrics
 from cnnlab.train.fit import fit
-from cnnlab.train.tasks import (
-    confusion_matrix,
-    get_task,
-    multilabel_metrics,
-    segmentation_metrics,
-)
 from cnnlab.viz.segmentation import overlay_mask, segmentation_panel
 
 SMALL = {"widths": [4, 8, 8]}
@@ -173,9 +169,9 @@ def test_masks_are_drawn_over_the_image(tmp_path):
 
 def test_median_class_weights_reach_the_training_loss(tmp_path):
     from cnnlab.data.datasets import load_dataset as load
+    from cnnlab.tasks import Segment, median_frequency_weights
     from cnnlab.train.fit import Run, load_splits
     from cnnlab.train.session import resolve_device
-    from cnnlab.train.tasks import Segment, median_frequency_weights
 
     config = TrainConfig(model="fcn", data="digit-scenes", task="segment", epochs=1,
                          class_weights="median", out=str(tmp_path), progress=False)

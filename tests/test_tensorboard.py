@@ -14,10 +14,10 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from cnnlab.config import TrainConfig
 from cnnlab.errors import ConfigError
 from cnnlab.models import create
+from cnnlab.runs import open_run
 from cnnlab.train import tensorboard
 from cnnlab.train.fit import fit
 from cnnlab.train.tensorboard import TensorBoardLog, filter_image
-from cnnlab.viz.inputs import open_run
 
 
 def test_tensorboard_scalars_and_filters_equal_the_run(tmp_path):
@@ -33,7 +33,7 @@ def test_tensorboard_scalars_and_filters_equal_the_run(tmp_path):
     images = events.Images("filters/first_conv")
     assert [e.step for e in images] == [1, 2]
     last = np.asarray(Image.open(io.BytesIO(images[-1].encoded_image_string)).convert("RGB"))
-    weight = open_run(run, which="last").model.features[0].weight.detach()  # C1 (6, 1, 5, 5)
+    weight = open_run(run, checkpoint="last").model.features[0].weight.detach()  # C1 (6, 1, 5, 5)
     assert last.shape[0] > 40 and last.shape[1] > 40  # magnified, not 5-pixel tiles
     # tile i of the 3x2 grid (pad 2, 9x magnified 5x5 kernels): weights min-max scaled alone
     for i in range(6):

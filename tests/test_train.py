@@ -12,8 +12,10 @@ import torch
 
 from cnnlab.config import TrainConfig, load_config
 from cnnlab.errors import CheckpointError, TrainingDiverged
-from cnnlab.train.checkpoint import load_model, model_state, read_checkpoint
+from cnnlab.runs.checkpoint import read_checkpoint
+from cnnlab.runs.reader import load_model
 from cnnlab.train.fit import fit
+from cnnlab.weightfile import model_state
 
 fit_module = importlib.import_module("cnnlab.train.fit")  # the module, not the function
 

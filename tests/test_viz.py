@@ -18,6 +18,7 @@ from cnnlab.analysis.receptive import receptive_field
 from cnnlab.cli.main import main
 from cnnlab.config import TrainConfig
 from cnnlab.errors import CheckpointError, ModelError
+from cnnlab.runs import open_run
 from cnnlab.train.fit import fit
 from cnnlab.viz.classmodel import class_model
 from cnnlab.viz.curves import confusion_figure, curves_figure, read_metrics
@@ -25,7 +26,7 @@ from cnnlab.viz.errors import error_caption, errors_grid, split_scores
 from cnnlab.viz.evolution import feature_evolution, snapshot_files
 from cnnlab.viz.filters import filter_grid
 from cnnlab.viz.grids import make_grid, normalize_tiles
-from cnnlab.viz.inputs import data_source, open_run, to_display
+from cnnlab.viz.inputs import to_display
 from cnnlab.viz.maps import feature_maps, maps_grid, resolve_layer
 from cnnlab.viz.patches import crop_patch, merge_top, top_activations, top_patches
 from cnnlab.viz.report import spread_order
@@ -49,7 +50,7 @@ def run(run_dir):
 
 @pytest.fixture(scope="module")
 def source(run):
-    return data_source(run, "test", batch_size=37)  # batches that do not divide 360
+    return run.source("test", batch_size=37)  # batches that do not divide 360
 
 
 def tile_pixels(grid, index: int) -> np.ndarray:
@@ -302,7 +303,7 @@ def test_confusion_heat_map_holds_the_matrix(run):
 def test_evolution_finds_each_snapshots_strongest_patch(run_dir, run):
     evo = feature_evolution(run_dir, "conv1", units=[0, 2], limit=100)
     assert evo.epochs == [1, 2] and evo.patches.shape == (2, 2, 1, 5, 5)
-    source = data_source(run, "test", limit=100)
+    source = run.source("test", limit=100)
     for e, (_, path) in enumerate(snapshot_files(run_dir)):
         model = open_run(path).model
         with torch.no_grad():
@@ -368,7 +369,7 @@ def test_maps_tiles_are_the_captured_activations_of_the_chosen_image(run_dir, ru
     output for test image 7 (computed here with plain conv2d), min-max scaled on its own."""
     assert main(["visualize", "maps", str(run_dir), "--out", str(tmp_path), "--index", "7",
                  "--layer", "conv2", "--units", "1,4,9"]) == 0
-    source = data_source(run, "test")
+    source = run.source("test")
     x = source.preprocess.normalize(source.images[7:8].float() / 255)
     f = run.model.features
     with torch.no_grad():
@@ -390,7 +391,7 @@ def test_evolution_patches_are_cut_from_their_own_images(run_dir, run):
     """Each (unit, epoch) patch is that snapshot's receptive field at the unit's strongest
     position in the image it names, and that image's maximum is the caption's value."""
     evo = feature_evolution(run_dir, "conv2", units=[1, 6], limit=60)
-    source = data_source(run, "test", limit=60)
+    source = run.source("test", limit=60)
     field = receptive_field(run.model, run.input_size, "features.3")
     for e, (_, path) in enumerate(snapshot_files(run_dir)):
         model = open_run(path).model

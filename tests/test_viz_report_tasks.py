@@ -21,7 +21,7 @@ from sklearn.metrics import average_precision_score
 
 from cnnlab.cli.main import main
 from cnnlab.data.datasets import load_dataset
-from cnnlab.viz.report import MULTILABEL_SECTIONS, SEGMENT_SECTIONS
+from cnnlab.tasks import MultiLabel, Segment
 
 DATA, COMMON = SCENES, SCENE_FLAGS
 
@@ -61,7 +61,7 @@ def section(html: str, key: str) -> str:
 
 def test_multilabel_report_shows_per_class_ap_and_label_sets(runs, tmp_path):
     html = report_html(runs["multilabel"], tmp_path)
-    assert section_ids(html) == list(MULTILABEL_SECTIONS)  # no confusion matrix, errors grid
+    assert section_ids(html) == list(MultiLabel.report_sections)  # no confusion matrix, errors grid
     test = load_dataset(DATA, "test")
     probs = model_outputs(runs["multilabel"], test.images).sigmoid()
     truth = test.present.numpy()
@@ -86,7 +86,7 @@ def test_multilabel_report_shows_per_class_ap_and_label_sets(runs, tmp_path):
 
 def test_segment_report_shows_mean_and_per_class_iou(runs, tmp_path):
     html = report_html(runs["segment"], tmp_path)
-    assert section_ids(html) == list(SEGMENT_SECTIONS)
+    assert section_ids(html) == list(Segment.report_sections)
     test = load_dataset(DATA, "test")
     pred = model_outputs(runs["segment"], test.images).argmax(1)  # (N, H, W)
     k = len(test.classes) + 1

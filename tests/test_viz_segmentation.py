@@ -16,10 +16,11 @@ from cnnlab.config import TrainConfig
 from cnnlab.data.datasets import load_dataset
 from cnnlab.data.pipeline import Preprocess
 from cnnlab.errors import ConfigError
-from cnnlab.train.checkpoint import load_model
+from cnnlab.runs import open_run
+from cnnlab.runs.reader import load_model
+from cnnlab.tasks import Segment
 from cnnlab.train.fit import fit
-from cnnlab.viz.inputs import open_run
-from cnnlab.viz.report import SEGMENT_SECTIONS, run_report
+from cnnlab.viz.report import run_report
 from cnnlab.viz.segmentation import overlay_mask, run_segmentation_grid
 from cnnlab.viz.visualize import visualize
 
@@ -86,7 +87,7 @@ def test_count_sets_the_rows_and_a_classify_run_is_refused(segment_run, tmp_path
 def test_report_of_a_segment_run_has_the_segmentation_section(segment_run, tmp_path):
     page = run_report(segment_run, out=tmp_path / "report.html").read_text()
     sections = re.findall(r'<section id="([a-z]+)"', page)
-    assert tuple(sections) == SEGMENT_SECTIONS and "segmentation" in sections
+    assert tuple(sections) == Segment.report_sections and "segmentation" in sections
     body = page.split('<section id="segmentation">')[1].split("</section>")[0]
     assert body.count('<img src="data:image/png;base64,') == 1
     assert "true mask, predicted mask" in body

@@ -12,7 +12,7 @@ from safetensors.torch import save_file
 from cnnlab.errors import CheckpointError
 from cnnlab.models import create
 from cnnlab.models.weights import load_weights
-from cnnlab.train.checkpoint import save_checkpoint
+from cnnlab.runs.checkpoint import save_checkpoint
 
 # torchvision's alexnet-owt-7be5be79.pth and vgg16-397923af.pth: every key and shape.
 TORCHVISION_ALEXNET = {

@@ -35,6 +35,7 @@ from cnnlab.errors import ConfigError, ModelError, choices_hint
 from cnnlab.models import create, model_info
 from cnnlab.models.catalog import count_parameters
 from cnnlab.models.registry import is_spec
+from cnnlab.runs.reader import open_run
 
 
 def has_remove_option(model_name: str) -> bool:
@@ -145,9 +146,7 @@ def retrain_without(run: str | Path, names: Sequence[str], *, log=print, **overr
 
 
 def model_input_size(run: str | Path) -> list[int]:
-    from cnnlab.train.checkpoint import read_checkpoint, resolve_checkpoint
-
-    return read_checkpoint(resolve_checkpoint(run))[1]["model"]["input_size"]
+    return open_run(run).meta["model"]["input_size"]
 
 
 def ablate(run: str | Path, removals: Sequence[str | Sequence[str]], *, log=print,
@@ -158,12 +157,9 @@ def ablate(run: str | Path, removals: Sequence[str | Sequence[str]], *, log=prin
     retraining; by default it is exactly the original recipe. With ``csv_dir``, writes
     ``ablation.csv`` there.
     """
-    from cnnlab.train.checkpoint import read_checkpoint, resolve_checkpoint
-
     if not removals:
         raise ConfigError("give at least one set of layers to remove, e.g. --remove fc7")
-    meta = read_checkpoint(resolve_checkpoint(run))[1]
-    spec = meta["model"]
+    spec = open_run(run).meta["model"]
     plans = []  # every removal is checked (names, shapes) before anything is trained
     for removal in removals:
         names = layer_names(removal, spec["name"])

@@ -118,14 +118,11 @@ def load_run_data(run: str | Path, *, data: str | None = None, split: str = "tes
 
     ``limit`` keeps a random subset of that many images (chosen by ``seed``).
     """
-    from cnnlab.data.datasets import load_dataset
-    from cnnlab.train.checkpoint import load_model
+    from cnnlab.runs.reader import open_run
 
-    model, meta = load_model(run)
-    preprocess = Preprocess.from_dict(meta["preprocess"])
-    config = meta.get("config", {})
-    subset = load_dataset(data or config.get("data", "digits"), split,
-                          root=config.get("data_root"))
+    opened = open_run(run)
+    model, preprocess = opened.model, opened.preprocess
+    subset = opened.load_split(split, data=data)
     if limit is not None and limit < len(subset):
         order = torch.randperm(len(subset), generator=torch.Generator().manual_seed(seed))
         subset = subset.subset(order[:limit].sort().values)

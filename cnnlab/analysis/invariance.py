@@ -371,7 +371,7 @@ def equivariance_of(model_or_run: str | Path, *, shift: int = 4, circular: bool 
     Gaussian noise ``(2, C, size, size)`` (default: the model's own input size).
     """
     from cnnlab.models import create, default_input_size
-    from cnnlab.train.checkpoint import load_model
+    from cnnlab.runs.reader import load_model
 
     if Path(model_or_run).exists():
         model, meta = load_model(model_or_run)

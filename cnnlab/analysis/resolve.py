@@ -32,7 +32,7 @@ def resolve_model(name: str, input_size: tuple[int, int, int] | None,
     ``num_classes`` ``None`` keeps the model's own default (:func:`cnnlab.models.create`: 1000
     for the ImageNet nets, a spec's final ``fN``); lecture models and saved runs keep theirs.
 
-    ``name`` is a run directory or checkpoint file (``cnnlab.train.checkpoint.load_model``),
+    ``name`` is a run directory or checkpoint file (``cnnlab.runs.load_model``),
     ``lecture:NAME`` (:mod:`cnnlab.analysis.lecture_models`, built on the meta device), or
     anything :func:`cnnlab.models.create` accepts (zoo name, spec string, YAML file).
     """
@@ -43,7 +43,7 @@ def resolve_model(name: str, input_size: tuple[int, int, int] | None,
         return model, input_size or LECTURE_MODELS[name.split(":", 1)[1]][1]
     path = Path(name)
     if path.is_dir() or (path.is_file() and path.suffix == ".safetensors"):
-        from cnnlab.train.checkpoint import load_model
+        from cnnlab.runs.reader import load_model
 
         model, meta = load_model(path)
         saved = (meta.get("model") or {}).get("input_size")

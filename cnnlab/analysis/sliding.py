@@ -23,7 +23,7 @@ import torch.nn.functional as F
 
 from cnnlab.errors import ConfigError, ModelError
 from cnnlab.models.segmentation import PatchNet
-from cnnlab.train.tasks import confusion_matrix, segmentation_metrics
+from cnnlab.tasks.metrics import confusion_matrix, segmentation_metrics
 
 
 @torch.inference_mode()
@@ -125,7 +125,7 @@ def compare_run(run: str, *, data: str | None = None, count: int = 16, device: s
     """
     from cnnlab.data.datasets import load_dataset
     from cnnlab.data.pipeline import Preprocess, to_batch_source
-    from cnnlab.train.checkpoint import load_model
+    from cnnlab.runs.reader import load_model
 
     if count < 1:
         raise ConfigError(f"--scenes {count}: expected at least 1 scene")

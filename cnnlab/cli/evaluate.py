@@ -17,8 +17,15 @@ import argparse
 from pathlib import Path
 
 from cnnlab.cli.flags import add_output
-from cnnlab.evaluate import evaluate_runs, format_errors, write_report
-from cnnlab.train.tasks import THRESHOLD, evaluate_task_run, format_task_report, run_task
+from cnnlab.evaluate import (
+    evaluate_dense_run,
+    evaluate_runs,
+    format_dense_report,
+    format_errors,
+    write_report,
+)
+from cnnlab.runs import open_run
+from cnnlab.tasks import THRESHOLD
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -41,12 +48,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    if run_task(args.runs[0]) != "classify":  # multilabel / segment: label sets, IoU, masks
-        print(format_task_report(evaluate_task_run(
-            args.runs[0], data=args.data, split=args.split, data_root=args.data_root,
-            which=args.checkpoint, device=args.device, out=args.out,
-            threshold=args.threshold)))
-        return 0
+    task = open_run(args.runs[0], checkpoint=args.checkpoint).task
+    return REPORTS[task.evaluation](args)
+
+
+def report_dense(args: argparse.Namespace) -> int:
+    """Label sets and pixels (multilabel, segment): mAP or IoU per class, examples, masks."""
+    print(format_dense_report(evaluate_dense_run(
+        args.runs[0], data=args.data, split=args.split, data_root=args.data_root,
+        which=args.checkpoint, device=args.device, out=args.out, threshold=args.threshold)))
+    return 0
+
+
+def report_classes(args: argparse.Namespace) -> int:
+    """One class per image: top-1/top-k, the error list, confusion; ensembles."""
     report = evaluate_runs(args.runs, data=args.data, split=args.split, data_root=args.data_root,
                            k=args.top_k, which=args.checkpoint, device=args.device,
                            tta=args.tta)
@@ -66,3 +81,6 @@ def run(args: argparse.Namespace) -> int:
     for path in write_report(report, out):
         print(f"wrote {path}")
     return 0
+
+
+REPORTS = {"classes": report_classes, "dense": report_dense}  # by the task's ``evaluation``

@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 from cnnlab.errors import CheckpointError
-from cnnlab.train.checkpoint import load_state_checked, model_state, pickle_imports
+from cnnlab.weightfile import load_state_checked, model_state, pickle_imports
 
 log = logging.getLogger(__name__)
 

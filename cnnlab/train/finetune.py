@@ -32,17 +32,13 @@ from cnnlab.config import TrainConfig
 from cnnlab.errors import CheckpointError, ConfigError, ModelError, choices_hint
 from cnnlab.files import atomic_write_bytes
 from cnnlab.runs import RunFolder
+from cnnlab.runs.checkpoint import read_checkpoint, resolve_checkpoint
 from cnnlab.runs.layout import FINETUNE
-from cnnlab.train.checkpoint import (
-    load_state_checked,
-    model_state,
-    read_checkpoint,
-    resolve_checkpoint,
-)
 from cnnlab.train.fit import Run, RunResult, fit
 from cnnlab.train.optim import lr_at, parameter_groups, set_lr
 from cnnlab.train.rundir import new_run_dir
 from cnnlab.train.session import resolve_device
+from cnnlab.weightfile import load_state_checked, model_state
 
 MODES = ("finetune", "features", "scratch")
 

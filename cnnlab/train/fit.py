@@ -34,6 +34,7 @@ from cnnlab.errors import CheckpointError, CnnlabError
 from cnnlab.files import remove_stale_temporaries
 from cnnlab.models import create, default_input_size, is_spec, model_definition
 from cnnlab.runs import RunFolder, RunLock, is_run_file
+from cnnlab.runs.checkpoint import newest_checkpoint, read_checkpoint, save_checkpoint
 from cnnlab.runs.layout import (
     CONFIG,
     INDEX,
@@ -43,15 +44,7 @@ from cnnlab.runs.layout import (
     checkpoint_name,
     snapshot_name,
 )
-from cnnlab.train.checkpoint import (
-    load_state_checked,
-    model_state,
-    newest_checkpoint,
-    read_checkpoint,
-    restore_optimizer,
-    restore_rng,
-    save_checkpoint,
-)
+from cnnlab.tasks import get_task
 from cnnlab.train.distributed import (
     SINGLE,
     DistContext,
@@ -75,18 +68,13 @@ from cnnlab.train.loop import (
     train_one_epoch,
 )
 from cnnlab.train.optim import build_optimizer, parameter_groups
+from cnnlab.train.resume import restore_optimizer, restore_rng
 from cnnlab.train.rundir import git_sha, new_run_dir, restarted_run
 from cnnlab.train.session import deterministic_algorithms, resolve_device, stop_on_signals
-from cnnlab.train.tasks import get_task, training_task
 from cnnlab.train.tensorboard import TensorBoardLog
+from cnnlab.weightfile import load_state_checked, model_state
 
 Prepare = Callable[[nn.Module], "list[dict] | None"]
-
-# The metric that picks the best checkpoint and ends the final log line, per task
-# (cnnlab.train.tasks): top-1 accuracy, mean average precision, mean IoU.
-MAIN_METRIC = {"classify": "acc", "multilabel": "map", "segment": "miou"}
-METRIC_NAMES = {"acc": "accuracy", "map": "mAP", "miou": "mIoU"}
-
 
 @dataclass
 class RunResult:
@@ -150,7 +138,7 @@ class Run:
         self.run_dir = folder.path
         self.tensorboard: TensorBoardLog | None = None  # opened at the first record
         train, val, test = load_splits(config)
-        self.task = training_task(config, train)
+        self.task = get_task(config.task).for_training(config, train)
         self.classes = self.task.output_names(train.classes)  # one name per model output
         self.model_meta = model_description(config, train, definition)
         c, h, w = self.model_meta["input_size"]
@@ -195,8 +183,6 @@ class Run:
             source = to_batch_source(data, self.preprocess, batch_size=self.config.batch_size,
                                      device=self.device, augment=aug,
                                      channels_last=self.config.channels_last)
-        if self.task.name == "classify":
-            return source
         return dataclasses.replace(source, labels=self.task.targets(data).to(self.device))
 
     def meta(self, metrics: dict | None = None) -> dict:
@@ -209,7 +195,7 @@ class Run:
     def evaluate(self, source: BatchSource, tta: str = "") -> dict:
         """Loss and accuracy on ``source`` (sharded over the ranks when data parallel);
         ``tta``: test-time augmentation views (classification only)."""
-        if self.task.name != "classify":  # dense metrics: every rank scores the whole split
+        if not self.task.shardable:  # dense metrics: every rank scores the whole split
             return evaluate(self.model, source, precision=self.config.precision, task=self.task)
         return evaluate_sharded(self.model, source, self.dist, precision=self.config.precision,
                                 tta=tta)
@@ -260,7 +246,7 @@ class Run:
     @property
     def main_metric(self) -> str:
         """``val_acc``, ``val_map`` or ``val_miou`` (``train_acc`` without a validation split)."""
-        return f"val_{MAIN_METRIC[self.task.name]}" if self.val is not None else "train_acc"
+        return f"val_{self.task.main_metric}" if self.val is not None else "train_acc"
 
     def log(self, record: dict) -> None:
         if not self.dist.is_main:
@@ -434,11 +420,8 @@ def _fit_claimed(config: TrainConfig, folder: RunFolder, device: torch.device,
         test_acc = test_metrics["acc"]
         run.write_index(status, test_metrics)
         log(_test_line(run, test_metrics))
-        if run.task.name != "classify":  # the task's other metrics (pixel accuracy, F1, ...)
-            names = {"acc": "pixel accuracy" if run.task.name == "segment"
-                     else "exact-set accuracy", "f1": "F1"}
-            log(f"test {run.task.name}: " + ", ".join(
-                f"{names[k]} {test_metrics[k]:.4f}" for k in names if k in test_metrics))
+        for line in run.task.test_lines(test_metrics):  # the task's other metrics
+            log(line)
     log(f"run saved in {run_dir}")
     val_acc = None if math.isinf(run.state.best_metric) else run.state.best_metric
     return RunResult(run_dir, status, run.state.epoch, val_acc, test_acc,
@@ -447,9 +430,9 @@ def _fit_claimed(config: TrainConfig, folder: RunFolder, device: torch.device,
 
 def _test_line(run: Run, metrics: dict) -> str:
     """``test accuracy 0.9800 (error 2.00%) ...``; ``test mAP ...`` / ``test mIoU ...``."""
-    key = MAIN_METRIC[run.task.name]
+    key = run.task.main_metric
     value = metrics[key]
-    text = f"test {METRIC_NAMES[key]} {value:.4f}"
+    text = f"test {run.task.metric_labels[key]} {value:.4f}"
     if key == "acc":
         text += f" (error {100 * (1 - value):.2f}%)"
     return text + f" on {len(run.test)} images, best epoch {run.state.best_epoch + 1}"
@@ -513,7 +496,8 @@ def _end_epoch(run: Run, seconds: float, rate: float, log) -> None:
     if run.val is not None:
         val = run.evaluate(run.val)
         record.update(val_loss=val["loss"], val_acc=val["acc"])
-        record.update({f"val_{k}": val[k] for k in ("miou", "map", "f1") if k in val})
+        record.update({f"val_{k}": v for k, v in val.items()  # the task's other scalars
+                       if k not in ("loss", "acc", "count") and isinstance(v, (int, float))})
     metric = record.get(run.main_metric, record.get("val_acc", record["train_acc"]))
     improved = metric >= state.best_metric  # ties go to the later, longer-trained epoch
     if improved:
@@ -521,7 +505,7 @@ def _end_epoch(run: Run, seconds: float, rate: float, log) -> None:
     state.epoch += 1
     state.start_epoch()
     run.log(record)
-    log(_epoch_line(record, config.epochs))
+    log(_epoch_line(record, config.epochs, run.task.main_metric))
     if improved:
         run.save("best", record)
     if state.epoch % config.checkpoint_every == 0 or state.epoch == config.epochs:
@@ -531,12 +515,11 @@ def _end_epoch(run: Run, seconds: float, rate: float, log) -> None:
     run.write_index("running")
 
 
-def _epoch_line(record: dict, epochs: int) -> str:
+def _epoch_line(record: dict, epochs: int, main: str = "acc") -> str:
     text = (f"epoch {record['epoch']}/{epochs}  loss {record['train_loss']:.4f}  "
             f"acc {record['train_acc']:.4f}")
     if "val_acc" in record:
         text += f"  val_loss {record['val_loss']:.4f}  val_acc {record['val_acc']:.4f}"
-    for key in ("val_miou", "val_map"):
-        if key in record:
-            text += f"  {key} {record[key]:.4f}"
+    if main != "acc" and f"val_{main}" in record:
+        text += f"  val_{main} {record[f'val_{main}']:.4f}"
     return text + f"  {record['images_per_s']:.0f} img/s  {record['seconds']:.1f}s"

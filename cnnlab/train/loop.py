@@ -13,13 +13,12 @@ import time
 from dataclasses import asdict, dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from cnnlab.data.pipeline import BatchSource
-from cnnlab.errors import ResourceError, TrainingDiverged
+from cnnlab.errors import ResourceError, TrainingDiverged, is_out_of_memory
+from cnnlab.tasks import Task
 from cnnlab.train.optim import lr_at, set_lr
-from cnnlab.train.tasks import Task
 
 CLASSIFY = Task()  # the default task: one class per image
 
@@ -72,17 +71,6 @@ def autocast(device: torch.device, precision: str) -> contextlib.AbstractContext
     if precision == "bf16":
         return torch.autocast(device.type, dtype=torch.bfloat16)
     return contextlib.nullcontext()
-
-
-OUT_OF_MEMORY_TEXT = ("out of memory", "can't allocate memory")  # CUDA/MPS, CPU allocator
-
-
-def is_out_of_memory(error: BaseException) -> bool:
-    """An allocator failure: ``torch.OutOfMemoryError``, ``MemoryError`` or the CPU allocator's
-    RuntimeError ("can't allocate memory")."""
-    return (isinstance(error, (torch.OutOfMemoryError, MemoryError))
-            or (isinstance(error, RuntimeError)
-                and any(text in str(error) for text in OUT_OF_MEMORY_TEXT)))
 
 
 @contextlib.contextmanager
@@ -190,52 +178,38 @@ def training_loss(outputs: torch.Tensor | tuple, y: torch.Tensor, task: Task,
     return loss, logits
 
 
+def batch_logits(model: nn.Module, x: torch.Tensor, precision: str, tta: str) -> torch.Tensor:
+    """float32 logits of one batch; ``tta`` (e.g. ``"flip,translate"``): the weighted mean over
+    the views of :func:`cnnlab.data.augment.tta_views` (airbench's test-time augmentation)."""
+    from cnnlab.data.augment import tta_views
+
+    with autocast(x.device, precision):
+        return sum(weight * model(view).float() for weight, view in tta_views(x, tta))
+
+
 @torch.inference_mode()
 def predict_logits(model: nn.Module, source: BatchSource, *, precision: str = "fp32",
                    tta: str = "") -> torch.Tensor:
-    """Logits ``(N, num_classes)`` for every sample of ``source``, in order, as float32 on CPU.
-
-    ``tta`` (e.g. ``"flip,translate"``): the weighted mean of the logits over the views of
-    :func:`cnnlab.data.augment.tta_views` (airbench's test-time augmentation).
-    """
-    from cnnlab.data.augment import tta_views
-
+    """Logits ``(N, num_classes)`` for every sample of ``source``, in order, as float32 on CPU."""
     model.eval()
-    device = source.images.device
     outputs = []
     for x, _ in source.batches():
-        with out_of_memory_as_error("while evaluating", source.batch_size, device):
-            with autocast(device, precision):
-                logits = sum(weight * model(view).float()
-                             for weight, view in tta_views(x, tta))  # (B, classes)
-                outputs.append(logits.cpu())
+        with out_of_memory_as_error("while evaluating", source.batch_size, x.device):
+            outputs.append(batch_logits(model, x, precision, tta).cpu())
     return torch.cat(outputs)
 
 
+@torch.inference_mode()
 def evaluate(model: nn.Module, source: BatchSource, *, precision: str = "fp32",
              task: Task = CLASSIFY, tta: str = "") -> dict:
-    """Loss and top-1 accuracy of ``model`` on ``source`` (other tasks: their metrics)."""
-    if task.name != "classify":
-        return evaluate_task(model, source, precision=precision, task=task)
-    logits = predict_logits(model, source, precision=precision, tta=tta)
-    labels = source.labels.cpu()
-    return {
-        "loss": float(F.cross_entropy(logits, labels)),
-        "acc": float((logits.argmax(1) == labels).float().mean()),
-    }
-
-
-@torch.inference_mode()
-def evaluate_task(model: nn.Module, source: BatchSource, *, precision: str, task: Task) -> dict:
-    """Metrics of a multilabel or segment task, accumulated batch by batch (dense outputs of a
-    whole split would not fit in memory)."""
+    """Loss and the metrics of ``task`` on ``source`` (``loss``, ``acc``, and e.g. ``map`` or
+    ``miou``), accumulated batch by batch by the task's meter (dense outputs of a whole split
+    would not fit in memory)."""
     model.eval()
-    device = source.images.device
     meter = None
     for x, y in source.batches():
-        with out_of_memory_as_error("while evaluating", source.batch_size, device):
-            with autocast(device, precision):
-                logits = model(x).float().cpu()
+        with out_of_memory_as_error("while evaluating", source.batch_size, x.device):
+            logits = batch_logits(model, x, precision, tta).cpu()
         meter = meter or task.meter(logits.shape[1])
         meter.update(logits, y.cpu())
     return meter.result()

@@ -12,8 +12,8 @@ from pathlib import Path
 from cnnlab.config import TrainConfig
 from cnnlab.errors import CheckpointError
 from cnnlab.runs import RunFolder, claim_run_dir, default_run_name
+from cnnlab.runs.checkpoint import newest_checkpoint
 from cnnlab.runs.layout import CONFIG, ELASTIC_MARKER, METRICS
-from cnnlab.train.checkpoint import newest_checkpoint
 
 
 @functools.lru_cache(maxsize=1)

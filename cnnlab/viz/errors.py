@@ -20,18 +20,17 @@ import torch
 import torch.nn.functional as F
 
 from cnnlab.evaluate import Scores, run_probabilities, score
+from cnnlab.runs.reader import OpenRun
 from cnnlab.viz.grids import Grid, make_grid
-from cnnlab.viz.inputs import OpenRun, data_source, load_split
 
 
 def split_scores(run: OpenRun, split: str = "test") -> tuple[Scores, torch.Tensor]:
     """``cnnlab evaluate``'s scores of the run on ``split`` (accuracy, confusion matrix, the
     error list with index, true, pred, top2) and the fitted uint8 images ``(N, C, H, W)``."""
-    data = load_split(run, split)
-    probs, _ = run_probabilities(run.path, data, which=run.which,
-                                 device=str(next(run.model.parameters()).device))
+    data = run.load_split(split)
+    probs = run_probabilities(run, data)
     scores = score(run.path.name, probs, data.labels, data.classes, k=2, paths=data.paths)
-    return scores, data_source(run, data).images.cpu()
+    return scores, run.source(data).images.cpu()
 
 
 def error_caption(error: dict, width: float | None = None) -> str:

@@ -24,8 +24,8 @@ import torch
 
 from cnnlab.analysis.receptive import receptive_field
 from cnnlab.errors import CheckpointError
+from cnnlab.runs.reader import open_run
 from cnnlab.viz.grids import Grid, make_grid
-from cnnlab.viz.inputs import data_source, open_run
 from cnnlab.viz.maps import resolve_layer, unit_count
 from cnnlab.viz.patches import top_activations, top_patches
 
@@ -64,7 +64,7 @@ def feature_evolution(run_dir: str | Path, layer: str | None = None, *,
     snapshots = snapshot_files(run_dir)
     first = open_run(snapshots[0][1])
     path = resolve_layer(first.model, layer, default="last")
-    source = data_source(first, split, limit=limit)
+    source = first.source(split, limit=limit)
     field = receptive_field(first.model, first.input_size, path)
     if units is None:
         units = list(range(min(8, unit_count(first.model, path))))

@@ -9,7 +9,7 @@ then cropped to the unit's receptive field (size, jump and start from
 :func:`cnnlab.analysis.receptive.receptive_field`), from the image as the model saw it.
 
 Example:
-    >>> source = data_source(run, "test")  # doctest: +SKIP
+    >>> source = run.source("test")  # doctest: +SKIP
     >>> top = top_activations(run.model, source, "conv2", units=[0, 1])  # doctest: +SKIP
     >>> top.values.shape, top.images.shape, top.positions.shape  # doctest: +SKIP
     (torch.Size([2, 9]), torch.Size([2, 9]), torch.Size([2, 9, 2]))

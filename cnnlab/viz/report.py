@@ -1,17 +1,18 @@
 """``cnnlab report RUN``: one self-contained HTML page per run, read like a lab-notebook page.
 
-Sections (each a ``<section id=...>``, in this order): the config, the model summary table
-(:func:`cnnlab.analysis.summary.summary`), training curves, the confusion matrix, the errors grid,
-the first layer's filters, feature maps of a few test images, and top patches of the last conv
-layer. A ``--task segment`` run shows image / truth / predicted mask for a few test scenes
+Sections (each a ``<section id=...>``): which ones, and their order, is the run's task's
+``report_sections`` (:mod:`cnnlab.tasks`); :func:`build_sections` holds the builders. For a
+classifier: the config, the model summary table (:func:`cnnlab.analysis.summary.summary`),
+training curves, the confusion matrix, the errors grid, the first layer's filters, feature maps
+of a few test images, and top patches of the last conv layer. A ``--task segment`` run shows
+image / truth / predicted mask for a few test scenes
 (:func:`cnnlab.viz.segmentation.run_segmentation_grid`) with pixel accuracy, mean IoU and the
-IoU of each class in place of the confusion matrix and errors (:data:`SEGMENT_SECTIONS`); a
-``--task multilabel`` run shows each class's average precision and a gallery of true vs
-predicted label sets (:data:`MULTILABEL_SECTIONS`), the metrics of ``cnnlab evaluate``
-(:mod:`cnnlab.train.tasks`). Every image is a PNG embedded as a ``data:`` URI: the file opens
-from disk with no network access. Large runs stay small: thumbnails at most ``MAX_WIDTH`` pixels
-wide, at most ``MAX_ERRORS`` errors, ``MAX_MAPS`` maps of ``MAP_LAYERS`` layers, and top patches
-searched over at most ``limit`` images. Sample images are taken class by class in turn
+IoU of each class in place of the confusion matrix and errors; a ``--task multilabel`` run
+shows each class's average precision and a gallery of true vs predicted label sets, the metrics
+of ``cnnlab evaluate``. Every image is a PNG embedded as a ``data:`` URI: the file opens from
+disk with no network access. Large runs stay small: thumbnails at most ``MAX_WIDTH`` pixels
+wide, at most ``MAX_ERRORS`` errors, ``MAX_MAPS`` maps of ``MAP_LAYERS`` layers, and top
+patches searched over at most ``limit`` images. Sample images are taken class by class in turn
 (:func:`spread_order`), so a class-sorted test set still shows several classes.
 
 Example:
@@ -34,17 +35,13 @@ from cnnlab.data.base import ImageSet
 from cnnlab.data.pipeline import BatchSource
 from cnnlab.errors import ConfigError, DataError
 from cnnlab.runs.outputs import write_text_output
-from cnnlab.train.tasks import THRESHOLD, label_set
+from cnnlab.runs.reader import OpenRun, open_run
+from cnnlab.tasks import label_set
+from cnnlab.train.loop import evaluate
 from cnnlab.viz.grids import fit_width, make_grid, png_data_uri
-from cnnlab.viz.inputs import OpenRun, data_source, load_split, open_run, source_inputs, to_display
+from cnnlab.viz.inputs import source_inputs, to_display
 
-SECTIONS = ("config", "summary", "curves", "confusion", "errors", "filters", "maps", "patches")
-# a --task segment run: image / truth / prediction panels instead of the per-image scores
-SEGMENT_SECTIONS = ("config", "summary", "curves", "segmentation", "filters", "maps", "patches")
 SEGMENT_IMAGES = 8  # test scenes in the segmentation panel
-# a --task multilabel run: per-class average precision and label sets instead
-MULTILABEL_SECTIONS = ("config", "summary", "curves", "precision", "labels", "filters", "maps",
-                       "patches")
 GALLERY_IMAGES = 30  # test scenes in the multilabel gallery
 MAX_WIDTH = 1100  # pixels of any embedded image
 MAX_ERRORS = 60
@@ -223,19 +220,6 @@ def maps_section(run: OpenRun, sample: Sample) -> str:
     return "\n".join(parts)
 
 
-def _class_name(run: OpenRun, label: int) -> str:
-    """A data label's name; a segment run's outputs start with background (label -1)."""
-    return run.classes[label + 1] if _is_segment(run) else run.classes[label]
-
-
-def _task(run: OpenRun) -> str:
-    return run.meta.get("config", {}).get("task", "classify")
-
-
-def _is_segment(run: OpenRun) -> bool:
-    return _task(run) == "segment"
-
-
 @dataclass
 class Sample:
     """The report's sample of a split: at most ``limit`` images taken class by class in turn
@@ -248,33 +232,27 @@ class Sample:
 
     def describe(self, i: int) -> str:
         """``class 7``, or for a multilabel run ``labels {3, 7}``."""
-        if _task(self.run) == "multilabel":
-            return f"labels {{{', '.join(label_set(self.data.present[i], self.data.classes))}}}"
-        return f"class {_class_name(self.run, int(self.data.labels[i]))}"
+        return self.run.task.describe(self.data, i)
 
 
 def report_sample(run: OpenRun, limit: int) -> Sample:
     """:class:`Sample` of the test split (the training split when there is none)."""
     try:
-        data = load_split(run, "test")
+        data = run.load_split("test")
     except DataError:
-        data = load_split(run, "train")
+        data = run.load_split("train")
     order = spread_order(data.labels)[:limit]
     subset = data.subset(torch.tensor(order, dtype=torch.long))
-    return Sample(run, subset, order, data_source(run, subset))
+    return Sample(run, subset, order, run.source(subset))
 
 
 def task_metrics(run: OpenRun) -> tuple[dict, ImageSet]:
     """``cnnlab evaluate``'s metrics of a multilabel or segment run on its test split
-    (:func:`cnnlab.train.loop.evaluate_task`: mAP and per-class AP, or mean and per-class IoU)."""
-    from cnnlab.train.loop import evaluate_task
-    from cnnlab.train.tasks import get_task
-
-    task = get_task(_task(run))
-    data = load_split(run, "test")
-    source = data_source(run, data, batch_size=64)
-    source.labels = task.targets(data).to(source.images.device)
-    return evaluate_task(run.model, source, precision="fp32", task=task), data
+    (:func:`cnnlab.train.loop.evaluate`: mAP and per-class AP, or mean and per-class IoU)."""
+    data = run.load_split("test")
+    source = run.source(data, batch_size=64)
+    source.labels = run.task.targets(data).to(source.images.device)
+    return evaluate(run.model, source, precision="fp32", task=run.task), data
 
 
 def _metric(value: float | None) -> str:
@@ -291,7 +269,7 @@ def precision_section(run: OpenRun) -> str:
     rows = [[name, _metric(ap), count] for name, ap, count in
             zip(data.classes, metrics["per_class_ap"], positives, strict=True)]
     text = (f"test mAP {metrics['map']:.4f}, micro F1 {metrics['f1']:.4f}, exact label set "
-            f"{100 * metrics['acc']:.2f}% of {len(data)} scenes (threshold {THRESHOLD})")
+            f"{100 * metrics['acc']:.2f}% of {len(data)} scenes (threshold {run.task.threshold})")
     return f"<p>{html.escape(text)}</p>" + table(["class", "AP", "scenes with it"], rows,
                                                  numeric={1, 2})
 
@@ -301,7 +279,7 @@ def labels_section(run: OpenRun, sample: Sample) -> str:
     """A gallery of test scenes captioned with their true and predicted label sets."""
     shown = list(range(min(GALLERY_IMAGES, len(sample.index))))
     x = source_inputs(sample.source, shown)
-    predicted = run.model(x).float().sigmoid().cpu() >= THRESHOLD  # (B, K)
+    predicted = run.model(x).float().sigmoid().cpu() >= run.task.threshold  # (B, K)
     captions, exact = [], 0
     for i in shown:
         right = bool(torch.equal(sample.data.present[i].bool(), predicted[i]))
@@ -313,7 +291,7 @@ def labels_section(run: OpenRun, sample: Sample) -> str:
     scale = max(1, math.ceil(64 / tiles.shape[-1]))
     grid = make_grid(tiles, columns=10, scale=scale, normalize="none", captions=captions)
     caption = (f"{len(shown)} test scenes: T = true label set, P = predicted (sigmoid >= "
-               f"{THRESHOLD}); {exact} exactly right")
+               f"{run.task.threshold}); {exact} exactly right")
     return img_tag(grid.image, "true and predicted label sets", caption,
                    indices=sample.index[:len(shown)])
 
@@ -366,28 +344,30 @@ def _layer_label(run: OpenRun, layer: str) -> str:
     return alias if alias == layer else f"{alias} ({layer})"
 
 
+TITLES = {"config": "Configuration", "summary": "Model summary", "curves": "Training curves",
+          "confusion": "Confusion matrix", "errors": "Errors", "filters": "Filters",
+          "maps": "Feature maps", "patches": "What excites the last conv layer",
+          "segmentation": "Image, truth and prediction",
+          "precision": "Average precision per class", "labels": "True and predicted labels"}
+
+
 def build_sections(run: OpenRun, *, limit: int = 5000) -> list[Section]:
-    """Every report section, in :data:`SECTIONS` order (segment runs:
-    :data:`SEGMENT_SECTIONS`, multilabel runs: :data:`MULTILABEL_SECTIONS`)."""
+    """Every section the run's task declares (``task.report_sections``), in that order."""
     sample = report_sample(run, limit)
-    task = _task(run)
-    keys = {"segment": SEGMENT_SECTIONS, "multilabel": MULTILABEL_SECTIONS}.get(task, SECTIONS)
-    bodies = {"config": config_section(run), "summary": summary_section(run),
-              "curves": curves_section(run), "filters": filters_section(run),
-              "maps": maps_section(run, sample), "patches": patches_section(run, sample.source)}
-    if task == "segment":
-        bodies["segmentation"] = segmentation_section(run)
-    elif task == "multilabel":
-        bodies["precision"] = precision_section(run)
-        bodies["labels"] = labels_section(run, sample)
-    else:
-        bodies["confusion"], bodies["errors"] = score_sections(run)
-    titles = {"config": "Configuration", "summary": "Model summary", "curves": "Training curves",
-              "confusion": "Confusion matrix", "errors": "Errors", "filters": "Filters",
-              "maps": "Feature maps", "patches": "What excites the last conv layer",
-              "segmentation": "Image, truth and prediction",
-              "precision": "Average precision per class", "labels": "True and predicted labels"}
-    return [Section(key, titles[key], bodies[key]) for key in keys]
+    scores = {}  # confusion and errors share one evaluation of the test split
+
+    def scored(part: int):
+        return lambda: (scores.setdefault("both", score_sections(run)))[part]
+
+    builders = {"config": lambda: config_section(run), "summary": lambda: summary_section(run),
+                "curves": lambda: curves_section(run), "filters": lambda: filters_section(run),
+                "maps": lambda: maps_section(run, sample),
+                "patches": lambda: patches_section(run, sample.source),
+                "segmentation": lambda: segmentation_section(run),
+                "precision": lambda: precision_section(run),
+                "labels": lambda: labels_section(run, sample),
+                "confusion": scored(0), "errors": scored(1)}
+    return [Section(key, TITLES[key], builders[key]()) for key in run.task.report_sections]
 
 
 def render_html(run: OpenRun, sections: list[Section]) -> str:
@@ -406,11 +386,11 @@ def render_html(run: OpenRun, sections: list[Section]) -> str:
 
 
 def run_report(run: str | Path, *, out: str | Path | None = None, which: str = "best",
-               device: str = "cpu", limit: int = 5000) -> Path:
+               device: str = "cpu", limit: int = 5000, threshold: float | None = None) -> Path:
     """Write the HTML report of a run (default ``RUN/report.html``) and return its path."""
     if limit < 1:
         raise ConfigError(f"--limit {limit}: expected 1 or more")
-    opened = open_run(run, which=which, device=device)
+    opened = open_run(run, checkpoint=which, device=device, threshold=threshold)
     page = render_html(opened, build_sections(opened, limit=limit))
     path = Path(out) if out else opened.run_dir / "report.html"
     return write_text_output(path, page)

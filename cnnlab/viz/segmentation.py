@@ -135,21 +135,19 @@ def run_segmentation_grid(run, split: str = "test", count: int = 8) -> Grid:
     (an :class:`~cnnlab.viz.inputs.OpenRun`); prediction = argmax over the model's classes.
 
     Example:
-        >>> from cnnlab.viz.inputs import open_run
+        >>> from cnnlab.runs import open_run
         >>> run_segmentation_grid(open_run("runs/fcn"), count=4).layout.rows  # doctest: +SKIP
         4
     """
     from cnnlab.errors import ConfigError
-    from cnnlab.viz.inputs import data_source, load_split
 
-    task = run.meta.get("config", {}).get("task", "classify")
-    if task != "segment":
-        raise ConfigError(f"{run.path}: a '{task}' run has no masks to show; segmentation "
-                          f"panels need a run trained with --task segment")
+    if run.task.output_kind != "mask":
+        raise ConfigError(f"{run.path}: a '{run.task.name}' run has no masks to show; "
+                          f"segmentation panels need a run trained with --task segment")
     if count < 1:
         raise ConfigError(f"--count {count}: expected at least 1 image")
-    data = load_split(run, split, limit=count)
-    source = data_source(run, data)
+    data = run.load_split(split, limit=count)
+    source = run.source(data)
     x, _ = next(source.batches())  # (B, C, H, W) normalised, in data order
     pred = run.model(x).argmax(1).cpu()  # (B, H, W) class per pixel
     return segmentation_grid(source.images.cpu(), data.masks, pred, classes=data.classes)

@@ -27,8 +27,10 @@ from pathlib import Path
 import torch
 
 from cnnlab.errors import ConfigError, ModelError, choices_hint
+from cnnlab.runs.reader import OpenRun, open_run
+from cnnlab.tasks import get_task, task_names
 from cnnlab.viz.grids import make_grid, normalize_tiles, save_png
-from cnnlab.viz.inputs import OpenRun, data_source, image_input, open_run, to_display
+from cnnlab.viz.inputs import image_input, to_display
 
 
 @dataclass
@@ -64,24 +66,18 @@ def resolve_class(classes: list[str], value: str | int) -> int:
 def sample_inputs(run: OpenRun, request: Request, count: int) -> tuple[torch.Tensor, list[str]]:
     """``--image`` (one file) or ``count`` images of the split from ``--index`` on: normalised
     inputs ``(B, C, H, W)`` and a label for each."""
-    from cnnlab.viz.inputs import load_split, source_inputs
+    from cnnlab.viz.inputs import source_inputs
 
     if request.image:
         return image_input(run, request.image), [Path(request.image).name]
-    data = load_split(run, request.split, limit=request.index + count)
+    data = run.load_split(request.split, limit=request.index + count)
     if request.index >= len(data):
         raise ConfigError(f"--index {request.index}: the {request.split} split has "
                           f"{len(data)} images (0..{len(data) - 1})")
-    source = data_source(run, data)
+    source = run.source(data)
     picked = list(range(request.index, min(request.index + count, len(data))))
     return source_inputs(source, picked), [
-        f"#{i} true {_label_name(run, int(data.labels[i]))}" for i in picked]
-
-
-def _label_name(run: OpenRun, label: int) -> str:
-    """A data label's class name (a segment run's outputs start with background)."""
-    segment = run.meta.get("config", {}).get("task") == "segment"
-    return run.classes[label + 1] if segment else run.classes[label]
+        f"#{i} true {run.task.label_name(run.classes, int(data.labels[i]))}" for i in picked]
 
 
 def alias(run: OpenRun, layer: str) -> str:
@@ -125,7 +121,7 @@ def draw_top_patches(run: OpenRun, request: Request, out: Path) -> list[Path]:
 
     path = resolve_layer(run.model, request.layer, default="last")
     units = request.units or list(range(min(16, unit_count(run.model, path))))
-    source = data_source(run, request.split, limit=request.limit)
+    source = run.source(request.split, limit=request.limit)
     top = top_activations(run.model, source, path, units=units)
     patches = top_patches(top, source, receptive_field(run.model, run.input_size, path))
     grid = patches_grid(patches, top.values, top.units)
@@ -230,6 +226,12 @@ def visualize(kind: str, run: str | Path, *, out: str | Path | None = None,
     ``RUN/viz``). ``options`` are :class:`Request` fields (layer, units, image, ...)."""
     if kind not in KINDS:
         raise ConfigError(f"unknown visualisation {choices_hint(kind, list(KINDS))}")
-    opened = open_run(run, which=which, device=device)
+    opened = open_run(run, checkpoint=which, device=device)
+    task = opened.task
+    if kind not in task.picture_kinds:  # each task declares the pictures that make sense for it
+        serving = [name for name in task_names() if kind in get_task(name).picture_kinds]
+        raise ConfigError(f"visualize {kind}: needs a run trained with "
+                          f"{' or '.join(f'--task {n}' for n in serving)}, not a '{task.name}' "
+                          f"run; its pictures are: {', '.join(task.picture_kinds)}")
     folder = Path(out) if out else opened.run_dir / "viz"
     return KINDS[kind](opened, Request(**options), folder)

@@ -11,7 +11,8 @@ from pathlib import Path
 import torch
 
 from cnnlab.config import TrainConfig
-from cnnlab.train.checkpoint import model_state, read_checkpoint
+from cnnlab.runs.checkpoint import read_checkpoint
+from cnnlab.weightfile import model_state
 
 REPO = Path(__file__).resolve().parents[2]
 STEPS_PER_EPOCH = 21  # digits: 1,437 training scans, 10% held out -> 1,293 / 64, rounded up

@@ -18,7 +18,7 @@ import torch
 
 from cnnlab.cli.main import main as cnnlab_main
 from cnnlab.models import create
-from cnnlab.train import checkpoint as ckpt
+from cnnlab.runs import checkpoint as ckpt
 from cnnlab.train.fit import fit
 
 from .helpers import (
@@ -37,7 +37,7 @@ pytestmark = pytest.mark.reliability
 SLOW_WRITER = r"""
 import os, sys, time, torch
 from cnnlab.models import create
-from cnnlab.train.checkpoint import save_checkpoint
+from cnnlab.runs.checkpoint import save_checkpoint
 
 real_fdopen = os.fdopen
 

@@ -21,7 +21,8 @@ from cnnlab.data.idx import load_idx_pair, read_idx
 from cnnlab.errors import CheckpointError, DataError
 from cnnlab.evaluate import evaluate_runs
 from cnnlab.predict import predict_images
-from cnnlab.train.checkpoint import load_model, read_checkpoint
+from cnnlab.runs.checkpoint import read_checkpoint
+from cnnlab.runs.reader import load_model
 from cnnlab.train.fit import fit
 
 from .helpers import quick_config

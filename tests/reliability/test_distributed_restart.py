@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from cnnlab.train.checkpoint import read_checkpoint
+from cnnlab.runs.checkpoint import read_checkpoint
 
 from .helpers import REPO
 

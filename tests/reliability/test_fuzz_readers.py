@@ -30,7 +30,8 @@ from cnnlab.data.idx import parse_idx, read_idx
 from cnnlab.data.images import load_image
 from cnnlab.errors import CnnlabError
 from cnnlab.models import create
-from cnnlab.train.checkpoint import load_model, newest_checkpoint, read_checkpoint
+from cnnlab.runs.checkpoint import newest_checkpoint, read_checkpoint
+from cnnlab.runs.reader import load_model
 
 pytestmark = [pytest.mark.reliability,
               pytest.mark.filterwarnings("ignore::UserWarning"),

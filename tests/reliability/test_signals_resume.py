@@ -25,7 +25,7 @@ import yaml
 
 import cnnlab.train.loop as loop
 from cnnlab.data.pipeline import BatchSource
-from cnnlab.train.checkpoint import read_checkpoint
+from cnnlab.runs.checkpoint import read_checkpoint
 from cnnlab.train.fit import fit
 
 from .helpers import (

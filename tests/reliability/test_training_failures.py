@@ -20,7 +20,7 @@ from .helpers import STEPS_PER_EPOCH, quick_config
 
 pytestmark = pytest.mark.reliability
 fit_module = importlib.import_module("cnnlab.train.fit")
-checkpoint_module = importlib.import_module("cnnlab.train.checkpoint")
+checkpoint_module = importlib.import_module("cnnlab.runs.checkpoint")
 
 
 @pytest.fixture

@@ -18,7 +18,8 @@ from cnnlab.cli.main import main as cnnlab_main
 from cnnlab.data.cifar import read_batch, read_cifar
 from cnnlab.errors import CheckpointError, DataError
 from cnnlab.models import create
-from cnnlab.train.checkpoint import load_model, read_checkpoint, save_checkpoint
+from cnnlab.runs.checkpoint import read_checkpoint, save_checkpoint
+from cnnlab.runs.reader import load_model
 
 pytestmark = [pytest.mark.reliability,
               pytest.mark.filterwarnings("ignore:Detected pickle protocol:UserWarning")]

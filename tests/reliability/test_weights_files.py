@@ -15,7 +15,8 @@ from safetensors.torch import save_file
 
 from cnnlab.errors import CheckpointError
 from cnnlab.models import create
-from cnnlab.train.checkpoint import load_model, read_checkpoint, save_checkpoint
+from cnnlab.runs.checkpoint import read_checkpoint, save_checkpoint
+from cnnlab.runs.reader import load_model
 
 pytestmark = pytest.mark.reliability
 FLOORS = {"torch": Version("2.10"), "pillow": Version("12.2")}
