@@ -92,7 +92,7 @@ def run_probabilities(run: OpenRun, data: ImageSet, *, batch_size: int = 500,
     return predict_logits(run.model, source, precision=precision, tta=tta).softmax(1)
 
 
-def evaluate_runs(runs: list[str | Path], *, data: str | None = None, split: str = "test",
+def evaluate_runs(runs: list[str | Path | OpenRun], *, data: str | None = None, split: str = "test",
                   data_root: str | None = None, k: int = 5, which: str = "best",
                   device: str = "cpu", tta: str | None = None) -> Report:
     """Evaluate one or more runs on a split; several runs are also averaged.
@@ -122,7 +122,7 @@ def evaluate_runs(runs: list[str | Path], *, data: str | None = None, split: str
     return Report(members, ensemble, data or opened[0].data_name, split, len(dataset))
 
 
-def evaluate_dense_run(run: str | Path, *, data: str | None = None, split: str = "test",
+def evaluate_dense_run(run: str | Path | OpenRun, *, data: str | None = None, split: str = "test",
                        data_root: str | None = None, which: str = "best", device: str = "cpu",
                        out: str | Path | None = None, examples: int = 8,
                        threshold: float = THRESHOLD) -> dict:
@@ -147,7 +147,7 @@ def evaluate_dense_run(run: str | Path, *, data: str | None = None, split: str =
             dataset.images, opened.preprocess.size, "resize"))  # the trained input size
     source = opened.source(dataset, batch_size=64)
     source.labels = task.targets(dataset).to(opened.device)
-    report = {"run": str(run), "task": task.name, "data": data or opened.data_name,
+    report = {"run": str(opened.path), "task": task.name, "data": data or opened.data_name,
               "split": split, "count": len(dataset), "classes": dataset.classes,
               "metric_labels": task.metric_labels, "main_metric": task.main_metric,
               **({"threshold": threshold} if task.output_kind == "labels" else {}),

@@ -94,11 +94,25 @@ def test_compare_names_a_folder_that_is_not_a_run(tmp_path, capsys):
     assert "empty: no metrics.jsonl" in err and "\n" not in err
 
 
-def test_compare_rejects_a_broken_run_index(two_runs, capsys):
+def test_compare_warns_about_a_broken_run_index_and_shows_the_curves(two_runs):
+    """Issue 18, item 16: a torn run.json or a string metric no longer stops compare."""
     root, _, _ = two_runs
     (root / "plain56" / "run.json").write_text("{not json")
-    assert main(["compare", str(root / "plain56"), "--out", str(root / "cmp")]) == 2
-    assert "run.json: not a cnnlab run index" in capsys.readouterr().err
+    with pytest.warns(UserWarning, match="run.json: not a readable cnnlab run index"):
+        assert main(["compare", str(root / "plain56"), "--out", str(root / "cmp")]) == 0
+    (root / "plain56" / "run.json").write_text('{"test": {"acc": "0.9", "loss": 0.3}}')
+    assert main(["compare", str(root / "plain56"), "--out", str(root / "cmp2")]) == 0
+
+
+def test_compare_skips_a_torn_last_line_of_the_metrics(two_runs):
+    root, _, _ = two_runs
+    metrics = root / "plain56" / "metrics.jsonl"
+    epochs = len(metrics.read_text().splitlines())
+    with open(metrics, "a") as handle:
+        handle.write('{"epoch": 9, "train_lo')  # a crash mid-write
+    assert main(["compare", str(root / "plain56"), "--out", str(root / "cmp")]) == 0
+    rows = (root / "cmp" / "compare.csv").read_text().splitlines()
+    assert len(rows) == 1 + epochs
 
 
 def test_an_output_folder_that_cannot_be_made_is_a_one_line_error(two_runs, capsys):

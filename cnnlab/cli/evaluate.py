@@ -24,7 +24,7 @@ from cnnlab.evaluate import (
     format_errors,
     write_report,
 )
-from cnnlab.runs import open_run
+from cnnlab.runs import OpenRun, open_run
 from cnnlab.tasks import THRESHOLD
 
 
@@ -48,21 +48,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    task = open_run(args.runs[0], checkpoint=args.checkpoint).task
-    return REPORTS[task.evaluation](args)
+    first = open_run(args.runs[0], checkpoint=args.checkpoint, device=args.device,
+                     threshold=args.threshold)
+    return REPORTS[first.task.evaluation](args, first)
 
 
-def report_dense(args: argparse.Namespace) -> int:
+def report_dense(args: argparse.Namespace, first: OpenRun) -> int:
     """Label sets and pixels (multilabel, segment): mAP or IoU per class, examples, masks."""
     print(format_dense_report(evaluate_dense_run(
-        args.runs[0], data=args.data, split=args.split, data_root=args.data_root,
+        first, data=args.data, split=args.split, data_root=args.data_root,
         which=args.checkpoint, device=args.device, out=args.out, threshold=args.threshold)))
     return 0
 
 
-def report_classes(args: argparse.Namespace) -> int:
+def report_classes(args: argparse.Namespace, first: OpenRun) -> int:
     """One class per image: top-1/top-k, the error list, confusion; ensembles."""
-    report = evaluate_runs(args.runs, data=args.data, split=args.split, data_root=args.data_root,
+    report = evaluate_runs([first, *args.runs[1:]], data=args.data, split=args.split, data_root=args.data_root,
                            k=args.top_k, which=args.checkpoint, device=args.device,
                            tta=args.tta)
     print(f"{report.data} {report.split}: {report.count} images")

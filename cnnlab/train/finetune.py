@@ -29,11 +29,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from cnnlab.config import TrainConfig
-from cnnlab.errors import CheckpointError, ConfigError, ModelError, choices_hint
+from cnnlab.errors import ConfigError, ModelError, choices_hint
 from cnnlab.files import atomic_write_bytes
 from cnnlab.runs import RunFolder
-from cnnlab.runs.checkpoint import read_checkpoint, resolve_checkpoint
+from cnnlab.runs.checkpoint import read_checkpoint
 from cnnlab.runs.layout import FINETUNE
+from cnnlab.runs.reader import open_run
 from cnnlab.train.fit import Run, RunResult, fit
 from cnnlab.train.optim import lr_at, parameter_groups, set_lr
 from cnnlab.train.rundir import new_run_dir
@@ -135,11 +136,8 @@ class Source:
 
     @classmethod
     def load(cls, checkpoint: str | Path) -> Source:
-        path = resolve_checkpoint(checkpoint, "best")
-        tensors, meta = read_checkpoint(path)
-        if not meta.get("model"):
-            raise CheckpointError(f"{path}: no cnnlab model description in its metadata")
-        return cls(path, model_state(tensors), meta)
+        run = open_run(checkpoint)
+        return cls(run.checkpoint, run.weights(), run.meta)
 
 
 def target_config(source: Source, data: str, **overrides: object) -> TrainConfig:

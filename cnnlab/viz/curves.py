@@ -11,12 +11,14 @@ Example:
 from __future__ import annotations
 
 import io
-import json
+import warnings
 from pathlib import Path
 
 from PIL import Image
 
 from cnnlab.errors import DataError
+from cnnlab.runs import reader as runs_reader
+from cnnlab.runs.layout import INDEX, METRICS
 
 # (axis title, [(metrics.jsonl key, legend label)]) per panel
 PANELS = [
@@ -27,11 +29,12 @@ PANELS = [
 
 
 def read_metrics(run_dir: str | Path) -> list[dict]:
-    """The per-epoch records of ``RUN/metrics.jsonl`` (one JSON object per line)."""
-    path = Path(run_dir) / "metrics.jsonl"
+    """The per-epoch records of ``RUN/metrics.jsonl`` (:func:`cnnlab.runs.reader.read_metrics`:
+    a line torn by a crash is skipped)."""
+    path = Path(run_dir) / METRICS
     if not path.is_file():
-        raise DataError(f"{run_dir}: no metrics.jsonl (is this a cnnlab run directory?)")
-    records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        raise DataError(f"{run_dir}: no {METRICS} (is this a cnnlab run directory?)")
+    records = runs_reader.read_metrics(Path(run_dir))
     if not records:
         raise DataError(f"{path}: no epoch finished yet")
     return records
@@ -58,14 +61,13 @@ def curves_figure(records: list[dict]):
 
 
 def read_test_metrics(run_dir: str | Path) -> dict:
-    """The ``test`` metrics ``RUN/run.json`` records after the final test (``{}`` if none)."""
-    path = Path(run_dir) / "run.json"
-    if not path.is_file():
-        return {}
-    try:
-        return dict(json.loads(path.read_text()).get("test") or {})
-    except (json.JSONDecodeError, AttributeError, TypeError, ValueError):
-        raise DataError(f"{path}: not a cnnlab run index (bad JSON)") from None
+    """The ``test`` metrics ``RUN/run.json`` records after the final test (``{}`` if none or
+    unreadable, with a warning; values that are not finite numbers are left out)."""
+    index = Path(run_dir) / INDEX
+    if index.is_file() and not runs_reader.read_index(Path(run_dir)):
+        warnings.warn(f"{index}: not a readable cnnlab run index (torn or edited); its test "
+                      f"metrics are not shown", stacklevel=2)
+    return runs_reader.read_test_metrics(Path(run_dir))
 
 
 def compare_rows(runs: dict[str, list[dict]], tests: dict[str, dict]) -> list[dict]:
