@@ -63,7 +63,8 @@ def report_dense(args: argparse.Namespace, first: OpenRun) -> int:
 
 def report_classes(args: argparse.Namespace, first: OpenRun) -> int:
     """One class per image: top-1/top-k, the error list, confusion; ensembles."""
-    report = evaluate_runs([first, *args.runs[1:]], data=args.data, split=args.split, data_root=args.data_root,
+    report = evaluate_runs([first, *args.runs[1:]], data=args.data, split=args.split,
+                           data_root=args.data_root,
                            k=args.top_k, which=args.checkpoint, device=args.device,
                            tta=args.tta)
     print(f"{report.data} {report.split}: {report.count} images")
