@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from torch import nn
 
 from cnnlab.errors import ModelError, choices_hint
+from cnnlab.models.base import ImageClassifier
 
 Builder = Callable[..., nn.Module]
 
@@ -156,10 +157,14 @@ def create(
             kwargs["in_channels"] = in_channels
         _check_options(info, kwargs)
         model = info.builder(**kwargs)
+        c = in_channels if in_channels is not None else info.input_size[0]
+        size = input_size if input_size is not None else (c, *info.input_size[1:])
     if weights is not None:
         from cnnlab.models.weights import load_weights
 
         load_weights(model, weights, num_classes=num_classes)
+    if isinstance(model, ImageClassifier):
+        model.input_shape = (c, *size[1:])  # what feature_info() traces the stages at
     return model
 
 
