@@ -19,11 +19,13 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import signal
+from pathlib import Path
 
 import yaml
 
 from cnnlab.config import TrainConfig, load_config
 from cnnlab.errors import ConfigError
+from cnnlab.runs.layout import FINETUNE
 from cnnlab.train.fit import fit
 
 # flag -> (type, help); every flag maps to the TrainConfig field of the same name.
@@ -151,8 +153,14 @@ def run(args: argparse.Namespace) -> int:
 
         return launch(config_from_args(args), args.nproc, resume=args.resume,
                       stop_after_epochs=args.stop_after_epochs, break_lock=args.break_lock)
-    result = fit(config_from_args(args), resume=args.resume,
-                 stop_after_epochs=args.stop_after_epochs, break_lock=args.break_lock)
+    if args.resume and (Path(args.resume) / FINETUNE).is_file():  # a fine-tuning run
+        from cnnlab.train.finetune import resume_finetune
+
+        result = resume_finetune(args.resume, stop_after_epochs=args.stop_after_epochs,
+                                 break_lock=args.break_lock)
+    else:
+        result = fit(config_from_args(args), resume=args.resume,
+                     stop_after_epochs=args.stop_after_epochs, break_lock=args.break_lock)
     if result.status == "interrupted":
         return 128 + (result.signal or signal.SIGINT)
     return 0
