@@ -1,8 +1,14 @@
 """List the model zoo: name, classes and parameters of the paper's head, input size, paper.
 
+--plot draws lecture 002's "Comparing complexity" chart (Canziani et al. 2017) for the zoo:
+multiply-adds against parameters at each model's input size (bubble area ~ parameters), and,
+for every trained run under --runs, its accuracy against its multiply-adds.
+
 examples:
   cnnlab models
   cnnlab models --json
+  cnnlab models --plot                    # writes models-complexity.png
+  cnnlab models --plot zoo.png --runs runs/
 """
 
 from __future__ import annotations
@@ -18,9 +24,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--num-classes", type=int, default=None,
                         help="count parameters with this many output classes "
                              "(default: each paper's, e.g. 1000 for ImageNet models)")
+    parser.add_argument("--plot", nargs="?", const="models-complexity.png", metavar="PNG",
+                        help="draw the complexity chart into PNG (default "
+                             "models-complexity.png)")
+    parser.add_argument("--runs", default="runs",
+                        help="--plot: folder searched for trained runs' run.json (default runs/)")
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.plot:
+        from cnnlab.analysis.complexity import plot_zoo
+
+        path, rows, points = plot_zoo(args.plot, args.runs)
+        print(f"wrote {path}: {len(rows)} models, {len(points)} runs with an accuracy "
+              f"(from {args.runs})")
+        return 0
     rows = model_table(num_classes=args.num_classes)
     if args.json:
         print(json.dumps(rows, indent=2))
