@@ -44,8 +44,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                        ("pool-input", "what the matching max-pool saw (unpool --mode max)")):
         parser.add_argument(f"--{name}", help=what)
         parser.add_argument(f"--{name}-file", help=f"file holding the {what.split(' (')[0]}")
-    parser.add_argument("--stride", help="stride (conv 1, pool = size, transpose-conv 2); a "
-                        "fraction like 0.5 is a transposed convolution")
+    parser.add_argument("--stride", type=stride_value, help="stride (conv 1, pool = size, "
+                        "transpose-conv 2); a fraction like 0.5 is a transposed convolution")
     parser.add_argument("--padding", type=int, help="zero padding (conv 0, transpose-conv 1)")
     parser.add_argument("--output-padding", type=int, default=None,
                         help="transpose-conv extra output rows/cols (default stride - 1: "
@@ -77,17 +77,23 @@ def _plain_number(text: str | None) -> str | None:
     return f"[{text}]"
 
 
-def parse_stride(text: str | None) -> int | None:
-    """``"2" -> 2``; a fractional stride (lecture 000: "Stride = 0.5, convolution on every half
-    pixel (interpolation, Long et al. 2015)") is a transposed convolution: say so."""
-    if text is None:
-        return None
+def stride_value(text: str) -> int | Fraction:
+    """``--stride``: ``"2" -> 2``; fractions (``"0.5"``, ``"1/2"``) are kept for
+    :func:`check_stride` to explain."""
     try:
         value = Fraction(text.strip())
     except (ValueError, ZeroDivisionError):
-        raise ConfigError(f"--stride {text!r}: expected a whole number such as 2") from None
-    if value.denominator == 1:
-        return int(value)
+        raise argparse.ArgumentTypeError(f"expected a whole number such as 2, got {text!r}") \
+            from None
+    return int(value) if value.denominator == 1 else value
+
+
+def check_stride(value: int | Fraction | None) -> None:
+    """A fractional stride (lecture 000: "Stride = 0.5, convolution on every half pixel
+    (interpolation, Long et al. 2015)") is a transposed convolution: say so."""
+    if not isinstance(value, Fraction):
+        return
+    text = f"{float(value):g}"
     if 0 < value < 1 and value.numerator == 1:
         raise ConfigError(f"--stride {text}: a fractional stride is upsampling by "
                           f"{value.denominator}, a transposed convolution (lecture 000: 'stride "
@@ -100,7 +106,7 @@ def parse_stride(text: str | None) -> int | None:
 def check_arguments(args: argparse.Namespace) -> None:
     """One-line ConfigErrors for numbers that cannot work; fills the defaults that depend on
     other options (transpose-conv output padding = stride - 1)."""
-    args.stride = parse_stride(args.stride)
+    check_stride(args.stride)
     for name, least in (("stride", 1), ("padding", 0), ("size", 1), ("output_padding", 0),
                         ("decimals", 0)):
         value = getattr(args, name)

@@ -9,6 +9,7 @@ examples:
   cnnlab models --json
   cnnlab models --plot                    # writes models-complexity.png
   cnnlab models --plot zoo.png --runs runs/
+  cnnlab models --plot lenets.png --only lenet1989,lenet1,lenet4,lenet5
 """
 
 from __future__ import annotations
@@ -29,15 +30,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "models-complexity.png)")
     parser.add_argument("--runs", default="runs",
                         help="--plot: folder searched for trained runs' run.json (default runs/)")
+    parser.add_argument("--only", metavar="NAMES",
+                        help="--plot: only these zoo models, comma-separated (default: all)")
 
 
 def run(args: argparse.Namespace) -> int:
     if args.plot:
         from cnnlab.analysis.complexity import plot_zoo
 
-        path, rows, points = plot_zoo(args.plot, args.runs)
-        print(f"wrote {path}: {len(rows)} models, {len(points)} runs with an accuracy "
-              f"(from {args.runs})")
+        names = [n.strip() for n in args.only.split(",") if n.strip()] if args.only else None
+        path, rows, points = plot_zoo(args.plot, args.runs, names)
+        runs = f"{len(points)} run{'' if len(points) == 1 else 's'}"
+        print(f"wrote {path}: {len(rows)} models, {runs} with an accuracy (from {args.runs})")
         return 0
     rows = model_table(num_classes=args.num_classes)
     if args.json:
