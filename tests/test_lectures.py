@@ -12,18 +12,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import test_xo as xo  # the X's and O's tables typed from the slides
 from scipy.ndimage import correlate
-from test_xo import (
-    CONV_ANTI_DIAGONAL,
-    CONV_CROSS,
-    CONV_DIAGONAL,
-    POOL_ANTI_DIAGONAL,
-    POOL_CROSS,
-    POOL_DIAGONAL,
-    RELU_ANTI_DIAGONAL,
-    RELU_CROSS,
-    RELU_DIAGONAL,
-)
 
 from cnnlab.analysis.lectures import as_printed, examples, run_example
 from cnnlab.cli.main import main
@@ -164,10 +154,10 @@ GOLDEN: dict[str, tuple[dict, list, dict]] = {
                  "cnnlab's": 9}, [("X", None, "10x9", "9x9")], {}),
     "filtering": ({"sum of the products": 9, "divided by the 9 pixels": 1.0},
                   [("sum of the products", None, 8, 9)], {}),
-    "every-match": ({"diagonal": CONV_DIAGONAL, "cross": CONV_CROSS,
-                     "anti-diagonal": CONV_ANTI_DIAGONAL}, [], {}),
-    "conv-layer": ({"diagonal": CONV_DIAGONAL, "cross": CONV_CROSS,
-                    "anti-diagonal": CONV_ANTI_DIAGONAL},
+    "every-match": ({"diagonal": xo.CONV_DIAGONAL, "cross": xo.CONV_CROSS,
+                     "anti-diagonal": xo.CONV_ANTI_DIAGONAL}, [], {}),
+    "conv-layer": ({"diagonal": xo.CONV_DIAGONAL, "cross": xo.CONV_CROSS,
+                    "anti-diagonal": xo.CONV_ANTI_DIAGONAL},
                    [("diagonal", (0, 4), 0.05, 0.55), ("diagonal", (1, 4), 0.11, -0.11),
                     ("diagonal", (3, 4), 0.33, -0.33), ("diagonal", (4, 1), 0.11, -0.11),
                     ("diagonal", (4, 5), 0.11, -0.11), ("diagonal", (5, 4), 0.11, -0.11),
@@ -177,16 +167,16 @@ GOLDEN: dict[str, tuple[dict, list, dict]] = {
                     ("anti-diagonal", (1, 4), 0.11, -0.11), ("anti-diagonal", (2, 5), 0.11, -0.11),
                     ("anti-diagonal", (3, 4), 0.33, -0.33), ("anti-diagonal", (5, 4), 0.11, -0.11),
                     ("anti-diagonal", (6, 5), 0.11, -0.11)], {}),
-    "pooling": ({"diagonal": POOL_DIAGONAL, "cross": POOL_CROSS,
-                 "anti-diagonal": POOL_ANTI_DIAGONAL}, [], {}),
-    "relu-layer": ({"cross map, before": CONV_CROSS, "diagonal, rectified": RELU_DIAGONAL,
-                    "cross, rectified": RELU_CROSS, "anti-diagonal, rectified": RELU_ANTI_DIAGONAL},
+    "pooling": ({"diagonal": xo.POOL_DIAGONAL, "cross": xo.POOL_CROSS,
+                 "anti-diagonal": xo.POOL_ANTI_DIAGONAL}, [], {}),
+    "relu-layer": ({"cross map, before": xo.CONV_CROSS, "diagonal, rectified": xo.RELU_DIAGONAL,
+                    "cross, rectified": xo.RELU_CROSS, "anti-diagonal, rectified": xo.RELU_ANTI_DIAGONAL},
                    [("cross map, before", (4, 2), 0.65, 0.55),
                     ("cross map, before", (4, 4), 0.65, 0.55),
                     ("diagonal, rectified", (2, 4), 0, 0.11),
                     ("diagonal, rectified", (2, 5), 0.11, 0),
                     ("diagonal, rectified", (2, 6), 0, 0.55)], {}),
-    "relus": ({"diagonal, rectified": RELU_DIAGONAL},
+    "relus": ({"diagonal, rectified": xo.RELU_DIAGONAL},
               [("diagonal, rectified", None, "8x7", "7x7")], {}),
     "box-filter": ({"output": BOX_7X7, "top-left 6x6 of the output": [r[:6] for r in BOX_7X7[:6]],
                     "output of a 9x9 step edge": [r[:6] for r in BOX_7X7[:6]]},
@@ -336,4 +326,4 @@ def test_package_data_from_a_wheel(tmp_path: Path) -> None:
     assert np.array_equal(np.floor(corner + 0.5), [r[:6] for r in BOX_7X7[:6]])
     assert corner[2, 4] == 80.5 and box["quantities"][1]["status"] == "same"
     conv = json.loads(rest[end:])
-    np.testing.assert_allclose(np.trunc(np.array(conv["result"]) * 100) / 100, CONV_DIAGONAL)
+    np.testing.assert_allclose(np.trunc(np.array(conv["result"]) * 100) / 100, xo.CONV_DIAGONAL)
