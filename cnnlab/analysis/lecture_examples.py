@@ -274,6 +274,3 @@ def _one_by_one(_example: object) -> dict:
     s = meta_summary(lambda: nn.Conv2d(64, 32, 1), (64, 56, 56))
     return {"output": volume(s.rows[0].output_shape),
             "weights per filter (a 64-dimensional dot product)": (s.total_params - 32) // 32}
-
-
-import cnnlab.analysis.lecture_examples_late  # noqa: E402, F401  (registers lectures 003-004)

@@ -123,6 +123,7 @@ def find_example(example_id: str) -> Example:
 
 def run_example(example_id: str) -> ExampleResult:
     """Compute cnnlab's numbers for one example and compare them with the slide's."""
+    import cnnlab.analysis.lecture_examples_late  # noqa: F401  (registers lectures 003-004)
     from cnnlab.analysis.lecture_examples import COMPUTE
 
     example = find_example(example_id)
