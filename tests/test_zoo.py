@@ -31,7 +31,7 @@ VGG_NAMES = [n for n in IMAGENET_PARAMS if n.startswith("vgg")]
 # for the giants, whose cost is their 100M-weight FC layers; 2 where batch norm meets a 1x1 map.
 SMALLEST_RUN = {
     "alexnet": (63, 1), "alexnet_paper": (67, 1), "googlenet": (32, 2), "xonet": (9, 2),
-    "lenet1": (28, 2), "lenet4": (32, 2), "lenet5": (32, 2), "cifar_small": (8, 2),
+    "lenet1": (28, 2), "lenet1989": (16, 2), "lenet4": (32, 2), "lenet5": (32, 2), "cifar_small": (8, 2),
     "cifar_fast": (8, 2), "airbench94": (9, 2), "airbench95": (9, 2),
     **{name: (32, 1) for name in VGG_NAMES},
     **{name: (32, 2) for name in ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152",

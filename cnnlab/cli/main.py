@@ -25,6 +25,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "export": ("cnnlab.cli.export", "export a run's model to ONNX or TorchScript (parity-checked)"),
     "summary": ("cnnlab.cli.summary", "layer table: shapes, parameters, MACs, receptive fields"),
     "explain": ("cnnlab.cli.explain", "convolution, pooling, gradients worked out step by step"),
+    "lectures": ("cnnlab.cli.lectures", "the lectures' worked examples: slide vs cnnlab, entry by entry"),
     "invariance": ("cnnlab.cli.invariance", "feature distance, P(true), agreement vs transform"),
     "equivariance": ("cnnlab.cli.equivariance", "does a k-pixel input shift shift each layer?"),
     "embed": ("cnnlab.cli.embed", "PCA embedding of a layer's features under a transform"),
