@@ -131,11 +131,13 @@ def _daisy_extractor(grid: DenseGrid) -> Callable[[np.ndarray], np.ndarray]:
     daisy = import_extra("skimage.feature").daisy  # scikit-image: the `bovw` extra
     radius = grid.patch // 2
     rows, cols = len(grid.tops), len(grid.lefts)
+    # skimage samples centres radius, radius + step, ... < side - radius: with an even patch
+    # the last grid patch (centre side - radius) needs one more (edge-padded) row and column
+    pad_y = max(0, int(grid.tops[-1]) + 2 * radius + 1 - grid.height)
+    pad_x = max(0, int(grid.lefts[-1]) + 2 * radius + 1 - grid.width)
 
     def extract(image: np.ndarray) -> np.ndarray:
-        # skimage samples centres radius, radius + step, ... < side - radius; one padded row
-        # and column reach the last patch of the grid (centre side - radius for an even patch)
-        padded = np.pad(image, ((0, 1), (0, 1)), mode="edge")
+        padded = np.pad(image, ((0, pad_y), (0, pad_x)), mode="edge")
         values = daisy(padded, step=grid.step, radius=radius, rings=2, histograms=6,
                        orientations=8)  # (rows', cols', 104)
         return values[:rows, :cols].reshape(rows * cols, -1)  # (P, 104)

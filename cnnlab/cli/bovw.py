@@ -19,7 +19,9 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import sys
 import time
+import warnings
 from pathlib import Path
 
 from cnnlab.bovw.config import ASSIGNMENTS, CLASSIFIERS, DESCRIPTORS, BovwConfig
@@ -87,11 +89,18 @@ def run(args: argparse.Namespace) -> int:
     config.validate()
     directory = run_directory(config, "bovw")
     prepare_directory(directory)  # refuse a used folder before the work, not after
-    result = run_bovw(config)
+    with warnings.catch_warnings():
+        warnings.showwarning = one_line_warning
+        result = run_bovw(config)
     save_bovw(result, directory)
     print(format_levels(result))
     print(f"run saved in {directory}")
     return 0
+
+
+def one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """Warnings as one line, like the errors: ``cnnlab bovw: warning: ...``."""
+    print(f"cnnlab bovw: warning: {message}", file=sys.stderr)
 
 
 def format_levels(result) -> str:
