@@ -105,10 +105,10 @@ def check_patch_fits(patch: int, height: int, width: int, levels: int) -> None:
     cell = side / 2**levels
     if patch > cell:
         fitting = max(0, int(math.log2(side / patch)))  # the deepest level the patch fits
+        fix = f"--patch {int(cell)} or " if cell >= MIN_PATCH else ""
         warnings.warn(f"--patch {patch} is larger than a pyramid cell at L={levels} "
                       f"({side}/2^{levels} = {cell:g} px), so the finest level adds little; use "
-                      f"--patch {max(MIN_PATCH, int(cell))} or --levels {fitting}",
-                      PyramidWarning, stacklevel=2)
+                      f"{fix}--levels {fitting}", PyramidWarning, stacklevel=2)
 
 
 def _choice(flag: str, value: str, choices: tuple[str, ...]) -> None:

@@ -71,18 +71,21 @@ class BovwResult:
 
 
 def load_splits(config: BovwConfig) -> tuple[ImageSet, ImageSet]:
-    """The training split (``--train-per-class``) and the test split (``--test-count``)."""
+    """The training split (``--train-per-class``) and the test split (``--test-count``);
+    ``textures`` is scikit-image's brick/grass/gravel (:func:`cnnlab.bovw.texture.texture_patches`)."""
     from cnnlab.data.datasets import load_dataset
     from cnnlab.data.pipeline import per_class_subset
 
-    def load(split: str) -> ImageSet:
-        return load_dataset(config.data, split, root=config.data_root,
-                            download=config.download, skip_bad=config.skip_bad)
+    if config.data == "textures":
+        from cnnlab.bovw.texture import texture_patches
 
-    train = load("train")
+        train, test = texture_patches(seed=config.seed)
+    else:
+        train, test = (load_dataset(config.data, split, root=config.data_root,
+                                    download=config.download, skip_bad=config.skip_bad)
+                       for split in ("train", "test"))
     if config.train_per_class is not None:
         train = per_class_subset(train, config.train_per_class, config.seed)
-    test = load("test")
     if config.test_count is not None and config.test_count < len(test):
         order = torch.randperm(len(test), generator=torch.Generator().manual_seed(config.seed))
         test = test.subset(order[:config.test_count].sort().values)

@@ -76,8 +76,9 @@ def mean_abs_response(images: torch.Tensor, bank: list[torch.Tensor]) -> torch.T
         group = torch.stack([bank[i] for i in index])[:, None]  # (F_s, 1, s, s)
         pad = size // 2
         if pad >= min(x.shape[-2:]):
-            raise DataError(f"a {size}x{size} filter needs images larger than "
-                            f"{tuple(x.shape[-2:])} (reflection padding)")
+            raise DataError(f"the texture filter bank's {size}x{size} filters need images of "
+                            f"at least {pad + 1}x{pad + 1} pixels, got "
+                            f"{x.shape[-2]}x{x.shape[-1]}")
         padded = F.pad(x, (pad, pad, pad, pad), mode="reflect")
         out[:, index] = F.conv2d(padded, group).abs().mean(dim=(2, 3))  # (N, F_s)
     return out
@@ -126,8 +127,6 @@ def texture_splits(data: str, *, data_root: str | None, train_per_class: int | N
     from cnnlab.bovw.config import BovwConfig
     from cnnlab.bovw.pipeline import load_splits
 
-    if data == "textures":
-        return texture_patches(seed=seed)
     return load_splits(BovwConfig(data=data, data_root=data_root, seed=seed,
                                   train_per_class=train_per_class, test_count=test_count))
 
