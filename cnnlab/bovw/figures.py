@@ -122,15 +122,16 @@ def levels_figure(accuracies: list[float]):
     return fig
 
 
-def run_figures(result, test, grey_train: np.ndarray, sample: np.ndarray,
+def run_figures(result, test, *, grey: np.ndarray, sample: np.ndarray,
                 origin: np.ndarray) -> dict:
-    """Every figure of a run (``result``: a BovwResult without figures yet)."""
+    """Every figure of a run (``result``: a BovwResult without figures yet; ``grey``: its
+    training images, ``sample``/``origin``: the codebook's descriptors and their patches)."""
     from cnnlab.bovw.descriptors import to_grey
     from cnnlab.viz.curves import confusion_figure
 
     model = result.model
-    grid = model.grid(*grey_train.shape[1:])
-    ids, patches = nearest_patches(model.codebook, sample, origin, grey_train, grid,
+    grid = model.grid(*grey.shape[1:])
+    ids, patches = nearest_patches(model.codebook, sample, origin, grey, grid,
                                    seed=result.config.seed)
     image = to_grey(test.images[:1], source=test.name, log=None)  # (1, H, W)
     words = model.word_weights(image, grid).argmax(-1)[0].numpy()  # (P,): strongest word

@@ -143,37 +143,25 @@ def confusion_matrix(labels: torch.Tensor, predictions: torch.Tensor, classes: i
     return counts.reshape(classes, classes).tolist()
 
 
-def run_bovw(config: BovwConfig, *, log: Callable[[str], None] = print) -> BovwResult:
-    """Run the whole pipeline on ``config.data``; nothing is written (see ``save_bovw``)."""
-    config.validate()
-    clock = {"start": time.perf_counter()}
-    train, test = load_splits(config)
-    if config.classifier in KERNEL_CLASSIFIERS:
-        check_kernel_train_size(len(train), config.classifier)
-    height, width = train.image_shape[1:]
-    config = config.resolved(height, width)
-    check_patch_fits(config.patch, height, width, config.levels)
-    grid = DenseGrid(height, width, config.step, config.patch)
-    log(f"{len(train)} training / {len(test)} test images of {height}x{width}: "
-        f"{len(grid)} {config.descriptor} descriptors per image")
-    grey_train = to_grey(train.images, source=train.name or config.data, log=log)
-    sample, origin = codebook_sample(grey_train, grid, config)
+def build_model(config: BovwConfig, train: ImageSet, grid: DenseGrid,
+                log: Callable[[str], None]) -> tuple[BovwModel, dict]:
+    """Steps 1-2: the codebook of ``train``'s descriptors, in a model with no classifier yet;
+    also what the word pictures need (grey images, the sample and where it came from)."""
+    grey = to_grey(train.images, source=train.name or config.data, log=log)  # (N, H, W)
+    sample, origin = codebook_sample(grey, grid, config)
     codebook = fit_codebook(sample, config.words, config.seed)
-    clock["codebook"] = time.perf_counter()
-    log(f"codebook: {config.words} words from {len(sample)} descriptors "
-        f"({clock['codebook'] - clock['start']:.1f} s)")
+    log(f"codebook: {config.words} words from {len(sample)} descriptors")
     model = BovwModel(config.descriptor, config.step, config.patch, config.assignment,
                       config.levels, config.classifier != "intersection", codebook, None,
                       list(train.classes))
-    hists = {"train": model.histograms(train.images),
-             "test": model.histograms(test.images)}  # one notice above covers both
-    clock["histograms"] = time.perf_counter()
-    kernels = {}
-    if config.classifier != "linear":
-        kernels = {"train": level_kernels(hists["train"], hists["train"]),
-                   "test": level_kernels(hists["test"], hists["train"])}
-    clock["kernels"] = time.perf_counter()
-    levels, predictions = [], None
+    return model, {"grey": grey, "sample": sample, "origin": origin}
+
+
+def evaluate_levels(config: BovwConfig, hists: dict, kernels: dict, train: ImageSet,
+                    test: ImageSet) -> tuple[list[LevelResult], Classifier, torch.Tensor]:
+    """Step 5 once per pyramid height: the results, the level-L classifier and its test
+    predictions."""
+    levels = []
     for level in range(config.levels + 1):
         start = time.perf_counter()
         classifier, train_pred, predictions = fit_level(config, level, hists, train.labels,
@@ -183,18 +171,42 @@ def run_bovw(config: BovwConfig, *, log: Callable[[str], None] = print) -> BovwR
             float((train_pred == train.labels).float().mean()),
             per_class_accuracy(test.labels, predictions, len(train.classes)),
             time.perf_counter() - start))
-    model.classifier = classifier
-    end = time.perf_counter()
-    seconds = {"codebook": clock["codebook"] - clock["start"],
-               "histograms": clock["histograms"] - clock["codebook"],
-               "kernels": clock["kernels"] - clock["histograms"],
-               "classify": end - clock["kernels"], "total": end - clock["start"]}
+    return levels, classifier, predictions
+
+
+def run_bovw(config: BovwConfig, *, log: Callable[[str], None] = print) -> BovwResult:
+    """Run the whole pipeline on ``config.data``; nothing is written (see ``save_bovw``)."""
+    config.validate()
+    marks = [("start", time.perf_counter())]
+    train, test = load_splits(config)
+    if config.classifier in KERNEL_CLASSIFIERS:
+        check_kernel_train_size(len(train), config.classifier)
+    height, width = train.image_shape[1:]
+    config = config.resolved(height, width)
+    check_patch_fits(config.patch, height, width, config.levels)
+    grid = DenseGrid(height, width, config.step, config.patch)
+    log(f"{len(train)} training / {len(test)} test images of {height}x{width}: "
+        f"{len(grid)} {config.descriptor} descriptors of {config.patch}x{config.patch} per image")
+    model, pictures = build_model(config, train, grid, log)
+    marks.append(("codebook", time.perf_counter()))
+    hists = {"train": model.histograms(train.images),
+             "test": model.histograms(test.images)}  # the notice above covers both splits
+    marks.append(("histograms", time.perf_counter()))
+    kernels = {}
+    if config.classifier != "linear":
+        kernels = {"train": level_kernels(hists["train"], hists["train"]),
+                   "test": level_kernels(hists["test"], hists["train"])}
+    marks.append(("kernels", time.perf_counter()))
+    levels, model.classifier, predictions = evaluate_levels(config, hists, kernels, train, test)
+    marks.append(("classify", time.perf_counter()))
+    seconds = {name: t - marks[i][1] for i, (name, t) in enumerate(marks[1:])}
+    seconds["total"] = marks[-1][1] - marks[0][1]
     data = {"train": len(train), "test": len(test), "height": height, "width": width,
             "descriptors_per_image": len(grid)}
     result = BovwResult(config, model, levels,
                         confusion_matrix(test.labels, predictions, len(train.classes)),
                         test.labels, predictions, data, seconds)
-    from cnnlab.bovw.figures import run_figures
+    from cnnlab.bovw.figures import run_figures  # matplotlib, only once there is a result
 
-    result.figures = run_figures(result, test, grey_train, sample, origin)
+    result.figures = run_figures(result, test, **pictures)
     return result

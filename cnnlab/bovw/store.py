@@ -53,15 +53,17 @@ class SavedBovw:
     index: dict
 
 
-def prepare_directory(directory: str | Path) -> Path:
-    """Create ``directory`` (parents too) or accept it empty; refuse one that holds files."""
+def prepare_directory(directory: str | Path, *, create: bool = True) -> Path:
+    """Create ``directory`` (parents too) or accept it empty; refuse one that holds files.
+    ``create=False`` only checks (before a long run, so that nothing is left if it fails)."""
     path = Path(directory)
     if path.exists() and not path.is_dir():
         raise ConfigError(f"{path}: exists and is not a directory; choose another --out/--name")
     if path.is_dir() and any(path.iterdir()):
         raise ConfigError(f"{path}: exists and is not empty; choose another --name or --out "
                           f"(cnnlab never writes into a folder it did not create)")
-    path.mkdir(parents=True, exist_ok=True)
+    if create:
+        path.mkdir(parents=True, exist_ok=True)
     return path
 
 

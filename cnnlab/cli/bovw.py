@@ -88,7 +88,7 @@ def run(args: argparse.Namespace) -> int:
     config = make_config(args)
     config.validate()
     directory = run_directory(config, "bovw")
-    prepare_directory(directory)  # refuse a used folder before the work, not after
+    prepare_directory(directory, create=False)  # refuse a used folder before the work
     with warnings.catch_warnings():
         warnings.showwarning = one_line_warning
         result = run_bovw(config)
@@ -126,10 +126,11 @@ def run_texture(args: argparse.Namespace) -> int:
 
     config = make_config(args)
     config.data = args.data or "textures"
-    directory = prepare_directory(run_directory(config, "texture"))
+    directory = prepare_directory(run_directory(config, "texture"), create=False)
     result = texture.run_texture(config.data, data_root=config.data_root,
                                  train_per_class=config.train_per_class,
                                  test_count=config.test_count, seed=config.seed)
+    prepare_directory(directory)
     names, bank = texture.filter_bank()
     save_figures({"bank": texture.bank_figure(names, bank),
                   "responses": texture.responses_figure(result, names,
