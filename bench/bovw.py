@@ -10,10 +10,12 @@
     on scikit-image's textures (train/test crops from disjoint halves) and on Fashion-MNIST,
     beside BoVW (and, on Fashion-MNIST, the CNNs of (b)).
 
-    python bench/bovw.py                   # all three parts (~15 min on 2 busy cores)
+    python bench/bovw.py                   # all three parts (~30 min on 2 loaded cores)
     python bench/bovw.py --part mnist      # only (a); also: table, texture
     python bench/bovw.py --quick           # plumbing check (< 1 min): digits, tiny settings
     python bench/bovw.py --record          # also write the tables in docs/BENCHMARKS.md
+
+Data: ``--data-root``, else ../shared/data beside the checkout, else ``$CNNLAB_DATA``.
 
 Same splits: ``cnnlab.fit``'s ``train_per_class=200`` and ``run_bovw``'s draw the same images
 (``per_class_subset``, seed 0); the CNNs are scored on BoVW's 1,000 test images. Times: BoVW
