@@ -43,6 +43,7 @@ MAX_UPLOAD_BYTES = 8 << 20  # an image upload (the pixel limits are cnnlab.data.
 MAX_CONTROL_BYTES = 4096
 DRAIN_LIMIT = 64 << 20  # an oversized body up to this is read and discarded, so the 413 arrives
 KEEPALIVE_S = 15.0  # an SSE comment this often keeps proxies and the browser from giving up
+POLL_S = 0.1  # how soon the serving thread notices close()
 SOCKET_TIMEOUT_S = 30.0  # a client that neither sends nor reads for this long is dropped
 CONTENT_TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8",
                  ".css": "text/css; charset=utf-8", ".png": "image/png", ".svg": "image/svg+xml",
@@ -125,13 +126,13 @@ class LiveServer:
     def start(self) -> LiveServer:
         """Serve in a background thread (daemon: it never keeps a finished run alive)."""
         self._thread = threading.Thread(target=self.httpd.serve_forever, name="cnnlab-live",
-                                        daemon=True)
+                                        kwargs={"poll_interval": POLL_S}, daemon=True)
         self._thread.start()
         return self
 
     def serve_forever(self) -> None:
         """Serve in this thread until ``close`` (or Ctrl-C in the caller)."""
-        self.httpd.serve_forever()
+        self.httpd.serve_forever(poll_interval=POLL_S)
 
     def close(self) -> None:
         """Stop serving and end every open event stream."""
@@ -264,10 +265,9 @@ class Handler(BaseHTTPRequestHandler):
             raise HttpError(400, "negative Content-Length")
         if length > limit:
             self.close_connection = True
-            if length <= DRAIN_LIMIT:
-                for _ in range(0, length, 1 << 16):
-                    if not self.rfile.read(min(1 << 16, length)):
-                        break
+            left = length if length <= DRAIN_LIMIT else 0
+            while left > 0 and (chunk := self.rfile.read(min(1 << 16, left))):
+                left -= len(chunk)
             raise HttpError(413, f"the upload has {length:,} bytes, over the limit of "
                                  f"{limit:,} bytes; send a smaller image")
         body = self.rfile.read(length)
