@@ -61,7 +61,8 @@ const charts = {
       ctx.beginPath(); ctx.moveTo(left, y); ctx.lineTo(width - right, y); ctx.stroke();
       ctx.fillText(cnn.num(options.ylog ? 10 ** value : value), 2, y + 4);
       const x = left + i / 4 * (width - left - right);
-      ctx.fillText(cnn.num(Math.round(x0 + i / 4 * (x1 - x0))), x - 10, height - bottom + 14);
+      const at = x0 + i / 4 * (x1 - x0);  // whole steps/epochs unless the range is short
+      ctx.fillText(cnn.num(x1 - x0 >= 4 ? Math.round(at) : at), x - 10, height - bottom + 14);
     }
     ctx.fillText(options.xlabel || "", (width - left) / 2, height - 4);
   },

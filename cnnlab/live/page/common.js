@@ -50,11 +50,13 @@ const cnn = {
     return parsed;
   },
 
-  // An <img> that keeps its pixels sharp when scaled up (maps are a few pixels wide).
-  picture(src, scale = 2, title = "") {
+  // An <img> that keeps its pixels sharp when scaled up (maps are a few pixels wide): a whole
+  // number of screen pixels per image pixel, at least `scale`, and at least `minWidth` wide.
+  picture(src, scale = 2, title = "", minWidth = 0) {
     const img = cnn.el("img", {src, title, alt: title, class: "pixels"});
     img.addEventListener("load", () => {
-      img.style.width = img.naturalWidth * scale + "px";
+      const times = Math.max(scale, Math.ceil(minWidth / img.naturalWidth));
+      img.style.width = img.naturalWidth * times + "px";
     });
     return img;
   },

@@ -129,13 +129,13 @@ const live = {
 
   maps(event) {
     cnn.byId("input-picture").replaceChildren(cnn.el("span", {class: "label", text: "input"}),
-      cnn.picture(event.input, 3, "input image"));
+      cnn.picture(event.input, 2, "input image", 96));
     for (const layer of event.layers) {
       const {pictures} = live.layerRow(layer.name);
-      const figures = [["activations", layer.activations, 2], ["gradients", layer.gradients, 2],
-        ["filters", layer.weights, 4], ["filter gradients", layer.weight_grads, 4]]
+      const figures = [["activations", layer.activations], ["gradients", layer.gradients],
+        ["filters", layer.weights], ["filter gradients", layer.weight_grads]]
         .filter(([, src]) => src)
-        .map(([title, src, scale]) => cnn.el("figure", {}, [cnn.picture(src, scale, title),
+        .map(([title, src]) => cnn.el("figure", {}, [cnn.picture(src, 2, title, 72),
           cnn.el("figcaption", {text: title})]));
       pictures.replaceChildren(...figures);
     }
@@ -148,7 +148,7 @@ const live = {
     }
     cnn.byId("predictions").replaceChildren(...event.items.map(item => cnn.el("div",
       {class: "prediction " + (item.correct ? "correct" : "mistake")},
-      [cnn.picture(item.image, 2, `true class ${item.label}`), cnn.bars(item.top, item.label)])));
+      [cnn.picture(item.image, 1, `true class ${item.label}`, 56), cnn.bars(item.top, item.label)])));
     live.scheduleRedraw();
   },
 
@@ -164,7 +164,8 @@ const live = {
     const applied = (event.applied || []).map(c => c.value === null || c.value === undefined
       ? c.action : `${c.action}=${c.value}`);
     if (applied.length) {
-      cnn.byId("control-message").textContent = `applied at step ${event.step}: ${applied.join(", ")}`;
+      cnn.byId("control-applied").textContent =
+        `the trainer applied at step ${event.step}: ${applied.join(", ")}`;
     }
   },
 

@@ -88,13 +88,13 @@ const poke = {
         cnn.el("span", {class: "text", text: `${name} ${(100 * p).toFixed(2)}%`})]);
     }));
     const layers = result.layers.map(layer => cnn.el("figure", {class: "probe-layer"}, [
-      cnn.picture(layer.activations, 2, layer.name),
+      cnn.picture(layer.activations, 2, layer.name, 72),
       cnn.el("figcaption", {text: `${layer.type} ${layer.name} ${layer.output.join("x")}`})]));
-    const figure = (src, caption, scale) => cnn.el("figure", {}, [cnn.picture(src, scale, caption),
+    const figure = (src, caption) => cnn.el("figure", {}, [cnn.picture(src, 2, caption, 160),
       cnn.el("figcaption", {text: caption})]);
     cnn.byId("probe-result").replaceChildren(
-      cnn.el("div", {class: "row"}, [figure(result.input, "what the model sees", 6),
-        figure(result.saliency, "saliency of the top class", 6), probabilities]),
+      cnn.el("div", {class: "row"}, [figure(result.input, "what the model sees"),
+        figure(result.saliency, "saliency of the top class"), probabilities]),
       cnn.el("div", {class: "probe-layers"}, layers));
     cnn.byId("probe-result").dataset.top = best;
   },

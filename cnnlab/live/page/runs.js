@@ -76,7 +76,7 @@ const runs = {
     const show = index => {
       label.textContent = `${id}: epoch ${frames.epochs[index]}`;
       for (const {layer, figure} of layers) {
-        figure.replaceChildren(cnn.picture(layer.frames[index], 3, layer.name),
+        figure.replaceChildren(cnn.picture(layer.frames[index], 3, layer.name, 200),
           cnn.el("figcaption", {text: layer.name}));
       }
     };
