@@ -24,14 +24,16 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
+from PIL import Image
 from torch import nn
 
 from cnnlab.analysis.summary import _module_window  # (kernel, stride, padding) of a module
 from cnnlab.data.pipeline import Preprocess
 from cnnlab.viz.filters import filter_tiles
-from cnnlab.viz.grids import make_grid, png_data_uri
+from cnnlab.viz.grids import make_grid, normalize_tiles, png_data_uri
 
 MAX_LAYERS = 64  # layer calls reported per event
 MAX_MAPS = 16  # activation maps (and gradients) shown per layer
@@ -170,18 +172,34 @@ def signed_tiles(tiles: torch.Tensor, peak: torch.Tensor | None = None) -> torch
 
 def maps_uri(maps: torch.Tensor, *, signed: bool = False) -> str:
     """One image's outputs of a layer as a PNG data URI: ``(C, H, W)`` maps as a grid (at most
-    :data:`MAX_MAPS`, each scaled on its own); a ``(N,)`` vector as a square of one-pixel units
-    (at most :data:`MAX_VECTOR`, scaled together)."""
-    if maps.dim() == 3:
-        tiles, columns, scaling = maps[:MAX_MAPS, None], min(8, maps.shape[0]), "each"
-    else:
-        tiles = maps.reshape(-1, 1, 1, 1)[:MAX_VECTOR]  # (N, 1, 1, 1): one tile per unit
-        columns, scaling = math.ceil(math.sqrt(tiles.shape[0])), "all"
+    :data:`MAX_MAPS`, each scaled on its own); anything flat as :func:`units_image`."""
+    if maps.dim() != 3:
+        return png_data_uri(units_image(maps.reshape(-1)[:MAX_VECTOR], signed=signed))
+    tiles = maps[:MAX_MAPS, None]  # (C, 1, H, W)
+    columns = min(8, tiles.shape[0])
     if signed:
-        peak = tiles.abs().amax(dim=(1, 2, 3), keepdim=True)  # (N, 1, 1, 1)
-        tiles = signed_tiles(tiles, peak if scaling == "each" else peak.amax())
-        scaling = "none"
-    return png_data_uri(make_grid(tiles, columns=columns, pad=1, normalize=scaling).image)
+        grid = make_grid(signed_tiles(tiles), columns=columns, pad=1, normalize="none")
+    else:
+        grid = make_grid(tiles, columns=columns, pad=1, normalize="each")
+    return png_data_uri(grid.image)
+
+
+def units_image(values: torch.Tensor, *, signed: bool = False) -> Image.Image:
+    """``(N,)`` units as a square of one-pixel tiles (the layout of a pad-1 grid, drawn
+    directly: one PIL tile per unit would cost ~1 ms each), scaled together: min-max, or with
+    0 at mid-grey when ``signed``."""
+    values = values.detach().float().cpu()
+    if signed:
+        scaled = signed_tiles(values.view(1, 1, 1, -1), values.abs().max()).flatten()
+    else:
+        scaled = normalize_tiles(values.view(1, 1, 1, -1), "all").flatten()
+    columns = max(1, math.ceil(math.sqrt(values.numel())))
+    rows = -(-values.numel() // columns)
+    image = np.full((1 + 2 * rows, 1 + 2 * columns), 255, dtype=np.uint8)  # white padding
+    index = np.arange(values.numel())
+    image[1 + 2 * (index // columns), 1 + 2 * (index % columns)] = (
+        (scaled.clamp(0, 1) * 255).round().to(torch.uint8).numpy())
+    return Image.fromarray(image, "L")
 
 
 def kernels_uri(weight: torch.Tensor, *, signed: bool = False) -> str:
