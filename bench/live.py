@@ -37,6 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from common import markdown_table, recorded_header, write_section  # noqa: E402
 from live_helpers import fixed_batch  # noqa: E402
+from run import timed  # noqa: E402  (median seconds per call, after warm-up)
 
 from cnnlab.live.channel import LiveChannel  # noqa: E402
 from cnnlab.live.server import LiveServer  # noqa: E402
@@ -61,18 +62,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def median_seconds(work, repeats: int) -> float:
-    """Median wall time of ``work()`` over ``repeats`` calls (after 3 warm-up calls)."""
-    for _ in range(3):
-        work()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        work()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
-
-
 def train_step_seconds(repeats: int) -> float:
     """One LeNet-5 SGD step on a batch of 64 digits (the cost the overhead is compared to)."""
     model = create("lenet5", num_classes=10, in_channels=1)
@@ -84,7 +73,7 @@ def train_step_seconds(repeats: int) -> float:
         F.cross_entropy(model(x), y).backward()
         optimizer.step()
 
-    return median_seconds(step, repeats)
+    return timed(step, repeats)
 
 
 def connect(server: LiveServer) -> socket.socket:
@@ -108,7 +97,7 @@ def publish_costs(scalars: dict, maps: dict, repeats: int) -> dict[str, float]:
     """Median seconds per publish with no page, a reading page, a stalled page."""
     costs = {}
     channel = LiveChannel()
-    costs["scalars, no page"] = median_seconds(lambda: channel.publish("scalars", scalars),
+    costs["scalars, no page"] = timed(lambda: channel.publish("scalars", scalars),
                                                repeats)
     with LiveServer(channel=channel) as server:
         reader = connect(server)
@@ -122,13 +111,13 @@ def publish_costs(scalars: dict, maps: dict, repeats: int) -> dict[str, float]:
             except BlockingIOError:
                 pass
 
-        costs["scalars, 1 page reading"] = median_seconds(
+        costs["scalars, 1 page reading"] = timed(
             lambda: publish_and_drain("scalars", scalars), repeats)
-        costs["maps, 1 page reading"] = median_seconds(
+        costs["maps, 1 page reading"] = timed(
             lambda: publish_and_drain("maps", maps), max(20, repeats // 10))
         reader.close()
         stalled = connect(server)  # connected, never read again
-        costs["scalars, 1 page stalled"] = median_seconds(
+        costs["scalars, 1 page stalled"] = timed(
             lambda: channel.publish("scalars", scalars), repeats)
         stalled.close()
     return costs
@@ -171,7 +160,7 @@ def main(argv: list[str] | None = None) -> int:
         return {"layers": layer_stats(seen), **maps_payload(seen, pictures[0]),
                 **predictions_payload(seen.logits, y, classes, pictures)}
 
-    snap = median_seconds(snapshot, max(10, args.repeats // 20))
+    snap = timed(snapshot, max(10, args.repeats // 20))
     scalars = scalars_payload(step=1000, epoch=2, examples=64000, loss=0.3, correct=60, batch=64,
                               lr=0.05, seconds=0.01, forward_s=0.004, backward_s=0.006)
     costs = publish_costs(scalars, snapshot(), args.repeats)

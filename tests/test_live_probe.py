@@ -17,7 +17,7 @@ import torch
 from PIL import Image, ImageDraw
 
 from cnnlab.errors import DataError, ModelError
-from cnnlab.live.probe import model_probe, run_probe, upload_input
+from cnnlab.live.probe import LiveProbe, model_probe, run_probe, upload_input
 from cnnlab.live.server import TOKEN_HEADER, LiveServer
 from cnnlab.predict import predict_images, prepare_image
 from cnnlab.runs import open_run
@@ -120,3 +120,22 @@ def test_bad_uploads_are_data_errors_naming_the_upload(probe, tmp_path, monkeypa
 def test_only_classifiers_can_be_poked(scene_runs):
     with pytest.raises(ModelError, match="needs a classifier"):
         run_probe(scene_runs["multilabel"])
+
+
+def test_the_live_probe_sees_the_weights_of_its_last_update_only():
+    run = open_run(RUN)
+    model = run.model.train()
+    probe = LiveProbe(model, run.preprocess, run.classes)
+    before = probe(IMAGES["light-on-dark"])["probabilities"]
+    with torch.no_grad():
+        model.classifier[1].bias.add_(torch.arange(10.0))  # training moves the weights
+    assert probe(IMAGES["light-on-dark"])["probabilities"] == before  # not updated yet
+    probe.update(model)
+    after = probe(IMAGES["light-on-dark"])["probabilities"]
+    expected = model_probe(open_run(RUN).model, run.preprocess, run.classes)
+    assert after != before
+    assert model.training and all(p.grad is None for p in model.parameters())
+    model.eval()
+    assert after == model_probe(model, run.preprocess, run.classes)(IMAGES["light-on-dark"])[
+        "probabilities"]
+    assert before == expected(IMAGES["light-on-dark"])["probabilities"]

@@ -18,6 +18,7 @@ from __future__ import annotations
 import tempfile
 import threading
 from collections.abc import Callable
+from copy import deepcopy
 from pathlib import Path
 
 import torch
@@ -84,6 +85,42 @@ def model_probe(model: nn.Module, preprocess: Preprocess,
             return probe_payload(model, preprocess, classes, x)
 
     return probe
+
+
+class LiveProbe:
+    """``probe(image_bytes) -> payload`` on the current weights of a model that is training.
+
+    The server's threads never touch the training model: they probe a frozen copy, which the
+    trainer replaces with :meth:`update` (in its own thread, between steps: e.g. with each
+    snapshot), so a probe never sees half-updated weights nor flips the model to eval mode.
+    """
+
+    def __init__(self, model: nn.Module, preprocess: Preprocess, classes: list[str]) -> None:
+        self.preprocess, self.classes = preprocess, list(classes)
+        self._model = frozen_copy(model)
+        self._lock = threading.Lock()
+
+    def update(self, model: nn.Module) -> None:
+        """Probe ``model``'s weights as they are now (copied here, swapped in at once)."""
+        fresh = frozen_copy(model)
+        with self._lock:
+            self._model = fresh
+
+    def __call__(self, data: bytes) -> dict:
+        with self._lock:
+            model = self._model
+        x = upload_input(data, self.preprocess).to(next(model.parameters()).device)
+        return probe_payload(model, self.preprocess, self.classes, x)
+
+
+def frozen_copy(model: nn.Module) -> nn.Module:
+    """An eval-mode copy of ``model`` whose parameters need no gradient (the probe's saliency
+    differentiates with respect to the input only)."""
+    copy = deepcopy(model).eval()
+    for parameter in copy.parameters():
+        parameter.grad = None
+        parameter.requires_grad_(False)
+    return copy
 
 
 def run_probe(run_dir: str | Path, *, which: str = "best",
