@@ -6,13 +6,15 @@ by pixel, the probe of a run's checkpoint; and nothing read from outside the run
 
 from __future__ import annotations
 
-import argparse
 import base64
 import http.client
 import io
 import json
 import re
 import shutil
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -21,8 +23,7 @@ from PIL import Image
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from cnnlab.cli import serve as serve_cli
-from cnnlab.errors import ConfigError, DataError
+from cnnlab.cli import main as cli_main
 from cnnlab.live.browse import RunBrowser
 from cnnlab.live.probe import run_probe
 from cnnlab.live.server import REPORT_POLICY, TOKEN_HEADER, HttpError, LiveServer
@@ -172,13 +173,41 @@ def test_poking_a_run_uses_its_checkpoint_and_the_token(runs):
     assert body["probabilities"] == run_probe(FIXTURE)(IMAGES["light-on-dark"])["probabilities"]
 
 
-def test_serve_cli_errors_are_one_line_user_errors(tmp_path):
-    args = argparse.Namespace(runs=str(tmp_path / "none"), port=8765, host="127.0.0.1",
-                              checkpoint="best", device="cpu")
-    with pytest.raises(DataError, match="no runs folder"):
-        serve_cli.run(args)
-    with pytest.raises(ConfigError, match="not a port"):
-        serve_cli.run(argparse.Namespace(**{**vars(args), "port": 70000}))
-    with pytest.raises(ConfigError, match="every interface"):
-        serve_cli.run(argparse.Namespace(**{**vars(args), "runs": str(tmp_path),
-                                            "host": "0.0.0.0"}))
+@pytest.mark.parametrize("argv, words", [
+    (["{missing}"], "no runs folder at"),
+    (["{runs}", "--port", "70000"], "--port 70000 is not a port number"),
+    (["{runs}", "--host", "0.0.0.0"], "--host 0.0.0.0 listens on every interface"),
+    (["{runs}", "--checkpoint", "worst"], "invalid choice: 'worst'"),
+])
+def test_serve_errors_are_one_line_and_exit_2(runs, tmp_path, monkeypatch, capsys, argv, words):
+    monkeypatch.setitem(cli_main.COMMANDS, "serve", ("cnnlab.cli.serve", "browse runs"))
+    given = [a.format(missing=tmp_path / "none", runs=runs) for a in argv]
+    try:
+        code = cli_main.main(["serve", *given])
+    except SystemExit as exited:  # argparse's own errors (one line too: OneLineParser)
+        code = exited.code
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and words in line
+
+
+def test_cnnlab_serve_serves_until_interrupted(runs):
+    """The command end to end in its own process: it prints the address with the token, serves
+    the table, and Ctrl-C ends it (exit code 130, cnnlab's "interrupted")."""
+    code = ("import sys; from cnnlab.cli import main as m; "
+            "m.COMMANDS['serve'] = ('cnnlab.cli.serve', 'browse runs'); "
+            f"sys.exit(m.main(['serve', {str(runs)!r}, '--port', '0']))")
+    process = subprocess.Popen([sys.executable, "-u", "-c", code], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    try:
+        line = process.stdout.readline()
+        match = re.search(r"at http://127\.0\.0\.1:(\d+)/#token=[\w-]{43}", line)
+        assert match, line + process.stderr.read()
+        conn = http.client.HTTPConnection("127.0.0.1", int(match.group(1)), timeout=30)
+        conn.request("GET", "/api/runs")
+        table = json.loads(conn.getresponse().read())
+        conn.close()
+        assert [row["id"] for row in table["runs"]] == ["a", "exp/b"]
+    finally:
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=60) == 130
+        assert process.stderr.read().strip() == "cnnlab serve: interrupted"
