@@ -62,9 +62,9 @@ def test_controls_from_the_page_are_checked_and_typed(body, expected):
 @pytest.mark.parametrize("body, words", [
     ("pause", "JSON object"),
     ({"action": "explode"}, "unknown control 'explode'"),
-    ({"action": "lr_multiplier"}, "needs a number"),
-    ({"action": "lr_multiplier", "value": "2"}, "needs a number"),
-    ({"action": "lr_multiplier", "value": True}, "needs a number"),
+    ({"action": "lr_multiplier"}, "needs a finite number"),
+    ({"action": "lr_multiplier", "value": "2"}, "needs a finite number"),
+    ({"action": "lr_multiplier", "value": True}, "needs a finite number"),
     ({"action": "lr_multiplier", "value": 0}, "must lie in"),
     ({"action": "lr_multiplier", "value": 1e9}, "must lie in"),
     ({"action": "momentum", "value": 1.0}, "[0, 1)"),  # momentum 1 never forgets: refused
@@ -79,9 +79,10 @@ def test_bad_controls_are_one_line_config_errors(body, words):
 
 
 def test_non_finite_values_are_refused():
-    for value in (math.nan, math.inf):
-        with pytest.raises(ConfigError):
-            Control.from_request({"action": "weight_decay", "value": value})
+    for action in ("weight_decay", "batch_size"):
+        for value in (math.nan, math.inf, -math.inf):
+            with pytest.raises(ConfigError, match="finite number"):
+                Control.from_request({"action": action, "value": value})
 
 
 def test_every_action_the_issue_names_is_offered():

@@ -142,6 +142,10 @@ def test_the_right_token_queues_the_control_for_the_trainer(live):
                               b'"value": -1}', token=live.token)
     assert status == 400 and "must lie in" in json.loads(body)["error"]
     assert request(live, "POST", "/api/control", b"{not json", token=live.token)[0] == 400
+    for value in (b"Infinity", b"NaN"):  # Python's JSON reader accepts them: still a 400
+        body = b'{"action": "batch_size", "value": ' + value + b"}"
+        assert request(live, "POST", "/api/control", body, token=live.token)[0] == 400
+    assert live.channel.poll_controls() == []
 
 
 def test_the_token_is_compared_in_constant_time(live, monkeypatch):

@@ -49,7 +49,11 @@ def find_runs(root: Path, *, depth: int = MAX_DEPTH) -> list[str]:
     seen: set[Path] = set()
 
     def visit(folder: Path, relative: str, level: int) -> None:
-        for entry in sorted(folder.iterdir()) if level <= depth else []:
+        try:
+            entries = sorted(folder.iterdir()) if level <= depth else []
+        except OSError:  # a folder we may not read: not ours to show
+            return
+        for entry in entries:
             real = inside(root, entry)
             if real is None or not real.is_dir() or real in seen or entry.name.startswith("."):
                 continue

@@ -105,13 +105,13 @@ class Control:
 
 def _checked_value(name: str, spec: Action, value: object) -> float | int:
     """The value of a control converted to its type and checked against its range."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ConfigError(f"control {name} needs a number, got {value!r}")
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ConfigError(f"control {name} needs a finite number, got {value!r}")
     if spec.value is int and float(value) != int(value):
         raise ConfigError(f"control {name} needs a whole number, got {value!r}")
     number = spec.value(value)
     above = number >= spec.high if spec.open_high else number > spec.high
-    if not math.isfinite(number) or number < spec.low or above:
+    if number < spec.low or above:
         bracket = ")" if spec.open_high else "]"
         raise ConfigError(f"control {name} must lie in [{spec.low:g}, {spec.high:g}{bracket}, "
                           f"got {value!r}")

@@ -217,8 +217,8 @@ class Handler(BaseHTTPRequestHandler):
             self.send_error_json(error.status, error.message)
         except CnnlabError as error:
             self.send_error_json(400, str(error))
-        except OSError:
-            self.close_connection = True  # the client went away mid-answer
+        except (ConnectionError, TimeoutError):
+            self.close_connection = True  # the client went away or stalled mid-request
         except Exception as error:  # a bug must not reach the training process
             self.app.log(f"live server: {self.command} {self.path}: {type(error).__name__}: "
                          f"{error}")
