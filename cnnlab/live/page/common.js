@@ -51,11 +51,13 @@ const cnn = {
   },
 
   // An <img> that keeps its pixels sharp when scaled up (maps are a few pixels wide): a whole
-  // number of screen pixels per image pixel, at least `scale`, and at least `minWidth` wide.
-  picture(src, scale = 2, title = "", minWidth = 0) {
+  // number of screen pixels per image pixel, at least `scale`, at least `minWidth` wide and
+  // `minHeight` high (a row of 5x5 filters would otherwise be a thin line).
+  picture(src, scale = 2, title = "", minWidth = 0, minHeight = 0) {
     const img = cnn.el("img", {src, title, alt: title, class: "pixels"});
     img.addEventListener("load", () => {
-      const times = Math.max(scale, Math.ceil(minWidth / img.naturalWidth));
+      const times = Math.max(scale, Math.ceil(minWidth / img.naturalWidth),
+                             Math.ceil(minHeight / img.naturalHeight));
       img.style.width = img.naturalWidth * times + "px";
     });
     return img;

@@ -135,7 +135,7 @@ const live = {
       const figures = [["activations", layer.activations], ["gradients", layer.gradients],
         ["filters", layer.weights], ["filter gradients", layer.weight_grads]]
         .filter(([, src]) => src)
-        .map(([title, src]) => cnn.el("figure", {}, [cnn.picture(src, 2, title, 72),
+        .map(([title, src]) => cnn.el("figure", {}, [cnn.picture(src, 2, title, 72, 40),
           cnn.el("figcaption", {text: title})]));
       pictures.replaceChildren(...figures);
     }
