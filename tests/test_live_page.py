@@ -37,7 +37,7 @@ def only_this_server(urls: list[str], server: LiveServer) -> None:
 
 def assert_screenshot_has_content(browser: Chromium, tab: str, min_height: int) -> None:
     """Text, charts and pictures all the way down the page (the report test's check)."""
-    height = browser.evaluate(tab, "Math.ceil(document.querySelector('main')"
+    height = browser.evaluate(tab, "Math.floor(document.querySelector('main')"
                                    ".getBoundingClientRect().bottom + window.scrollY)")
     png = browser.screenshot(tab)
     if os.environ.get("CNNLAB_SHOTS"):  # a folder to keep the screenshots in, to look at them
