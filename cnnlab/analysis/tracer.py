@@ -183,7 +183,7 @@ def leaves(model: nn.Module) -> dict[nn.Module, str]:
             if not list(m.children())}
 
 
-def _module_window(module: nn.Module) -> tuple:
+def module_window(module: nn.Module) -> tuple:
     """(kernel, stride, padding) from a module's attributes, when it has them."""
     def pair(v: object) -> tuple[int, int] | None:
         if isinstance(v, int):
@@ -211,7 +211,7 @@ def attach_hooks(model: nn.Module, tracer: Tracer) -> list:
             calls = sum(1 for r in tracer.rows if r.name.split(" (call")[0] == name)
             params = 0 if module in tracer.called else sum(p.numel() for p in module.parameters())
             tracer.called.add(module)
-            kernel, stride, padding = _module_window(module)
+            kernel, stride, padding = module_window(module)
             tracer.leaf = LayerRow(name + (f" (call {calls + 1})" if calls else ""),
                                    type(module).__name__, kernel, stride, padding, params=params)
             tracer.leaf_ops, tracer.leaf_module = [], module

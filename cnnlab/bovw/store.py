@@ -132,7 +132,7 @@ def write_tensors(path: Path, tensors: dict[str, torch.Tensor], meta: dict) -> N
 
 def read_tensors(path: Path, kind: str | None = None) -> tuple[dict[str, torch.Tensor], dict]:
     """Tensors and metadata of a safetensors file (a pickle is refused, never loaded)."""
-    from cnnlab.train.checkpoint import read_checkpoint
+    from cnnlab.runs.checkpoint import read_checkpoint
 
     tensors, meta = read_checkpoint(path)
     if kind is not None and meta.get("kind") != kind:

@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
-from cnnlab.analysis.summary import _module_window  # (kernel, stride, padding) of a module
+from cnnlab.analysis.tracer import module_window  # (kernel, stride, padding) of a module
 from cnnlab.data.pipeline import Preprocess
 from cnnlab.viz.filters import filter_tiles
 from cnnlab.viz.grids import make_grid, normalize_tiles, png_data_uri
@@ -139,7 +139,7 @@ def value_range(values: torch.Tensor | None) -> dict | None:
 def sizes_text(module: nn.Module) -> str:
     """Filter/pool size of a layer as the demo prints it (``5x5 s1 p2``), ``in->out`` for a
     linear layer, else empty."""
-    kernel, stride, padding = _module_window(module)
+    kernel, stride, padding = module_window(module)
     if kernel is not None:
         pad = f" p{padding[0]}" if padding and padding[0] == padding[1] else f" p{padding}"
         return f"{kernel[0]}x{kernel[1]} s{stride[0]}" + ("" if padding == (0, 0) else pad)
