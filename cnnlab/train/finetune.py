@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from cnnlab.choices import FINETUNE_MODES
 from cnnlab.config import TrainConfig, load_config
 from cnnlab.errors import CheckpointError, ConfigError, ModelError, choices_hint
 from cnnlab.runs.layout import CONFIG, FINETUNE
@@ -38,7 +39,7 @@ from cnnlab.train.observers import Observer
 from cnnlab.train.optim import parameter_groups, set_lr
 from cnnlab.weightfile import load_state_checked
 
-MODES = ("finetune", "features", "scratch")
+MODES = FINETUNE_MODES
 
 
 class FrozenBatchNorm(nn.Module):

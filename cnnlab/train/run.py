@@ -12,7 +12,6 @@ from pathlib import Path
 import torch
 from torch import nn
 
-import cnnlab
 from cnnlab.config import TrainConfig, config_yaml
 from cnnlab.data.base import ImageSet
 from cnnlab.data.pipeline import (
@@ -45,6 +44,7 @@ from cnnlab.train.observers import Observer, Observers, standard_observers
 from cnnlab.train.optim import build_optimizer, parameter_groups
 from cnnlab.train.resume import restore_optimizer, restore_rng
 from cnnlab.train.rundir import git_sha
+from cnnlab.version import __version__
 from cnnlab.weightfile import load_state_checked, model_state
 
 Prepare = Callable[[nn.Module], "list[dict] | None"]
@@ -149,7 +149,7 @@ class Run:
         return dataclasses.replace(source, labels=self.task.targets(data).to(self.device))
 
     def meta(self, metrics: dict | None = None) -> dict:
-        return {"format": "cnnlab-checkpoint/1", "cnnlab_version": cnnlab.__version__,
+        return {"format": "cnnlab-checkpoint/1", "cnnlab_version": __version__,
                 "torch_version": torch.__version__, "git_sha": git_sha(),
                 "config": self.config.to_dict(), "model": self.model_meta,
                 "classes": self.classes, "preprocess": self.preprocess.to_dict(),
@@ -218,7 +218,7 @@ class Run:
             return
         best = None if math.isinf(self.state.best_metric) else self.state.best_metric
         index = {"status": status, "epochs": self.config.epochs,
-                 "cnnlab_version": cnnlab.__version__, "torch_version": torch.__version__,
+                 "cnnlab_version": __version__, "torch_version": torch.__version__,
                  "git_sha": git_sha(),
                  "last": {"file": "last.safetensors", "epoch": self.state.epoch,
                           "batch": self.state.batch},
