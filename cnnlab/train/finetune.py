@@ -36,7 +36,7 @@ from cnnlab.runs.checkpoint import read_checkpoint
 from cnnlab.runs.layout import FINETUNE
 from cnnlab.runs.reader import open_run
 from cnnlab.train.fit import Run, RunResult, fit
-from cnnlab.train.optim import lr_at, parameter_groups, set_lr
+from cnnlab.train.optim import apply_param_options, lr_at, parameter_groups, set_lr
 from cnnlab.train.rundir import new_run_dir
 from cnnlab.train.session import resolve_device
 from cnnlab.weightfile import load_state_checked, model_state
@@ -123,7 +123,7 @@ def discriminative_groups(model: nn.Module, *, new_head: bool, lr_pretrained: fl
             groups.append({**group, "lr_scale": scale})
     if not groups:
         raise ConfigError("nothing left to train: every parameter is frozen")
-    return groups
+    return apply_param_options(groups, model, weight_decay)  # a Caffe net's lr_mult/decay_mult
 
 
 @dataclasses.dataclass
