@@ -42,14 +42,15 @@ from cnnlab.errors import ModelError
 from cnnlab.models.base import ImageClassifier
 from cnnlab.models.caffe_graph import (
     Graph,
+    Step,
     build_graph,
     caffe_layers,
     head_step,
     needed_steps,
-    resize_heads,
+    num_output,
 )
 from cnnlab.models.caffe_inputs import find_input
-from cnnlab.models.caffe_layers import CaffeLayer, build_layer
+from cnnlab.models.caffe_layers import Built, CaffeLayer, build_layer
 from cnnlab.models.prototxt import Message
 
 log = logging.getLogger(__name__)
@@ -162,22 +163,52 @@ def build_caffe(name: str, *, num_classes: int | None, in_channels: int | None,
     size = (in_channels or size[0], *size[1:])
     graph = build_graph(layers, found.blob, found.labels)
     graph.notes[:0] = notes + found.notes
-    resize_heads(graph, num_classes)
     shapes, modules, options = {0: tuple(size)}, {}, {}
     for step in graph.steps:
-        built = build_layer(step.layer, [shapes[v] for v in step.inputs])
         key = _key(step.layer.name)
         if key in modules:
             raise ModelError(f"{step.layer.where}: a layer named {step.layer.name!r} already "
                              "exists; layer names must be unique")
-        modules[key] = built.module
-        shapes.update(zip(step.outputs, built.shapes, strict=True))
-        options.update(_param_options(step.layer, built.blobs, built.module))
+        built = _build_step(step, shapes, modules, options)
         graph.notes += built.notes
+    _resize_outputs(graph, shapes, modules, options, num_classes)
     _check_outputs(graph, shapes, num_classes, source)
     _log_notes(source, text, graph.notes)
     graph.notes += [graph.resized] if graph.resized else []
     return CaffeNet(graph, modules, size, source, options)
+
+
+def _build_step(step: Step, shapes: dict, modules: dict, options: dict) -> Built:
+    """Build one layer from its bottoms' shapes, recording its module, tops and options."""
+    built = build_layer(step.layer, [shapes[v] for v in step.inputs])
+    modules[_key(step.layer.name)] = built.module
+    shapes.update(zip(step.outputs, built.shapes, strict=True))
+    options.update(_param_options(step.layer, built.blobs, built.module))
+    return built
+
+
+def _resize_outputs(graph: Graph, shapes: dict, modules: dict, options: dict,
+                    num_classes: int | None) -> None:
+    """Give the output layers ``num_classes`` outputs when the file says another count: the
+    main output's layer and every auxiliary one of the same size, when their outputs are class
+    scores (``(K,)`` or ``(K, 1, 1)``). They are rebuilt, so they start from their fillers."""
+    main = head_step(graph, graph.outputs[0])
+    size = num_output(main) if main is not None else 0
+    if num_classes is None or not size or size == num_classes:
+        return
+    resized = []
+    for version in graph.outputs:
+        head = head_step(graph, version)
+        if head is None or num_output(head) != size or shapes[version] not in \
+                ((size,), (size, 1, 1)):
+            continue
+        head.layer.num_output = num_classes
+        _build_step(head, shapes, modules, options)
+        shapes[version] = (num_classes, *shapes[version][1:])
+        resized.append(head.layer.name)
+    if resized:
+        graph.resized = (f"output layer(s) {', '.join(resized)}: {num_classes} outputs "
+                         f"instead of {size} (new weights from the fillers)")
 
 
 def _check_outputs(graph: Graph, shapes: dict, num_classes: int | None, source: str) -> None:

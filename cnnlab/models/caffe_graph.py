@@ -207,18 +207,3 @@ def num_output(step: Step) -> int:
     value = (step.layer.message.get(LAYER_TYPES[step.layer.type][0]) or Message(0)).get(
         "num_output")
     return value if isinstance(value, int) else 0
-
-
-def resize_heads(graph: Graph, num_classes: int | None) -> None:
-    """Give the output layers ``num_classes`` outputs when it differs from the file's."""
-    main = head_step(graph, graph.outputs[0])
-    if num_classes is None or main is None or num_output(main) == num_classes:
-        return
-    size, resized = num_output(main), []
-    for version in graph.outputs:
-        head = head_step(graph, version)
-        if head is not None and num_output(head) == size:
-            head.layer.num_output = num_classes
-            resized.append(head.layer.name)
-    graph.resized = (f"output layer(s) {', '.join(resized)}: {num_classes} outputs instead "
-                     f"of {size} (new weights from the fillers)")
