@@ -180,7 +180,7 @@ layer { name: "gp" type: "Pooling" bottom: "up" top: "gp" pooling_param { pool: 
 """)
     model = create(str(path))
     a, b, up = model.layers.a, model.layers.b, model.layers.up
-    assert a.weight.shape == (6, 2, 3, 5) and a.bias is None
+    assert a.weight.shape == (6, 2, 3, 5) and a.bias is None and b.dilation == (2, 2)
     # (11 + 2 - 3) // 2 + 1 = 6, (13 - 5) // 1 + 1 = 9; dilated 3x3 spans 5: 6 + 4 - 5 + 1 = 6
     rows = {r.name: r.output_shape for r in summary(model, (4, 11, 13)).rows}
     assert rows["layers.a"] == (6, 6, 9) and rows["layers.b"] == (4, 6, 9)
@@ -235,6 +235,17 @@ def test_lr_mult_zero_freezes_and_num_classes_resizes(tmp_path):
     assert sum(p.numel() for p in model.parameters()) == LENET - fc(500, 10) + fc(500, 3)
     model.reset_classifier(5)
     assert model(torch.zeros(2, 1, 28, 28)).shape == (2, 5)
+
+
+def test_feature_stages_of_a_caffe_net():
+    model = create(str(EXAMPLES / "lenet.prototxt"), num_classes=3).eval()
+    stages = model.feature_info()
+    assert [(s["module"], s["channels"], s["size"]) for s in stages] == [
+        ("layers.conv1", 20, (24, 24)), ("layers.pool1", 20, (12, 12)),
+        ("layers.conv2", 50, (8, 8)), ("layers.pool2", 50, (4, 4))]
+    maps = model.forward_features(torch.zeros(2, 1, 28, 28))
+    assert [tuple(m.shape) for m in maps] == [(2, 20, 24, 24), (2, 20, 12, 12), (2, 50, 8, 8),
+                                              (2, 50, 4, 4)]
 
 
 def test_an_output_that_is_not_class_scores_is_an_error_when_training(tmp_path):

@@ -50,7 +50,8 @@ from cnnlab.models.caffe_graph import (
     num_output,
 )
 from cnnlab.models.caffe_inputs import find_input
-from cnnlab.models.caffe_layers import Built, CaffeLayer, build_layer
+from cnnlab.models.caffe_layers import build_layer
+from cnnlab.models.caffe_params import Built, CaffeLayer
 from cnnlab.models.prototxt import Message
 
 log = logging.getLogger(__name__)

@@ -8,7 +8,8 @@ from dataclasses import dataclass, field
 
 from cnnlab.errors import ModelError
 from cnnlab.models.caffe_inputs import train_phase_notes
-from cnnlab.models.caffe_layers import LAYER_TYPES, WEIGHT_TYPES, CaffeLayer
+from cnnlab.models.caffe_layers import LAYER_TYPES, WEIGHT_TYPES
+from cnnlab.models.caffe_params import CaffeLayer
 from cnnlab.models.prototxt import Message, parse_prototxt
 
 NET_KEYS = {"name", "input", "input_dim", "input_shape", "layer", "force_backward", "state",

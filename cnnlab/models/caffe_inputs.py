@@ -20,7 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from cnnlab.errors import ModelError
-from cnnlab.models.caffe_layers import CaffeLayer
+from cnnlab.models.caffe_params import CaffeLayer
 from cnnlab.models.prototxt import Message
 
 TRANSFORM_KEYS = {"scale", "mirror", "crop_size", "mean_file", "mean_value", "force_color",

@@ -380,5 +380,5 @@ def build_from_spec(spec: str, *, num_classes: int | None, input_size: tuple[int
     model = SpecNet(builder, input_size, spec)
     if model.notes and hash((spec, text)) not in _NOTED:  # once per definition and process
         _NOTED.add(hash((spec, text)))
-        log.warning("%s: %s", Path(spec).name, "; ".join(model.notes))
+        log.warning("%s", "; ".join(model.notes))
     return model
