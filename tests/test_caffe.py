@@ -4,8 +4,6 @@ training, storing and resuming a run whose prototxt is gone."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 import torch
 import torch.nn.functional as F
@@ -14,14 +12,13 @@ from cnnlab.analysis.summary import summary
 from cnnlab.config import TrainConfig
 from cnnlab.errors import ModelError
 from cnnlab.models import create, default_input_size
+from cnnlab.models.caffe import EXAMPLES
 from cnnlab.runs.reader import load_model
 from cnnlab.tasks import get_task
 from cnnlab.train.finetune import discriminative_groups
 from cnnlab.train.fit import fit
 from cnnlab.train.loop import training_loss
 from cnnlab.train.optim import build_optimizer, parameter_groups, set_lr
-
-EXAMPLES = Path(__file__).parents[1] / "cnnlab" / "models" / "caffe_examples"
 
 
 def conv(c_in: int, c_out: int, k: int, groups: int = 1) -> int:
@@ -263,7 +260,8 @@ layer { name: "data" type: "Input" top: "data" input_param { shape { dim: 1 dim:
 layer { name: "conv1" type: "Convolution" bottom: "data" top: "conv1"
   param { lr_mult: 1 decay_mult: 1 } param { lr_mult: 2 decay_mult: 0 }
   convolution_param { num_output: 8 kernel_size: 3 pad: 1 weight_filler { type: "msra" } } }
-layer { name: "bn1" type: "BatchNorm" bottom: "conv1" top: "conv1" }
+layer { name: "bn1" type: "BatchNorm" bottom: "conv1" top: "conv1"
+  param { lr_mult: 0 } param { lr_mult: 0 } param { lr_mult: 0 } }
 layer { name: "scale1" type: "Scale" bottom: "conv1" top: "conv1" scale_param { bias_term: true } }
 layer { name: "relu1" type: "ReLU" bottom: "conv1" top: "conv1" }
 layer { name: "pool1" type: "Pooling" bottom: "conv1" top: "pool1"

@@ -113,6 +113,8 @@ CONV = 'layer { name: "conv1" type: "Convolution" bottom: "%s" top: "conv1" ' \
     (INPUT + 'layer { name: "p" type: "Pooling" bottom: "data" top: "p"\n'
      '  pooling_param { pool: STOCHASTIC kernel_size: 2 } }\n',
      ["layer 'p' (Pooling): STOCHASTIC pooling is not supported"]),
+    ('name: "old"\nlayers { name: "conv1" type: CONVOLUTION }\n',
+     ["net.prototxt:2: 'layers' is Caffe's old V1 format; upgrade it"]),
 ])
 def test_bad_caffe_files_are_one_line_cli_errors(tmp_path, capsys, text, needles):
     path = tmp_path / "net.prototxt"

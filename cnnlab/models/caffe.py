@@ -54,6 +54,7 @@ from cnnlab.models.caffe_layers import build_layer
 from cnnlab.models.caffe_params import Built, CaffeLayer
 from cnnlab.models.prototxt import Message
 
+EXAMPLES = Path(__file__).parent / "caffe_examples"  # Caffe's classic nets (package data)
 log = logging.getLogger(__name__)
 _LOGGED: set[int] = set()  # definitions whose notes were logged (once per process)
 
@@ -126,8 +127,11 @@ def _key(name: str) -> str:
 
 
 def _param_options(layer: CaffeLayer, blobs: tuple[str, ...], module: nn.Module) -> dict:
-    """``param { lr_mult decay_mult }`` per blob (weights, then biases), by parameter name."""
+    """``param { lr_mult decay_mult }`` per blob (weights, then biases), by parameter name.
+    BatchNorm's blobs are statistics, not learned (Caffe nets give them ``lr_mult: 0``)."""
     blocks = layer.message.all("param")
+    if layer.type == "BatchNorm" and len(blocks) <= 3:
+        return {}
     if len(blocks) > len(blobs):
         raise ModelError(f"{layer.where}: {len(blocks)} param blocks for {len(blobs)} "
                          f"parameter blobs ({', '.join(blobs) or 'none'})")

@@ -100,7 +100,8 @@ def model_definition(name: str) -> dict | None:
 
 
 def is_spec(name: str) -> bool:
-    """True when ``name`` is a layer spec string or a YAML file rather than a zoo name.
+    """True when ``name`` is a layer spec string or a model file (YAML, Caffe ``.prototxt``)
+    rather than a zoo name.
 
     Zoo names never contain ``-``, so any other name with a ``-`` is a spec (``relu-c3x4-f10``,
     ``C5x6-relu-f10``): its parser then names the layer it cannot read. A one-token spec must be a
@@ -152,8 +153,9 @@ def create(
     if is_spec(name):
         strict = bool(options.pop("strict", True))
         if options:
-            raise ModelError(f"'{name}' is a layer spec: options like {next(iter(options))!r} "
-                             "do not apply (write them into the spec)")
+            kind = "model file" if is_model_file(name) else "layer spec"
+            raise ModelError(f"'{name}' is a {kind}: options like {next(iter(options))!r} "
+                             f"do not apply (write them into the {kind.split()[-1]})")
 
         if is_caffe_file(name):  # Caffe's own rounding applies: ``strict`` has no effect
             from cnnlab.models.caffe import build_caffe

@@ -3,7 +3,9 @@
 A schedule is a pure function of the global step (``lr_at``), applied to each parameter group
 before the step; nothing about it needs saving beyond the step counter, which makes resume exact.
 Groups may carry an ``lr_scale`` (discriminative learning rates for fine-tuning, lecture 001:
-0.001 for pre-trained layers vs 0.01 for new ones).
+0.001 for pre-trained layers vs 0.01 for new ones). A model may set its own per-parameter
+rates and decays (``param_group_options()``, a Caffe net's ``lr_mult``/``decay_mult``):
+:func:`apply_param_options`.
 """
 
 from __future__ import annotations
