@@ -132,6 +132,9 @@ def _activation_layers(type_name: str, values: dict, where: str, suffix: str = "
         name = _activation(values["activation"], where)
         slope = LECTURE_LEAKY_SLOPE if name == "lrelu" else TF_LEAKY_SLOPE
     else:
+        if "activation" in values:
+            raise ModelError(f"{where}: 'activation' applies to type Activation and to layers "
+                             "with weights")
         name = _activation(type_name, where)
         slope = LECTURE_LEAKY_SLOPE if type_name == "lrelu" else TF_LEAKY_SLOPE
     if "slope" in values and name not in ("leaky_relu", "lrelu"):
