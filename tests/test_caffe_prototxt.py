@@ -113,6 +113,11 @@ CONV = 'layer { name: "conv1" type: "Convolution" bottom: "%s" top: "conv1" ' \
     (INPUT + 'layer { name: "p" type: "Pooling" bottom: "data" top: "p"\n'
      '  pooling_param { pool: STOCHASTIC kernel_size: 2 } }\n',
      ["layer 'p' (Pooling): STOCHASTIC pooling is not supported"]),
+    (INPUT + 'layer { name: "a" type: "InnerProduct" bottom: "data" top: "a" '
+     'inner_product_param { num_output: 2 } }\n'
+     'layer { name: "b" type: "InnerProduct" bottom: "data" top: "b" '
+     'inner_product_param { num_output: 2 } }\n',
+     ["net.prototxt: the net has 2 outputs (a, b); mark the class scores with a SoftmaxWithLoss"]),
     ('name: "old"\nlayers { name: "conv1" type: CONVOLUTION }\n',
      ["net.prototxt:2: 'layers' is Caffe's old V1 format; upgrade it"]),
 ])

@@ -166,7 +166,7 @@ def build_caffe(name: str, *, num_classes: int | None, in_channels: int | None,
         raise ModelError(f"{source}: its input layer does not say the input size; give it "
                          "(cnnlab summary --input CxHxW, or input_size=(C, H, W))")
     size = (in_channels or size[0], *size[1:])
-    graph = build_graph(layers, found.blob, found.labels)
+    graph = build_graph(layers, found.blob, found.labels, source)
     graph.notes[:0] = notes + found.notes
     shapes, modules, options = {0: tuple(size)}, {}, {}
     for step in graph.steps:

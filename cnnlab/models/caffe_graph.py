@@ -116,7 +116,8 @@ class Graph:
     resized: str = ""  # what a num_classes unlike the file's changed (not logged: expected)
 
 
-def build_graph(layers: list[CaffeLayer], input_blob: str, labels: set[str]) -> Graph:
+def build_graph(layers: list[CaffeLayer], input_blob: str, labels: set[str],
+                source: str) -> Graph:
     """Resolve bottoms to blob versions, and pick the outputs."""
     graph, current, consumed, losses = Graph(input_blob), {input_blob: 0}, set(), []
     dropped, version = [], 0
@@ -148,7 +149,9 @@ def build_graph(layers: list[CaffeLayer], input_blob: str, labels: set[str]) -> 
     if dropped:
         graph.notes.append(f"dropped {', '.join(_names(dropped))} (cnnlab trains with "
                            "softmax cross-entropy on the logits and reports accuracy itself)")
-    _pick_outputs(graph, losses, [v for v in graph.producer if v not in consumed])
+    unused = [v for v, i in graph.producer.items()
+              if v not in consumed and graph.steps[i].layer.type != "Split"]
+    _pick_outputs(graph, losses, unused, source)
     return graph
 
 
@@ -159,7 +162,7 @@ def _loss_weight(layer: CaffeLayer, default: float) -> float:
     return float(weights[0]) if weights else default
 
 
-def _pick_outputs(graph: Graph, losses: list, unused: list[int]) -> None:
+def _pick_outputs(graph: Graph, losses: list, unused: list[int], source: str) -> None:
     if losses:
         main = max(range(len(losses)), key=lambda i: (losses[i][1], i))
         weighted = [losses[main]] + [w for i, w in enumerate(losses) if i != main and w[1]]
@@ -176,7 +179,7 @@ def _pick_outputs(graph: Graph, losses: list, unused: list[int]) -> None:
         outputs.append(v)
     if len(outputs) != 1:
         names = [graph.steps[graph.producer[v]].layer.name for v in outputs]
-        raise ModelError(f"the net has {len(outputs)} outputs ({', '.join(names) or 'none'}); "
+        raise ModelError(f"{source}: the net has {len(outputs)} outputs ({', '.join(names) or 'none'}); "
                          "mark the class scores with a SoftmaxWithLoss layer")
     graph.outputs, graph.loss_weights = outputs, [1.0]
 
