@@ -71,11 +71,13 @@ def model_description(config: TrainConfig, train: ImageSet,
     """The part of a checkpoint's metadata that rebuilds the model. A model defined by a file
     keeps the file's text (``definition``: read now, or the run's own copy on resume), so the
     run never depends on that file again."""
-    default = default_input_size(config.model)
     side = config.image_size
-    size = (side, side) if side else tuple(default[1:])
-    if side is None and is_spec(config.model):
-        size = train.image_shape[1:]  # spec strings take the data's own size by default
+    if side:
+        size = (side, side)
+    elif is_spec(config.model):  # spec strings and model files take the data's own size
+        size = train.image_shape[1:]
+    else:
+        size = tuple(default_input_size(config.model)[1:])
     task = get_task(config.task)
     size = task.input_size(config, train, size)
     description = {"name": config.model, "num_classes": task.num_outputs(train.classes),
