@@ -125,7 +125,7 @@ def export_model(run: str | Path, *, format: str = "onnx", out: str | Path | Non
         if not diff <= tolerance:
             raise ModelError(f"{path}: exported outputs differ from PyTorch by {diff:.3g} "
                              f"(> {tolerance:g}); the export is not faithful")
-    checked = runtime or "not checked (pip install onnxruntime to check)"
+    checked = runtime or "not checked (pip install 'cnnlab[export]' to check)"
     info = {"format": format, "source": str(resolve_checkpoint(run, which)),
             "input": {"name": "images", "shape": ["batch", *input_size], "dtype": "float32"},
             "output": {"name": "logits", "shape": ["batch", len(meta["classes"])]},

@@ -6,6 +6,7 @@ as ``model.named_modules()`` spells them); ``"all"`` means every Conv2d and Line
 layers the lecture numbers 1..8 in AlexNet.
 
 Example:
+    >>> from cnnlab.models import create
     >>> model = create("lenet5")
     >>> feats = collect_features(model, torch.randn(10, 1, 32, 32), ["features.0"], pool=2)
     >>> feats["features.0"].shape  # 6 maps pooled to 2x2

@@ -9,6 +9,7 @@ defaults never override a model's own), builds, and optionally loads weights.
 from __future__ import annotations
 
 import difflib
+import importlib
 import inspect
 import re
 from collections.abc import Callable
@@ -51,8 +52,9 @@ def register(
 
 
 def _load_families() -> None:
-    # Importing the package registers every family module (see cnnlab/models/__init__.py).
-    import cnnlab.models  # noqa: F401
+    """Import the package once, which imports every family module, each registering its
+    builders (cnnlab/models/__init__.py): the registry itself depends on no family."""
+    importlib.import_module("cnnlab.models")
 
 
 def list_models() -> list[ModelInfo]:
