@@ -51,10 +51,16 @@ def register(
     return add
 
 
+# The family modules; each registers its builders with @register when imported. A new family
+# is one module plus one name here.
+FAMILIES = ("airbench", "alexnet", "cifarnets", "googlenet", "lenet", "resnet", "segmentation",
+            "vgg", "xonet")
+
+
 def _load_families() -> None:
-    """Import the package once, which imports every family module, each registering its
-    builders (cnnlab/models/__init__.py): the registry itself depends on no family."""
-    importlib.import_module("cnnlab.models")
+    """Import every family module (once; the registry itself depends on no family)."""
+    for family in FAMILIES:
+        importlib.import_module(f"cnnlab.models.{family}")
 
 
 def list_models() -> list[ModelInfo]:
@@ -115,6 +121,7 @@ def is_spec(name: str) -> bool:
     """
     if is_model_file(name):
         return True
+    _load_families()
     return name not in _MODELS and ("-" in name or _SPEC_TOKEN.fullmatch(name) is not None)
 
 
@@ -198,6 +205,7 @@ def _build_spec(name: str, num_classes: int | None, input_size: tuple[int, int, 
         return build_from_spec(name, num_classes=num_classes, input_size=input_size, strict=strict,
                                text=definition)
     except ModelError as error:
+        _load_families()
         close = difflib.get_close_matches(name, list(_MODELS), n=1)
         if close and str(error).startswith("layer 1 "):  # e.g. resnet-18
             raise ModelError(f"{error} (or did you mean the model '{close[0]}'?)") from None
