@@ -107,6 +107,8 @@ def evaluate_runs(runs: list[str | Path | OpenRun], *, data: str | None = None, 
     """
     if not runs:
         raise ConfigError("give at least one run directory or checkpoint")
+    if k < 1:
+        raise ConfigError(f"--top-k {k}: expected 1 or more")
     opened = [open_run(run, checkpoint=which, device=device) for run in runs]
     dataset = opened[0].load_split(split, data=data, root=data_root)
     members, all_probs = [], []

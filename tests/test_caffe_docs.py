@@ -49,10 +49,10 @@ def test_lecture_004_definitions_run_as_written(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     caffe, tensorflow = blocks("bash")[:2]
     (out,) = run_block(caffe, capsys)
-    assert re.search(r"layers\.conv1\s+Conv2d\s+11\s+4\s+0\s+96x55x55\s+34,944", out), out
+    assert re.search(r"layers\.conv1\s+Conv2d\s+11\s+4\s+0\s+96x55x55\s+290,400\s+34,944", out), out
     assert "layer {\n    name: \"conv1\"" in Path("caffe_conv1.prototxt").read_text()
     (out,) = run_block(tensorflow, capsys)
-    assert re.search(r"features\.0\s+Conv2d\s+5\s+1\s+2\s+32x28x28\s+832", out), out
+    assert re.search(r"features\.0\s+Conv2d\s+5\s+1\s+2\s+32x28x28\s+[\d,]+\s+832", out), out
     assert "parameters: 251,722" in out  # 832 + the appended 10-way head's 250,890
 
 

@@ -24,6 +24,7 @@ from torch import nn
 from cnnlab.data.base import ImageSet
 from cnnlab.data.pipeline import BatchSource, Preprocess, to_batch_source
 from cnnlab.data.request import DataRequest
+from cnnlab.devices import resolve_device
 from cnnlab.errors import CheckpointError
 from cnnlab.runs.checkpoint import check_model_meta, read_checkpoint, resolve_checkpoint
 from cnnlab.runs.layout import INDEX, METRICS, SNAPSHOTS
@@ -43,7 +44,7 @@ class OpenRun:
 
     def __init__(self, path: str | Path, *, which: str = "best", device: str = "cpu",
                  threshold: float | None = None) -> None:
-        self.path, self.which, self.device = Path(path), which, torch.device(device)
+        self.path, self.which, self.device = Path(path), which, resolve_device(device)
         self.threshold = threshold
 
     @property
@@ -80,8 +81,12 @@ class OpenRun:
 
     @functools.cached_property
     def model(self) -> nn.Module:
+        weights = self.weights()
+        with torch.device("meta"):  # shapes first: a crafted header must not allocate
+            load_state_checked(build_model(self.checkpoint, self.meta), weights,
+                               source=str(self.checkpoint), assign=True)
         model = build_model(self.checkpoint, self.meta)
-        load_state_checked(model, self.weights(), source=str(self.checkpoint))
+        load_state_checked(model, weights, source=str(self.checkpoint))
         return model.to(self.device).eval()
 
     @property

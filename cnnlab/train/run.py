@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -23,11 +24,11 @@ from cnnlab.data.pipeline import (
     split_validation,
     to_batch_source,
 )
-from cnnlab.errors import DataError
+from cnnlab.errors import CheckpointError, DataError
 from cnnlab.files import remove_stale_temporaries
 from cnnlab.models import create, default_input_size, is_spec, model_definition
 from cnnlab.runs import RunFolder, is_run_file
-from cnnlab.runs.checkpoint import save_checkpoint
+from cnnlab.runs.checkpoint import save_checkpoint, write_sidecar
 from cnnlab.runs.layout import CONFIG, INDEX, METRICS, MODEL_DEFINITION, SNAPSHOTS, checkpoint_name
 from cnnlab.tasks import get_task
 from cnnlab.train.distributed import (
@@ -102,6 +103,8 @@ class Run:
         self.observers = Observers([*standard_observers(config, dist.is_main, log),
                                     *observers])
         self.stop: StopFlag | None = None  # while training: set by a signal or an observer
+        self.saved: tuple[Path, int, int] | None = None  # newest checkpoint: path, epoch, step
+        self.config_pending = False
         train, val, test = load_splits(config)
         self.task = get_task(config.task).for_training(config, train)
         self.classes = self.task.output_names(train.classes)  # one name per model output
@@ -155,7 +158,8 @@ class Run:
                 "torch_version": torch.__version__, "git_sha": git_sha(),
                 "config": self.config.to_dict(), "model": self.model_meta,
                 "classes": self.classes, "preprocess": self.preprocess.to_dict(),
-                "state": self.state.to_dict(), "metrics": metrics or {}}
+                "state": self.state.to_dict(), "metrics": metrics or {},
+                "threads": torch.get_num_threads()}
 
     def evaluate(self, source: BatchSource, tta: str = "") -> dict:
         """Loss and accuracy on ``source`` (sharded over the ranks when data parallel);
@@ -173,12 +177,28 @@ class Run:
         save_checkpoint(path, model=self.model, optimizer=self.optimizer,
                         meta=self.meta(metrics), extra=extra)
         self.folder.record(path, path.with_suffix(".json"))
+        self.saved = (path, self.state.epoch, self.state.step)
+        if self.config_pending:  # a resumed run's settings count once they produced a checkpoint
+            self.folder.write_bytes(CONFIG, config_yaml(self.config).encode())
+            self.config_pending = False
 
-    def write_setup(self) -> None:
-        """``config.yaml`` and, for a model defined by a file, ``model.<ext>`` (rank 0)."""
+    def last_good(self) -> str:
+        """Where the newest complete checkpoint is, for messages after a failure."""
+        if self.saved is None:
+            return "no checkpoint was written yet"
+        path, epoch, step = self.saved
+        return f"the last good checkpoint is {path} (epoch {epoch}, step {step})"
+
+    def write_setup(self, resumed: bool = False) -> None:
+        """``config.yaml`` and, for a model defined by a file, ``model.<ext>`` (rank 0). A
+        resumed run's ``config.yaml`` is replaced only once its new settings have produced a
+        checkpoint: a resume with ``--lr 1e12`` that diverges leaves the old settings."""
         if not self.dist.is_main:
             return
-        self.folder.write_bytes(CONFIG, config_yaml(self.config).encode())
+        if resumed:
+            self.config_pending = True
+        else:
+            self.folder.write_bytes(CONFIG, config_yaml(self.config).encode())
         definition = self.model_meta.get("definition")
         if definition is not None:
             self.folder.write_bytes(f"{MODEL_DEFINITION}{definition['format']}",
@@ -194,6 +214,17 @@ class Run:
         if self.lookahead is not None:
             self.lookahead.load_state_tensors(tensors)
         self.state = TrainState.from_dict(meta["state"])
+        if self.state.batch > self.train.num_batches():
+            raise CheckpointError(f"{path}: state.batch {self.state.batch} is past the end of an "
+                                  f"epoch ({self.train.num_batches()} batches)")
+        self.saved = (path, self.state.epoch, self.state.step)
+        threads = meta.get("threads")
+        if isinstance(threads, int) and threads != torch.get_num_threads():
+            warnings.warn(f"resuming with {torch.get_num_threads()} CPU threads; the run "
+                          f"trained with {threads}: the result will not be bit-identical to an "
+                          f"uninterrupted run (use --threads {threads})", stacklevel=2)
+        if self.dist.is_main:  # the checkpoint is the truth; its sidecar may lag a crash
+            write_sidecar(path, meta)
         metrics = self.run_dir / METRICS
         if metrics.is_file() and self.dist.is_main:  # later epochs will be trained again
             lines = [line for line in metrics.read_text().splitlines()
