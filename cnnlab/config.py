@@ -278,7 +278,12 @@ def load_config(path: str | Path) -> TrainConfig:
         raise ConfigError(f"config file not found: {path}")
     if path.stat().st_size > MAX_CONFIG_BYTES:
         raise ConfigError(f"{path}: {path.stat().st_size} bytes is too large for a config")
-    text = path.read_text(errors="replace")
+    return config_from_text(path.read_text(errors="replace"), str(path))
+
+
+def config_from_text(text: str, source: str) -> TrainConfig:
+    """A TrainConfig from YAML ``text`` (``source`` names it in errors), checked like a file."""
+    path = source
     try:
         aliases = sum(1 for token in yaml.scan(text) if isinstance(token, yaml.AliasToken))
         if aliases > MAX_ALIASES:

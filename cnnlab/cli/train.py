@@ -18,11 +18,12 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import signal
 from pathlib import Path
 
 from cnnlab.cli.flags import add_config_flags, config_values
-from cnnlab.config import TrainConfig, load_config
+from cnnlab.config import TrainConfig, config_from_text, load_config
 from cnnlab.errors import ConfigError
 from cnnlab.runs.layout import CONFIG, FINETUNE
 
@@ -44,7 +45,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
     """Start from --config / the resumed run's config / defaults; apply the flags given."""
-    if args.config:  # explicit wins (``--nproc`` hands the resolved config to its ranks)
+    if args.config and args.config.startswith("env:"):  # ``--nproc`` hands its workers the
+        config = config_from_text(os.environ.get(args.config[4:], ""), args.config)  # config
+    elif args.config:  # explicit wins
         config = load_config(args.config)
     elif args.resume:
         config = load_config(Path(args.resume) / CONFIG)
@@ -54,10 +57,14 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
 
 
 def run(args: argparse.Namespace) -> int:
+    if os.environ.get("TORCHELASTIC_RUN_ID"):  # a torchrun worker: stop with the agent
+        from cnnlab.train.session import die_with_parent
+
+        die_with_parent()
     if args.nproc is not None and args.nproc < 1:
         raise ConfigError(f"--nproc must be >= 1, got {args.nproc}")
     if args.nproc is not None and args.nproc > 1:
-        from cnnlab.train.distributed import launch
+        from cnnlab.train.launch import launch
 
         return launch(config_from_args(args), args.nproc, resume=args.resume,
                       stop_after_epochs=args.stop_after_epochs, break_lock=args.break_lock)

@@ -29,22 +29,17 @@ import atexit
 import dataclasses
 import datetime
 import os
-import subprocess
-import sys
-import tempfile
 import warnings
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
-from cnnlab.config import TrainConfig, save_config
-from cnnlab.data.datasets import check_available
 from cnnlab.data.pipeline import BatchSource
 from cnnlab.train.loop import StepTotals, evaluate, predict_logits
+from cnnlab.train.session import die_with_parent
 
 
 @dataclass(frozen=True)
@@ -83,6 +78,7 @@ def setup(device: torch.device, *, timeout_s: float = 300.0) -> tuple[DistContex
     if world <= 1:
         return SINGLE, device
     ctx = DistContext(int(os.environ["RANK"]), world, int(os.environ.get("LOCAL_RANK", "0")))
+    die_with_parent()  # a worker never outlives the torchrun agent that started it
     if device.type == "cuda":
         device = torch.device("cuda", ctx.local_rank)
         torch.cuda.set_device(device)
@@ -265,28 +261,3 @@ def evaluate_sharded(model: nn.Module, source: BatchSource, ctx: DistContext, *,
     dist.all_reduce(totals)
     loss_sum, correct, count = totals.tolist()
     return {"loss": loss_sum / count, "acc": correct / count, "count": int(count)}
-
-
-def launch(config: TrainConfig, nproc: int, *, resume: str | Path | None = None,
-           stop_after_epochs: int | None = None, break_lock: bool = False) -> int:
-    """Run ``config`` on ``nproc`` local processes through torchrun; returns its exit code.
-
-    What ``cnnlab train --nproc N`` calls: the resolved config goes to a temporary YAML file and
-    ``python -m torch.distributed.run --standalone --nproc-per-node N -m cnnlab train --config
-    FILE`` runs it (the same as typing the torchrun command yourself).
-    """
-    config.validate()  # bad input: one error here, not one per process and torchrun's trace
-    if resume is None:
-        check_available(config.data, root=config.data_root, download=config.download)
-    with tempfile.TemporaryDirectory(prefix="cnnlab-launch-") as folder:
-        path = Path(folder) / "config.yaml"
-        save_config(config, path)
-        command = [sys.executable, "-m", "torch.distributed.run", "--standalone",
-                   f"--nproc-per-node={nproc}", "-m", "cnnlab", "train", "--config", str(path)]
-        if resume is not None:
-            command += ["--resume", str(resume)]
-        if stop_after_epochs is not None:
-            command += ["--stop-after-epochs", str(stop_after_epochs)]
-        if break_lock:
-            command += ["--break-lock"]
-        return subprocess.run(command, check=False).returncode

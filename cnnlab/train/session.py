@@ -47,3 +47,24 @@ def deterministic_algorithms(enabled: bool, device: torch.device):
     finally:
         torch.use_deterministic_algorithms(previous[0])
         torch.backends.cudnn.benchmark = previous[1]
+
+
+PR_SET_PDEATHSIG = 1  # prctl(2): the signal this process gets when its parent dies
+
+
+def die_with_parent(sig: int = signal.SIGTERM) -> None:
+    """Ask Linux to send ``sig`` to this process when its parent exits (even by SIGKILL), so
+    data-parallel workers stop (saving at their next step) instead of training on orphaned.
+    If the parent is already gone (it died while this process started), ``sig`` is raised now.
+    Elsewhere a no-op."""
+    import ctypes
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, int(sig), 0, 0, 0)
+    except (OSError, AttributeError):  # no libc prctl: nothing to ask for
+        return
+    if os.getppid() == 1:  # orphaned before the request could take effect
+        os.kill(os.getpid(), sig)
