@@ -229,3 +229,16 @@ def test_the_cycle_finder_finds_a_cycle(tmp_path, monkeypatch):
         (tmp_path / f"{name}.py").write_text(imports + "\n")
     monkeypatch.setattr(f"{__name__}.DATA_PACKAGE", tmp_path)
     assert import_cycles() == [["cnnlab.data.a", "cnnlab.data.b", "cnnlab.data.a"]]
+
+
+def test_the_worked_example_in_docs_runs(shared_data, monkeypatch, capsys):
+    text = (DATA_PACKAGE.parents[1] / "docs" / "DATA.md").read_text(encoding="utf-8")
+    code = text.split("```python\n", 1)[1].split("```", 1)[0]
+    monkeypatch.chdir(DATA_PACKAGE.parents[1])  # the example's paths are relative to the repo
+    try:
+        exec(compile(code, "docs/DATA.md", "exec"), {"__name__": "docs_example"})
+    finally:
+        unregister_source("mnist-inverted")
+    shape, found = capsys.readouterr().out.splitlines()
+    assert shape == "(10000, 1, 28, 28) 255"
+    assert Path(ast.literal_eval(found)[0]).resolve() == (shared_data / "mnist").resolve()

@@ -15,7 +15,7 @@ exist, else ``PATH`` itself as a training set; a folder with ``images/`` and ``m
 sub-folders is segmentation data (:mod:`cnnlab.data.masks`).
 
 A new named set is one :func:`~cnnlab.data.registry.register_source` call in the module that
-reads its format, listed in :func:`load_sources` (docs/TRAINING.md has a worked example).
+reads its format, listed in :func:`load_sources` (docs/DATA.md has a worked example).
 """
 
 from __future__ import annotations

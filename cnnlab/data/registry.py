@@ -14,7 +14,7 @@ This module imports no format module: the format modules import it to register, 
 Search order for files (first hit wins): ``root`` (``--data-root``), each entry of
 ``$CNNLAB_DATA`` (an ``os.pathsep`` list), ``~/.cache/cnnlab/data``, ``/usr/share/datasets``.
 
-Example (a set stored as IDX files under ``ROOT/letters/``; see docs/TRAINING.md):
+Example (a set stored as IDX files under ``ROOT/letters/``; more in docs/DATA.md):
     >>> from cnnlab.data.idx import idx_source
     >>> source = register_source(idx_source(
     ...     "letters", "my 28x28 letters (IDX)", classes=tuple("abc")))  # doctest: +SKIP
