@@ -29,12 +29,13 @@ import numpy as np
 import torch
 from torch import nn
 
+from cnnlab.choices import EXPORT_FORMATS
 from cnnlab.errors import ConfigError, ModelError, choices_hint
 from cnnlab.runs.checkpoint import resolve_checkpoint
 from cnnlab.runs.outputs import check_output_path, write_output, write_text_output
 from cnnlab.runs.reader import load_model
 
-FORMATS = {"onnx": ".onnx", "torchscript": ".torchscript.pt"}
+FORMATS = EXPORT_FORMATS
 
 
 @dataclass
@@ -124,7 +125,7 @@ def export_model(run: str | Path, *, format: str = "onnx", out: str | Path | Non
         if not diff <= tolerance:
             raise ModelError(f"{path}: exported outputs differ from PyTorch by {diff:.3g} "
                              f"(> {tolerance:g}); the export is not faithful")
-    checked = runtime or "not checked (pip install onnxruntime to check)"
+    checked = runtime or "not checked (pip install 'cnnlab[export]' to check)"
     info = {"format": format, "source": str(resolve_checkpoint(run, which)),
             "input": {"name": "images", "shape": ["batch", *input_size], "dtype": "float32"},
             "output": {"name": "logits", "shape": ["batch", len(meta["classes"])]},

@@ -9,13 +9,14 @@ frame as in training, and centred. Colour models only get resized.
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
 from cnnlab.data.pipeline import Preprocess, border_mean, fit_to_size
-from cnnlab.errors import DataError
+from cnnlab.errors import ConfigError, DataError
 from cnnlab.runs.reader import OpenRun, open_run
 from cnnlab.tasks import THRESHOLD, label_set
 
@@ -25,12 +26,14 @@ DIGIT_BOX_FRACTION = 20 / 28  # MNIST: a 20x20 box in a 28x28 frame
 
 
 def collect_images(inputs: list[str]) -> list[Path]:
-    """Files given directly, plus image files inside given folders (sorted)."""
+    """Files given directly, plus the image files inside given folders (sorted; a folder or a
+    FIFO that happens to be named ``x.png`` is not an image file and is left out)."""
     paths: list[Path] = []
     for item in inputs:
         path = Path(item)
         if path.is_dir():
             paths += sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES
+                            and p.is_file()
                             and not any(part.startswith(".") for part in p.parts))
         elif path.is_file():
             paths.append(path)
@@ -80,21 +83,36 @@ def prepare_image(path: Path, preprocess: Preprocess) -> torch.Tensor:
 @torch.inference_mode()
 def predict_images(run: str | Path, inputs: list[str], *, k: int = 3, which: str = "best",
                    device: str = "cpu", out: str | Path | None = None,
-                   threshold: float = THRESHOLD) -> list[dict]:
+                   threshold: float = THRESHOLD, skip_bad: bool = False) -> list[dict]:
     """Top-``k`` labels with probabilities for each image file (or folder of images).
 
     Runs that predict sets of labels or masks give each image's set of ``labels`` instead;
     mask runs also write a coloured mask PNG per image into ``out`` (default ``RUN/masks``).
-    ``threshold`` is the multilabel decision threshold on each class's sigmoid.
+    ``threshold`` is the multilabel decision threshold on each class's sigmoid; ``skip_bad``
+    skips an unreadable image with a warning instead of stopping.
 
     Example:
         >>> predict_images("runs/lenet5-mnist", ["my_digit.png"])  # doctest: +SKIP
         [{'path': 'my_digit.png', 'top': [('7', 0.98), ('1', 0.01), ('9', 0.004)]}]
     """
+    if k < 1:
+        raise ConfigError(f"--top-k {k}: expected 1 or more")
     opened = open_run(run, checkpoint=which, device=device, threshold=threshold)
     paths = collect_images(inputs)
     out = Path(out) if out else opened.run_dir / "masks"
-    return [PREDICTORS[opened.task.output_kind](opened, path, k, out) for path in paths]
+    predict = PREDICTORS[opened.task.output_kind]
+    results = []
+    for path in paths:
+        try:
+            results.append(predict(opened, path, k, out))
+        except DataError as error:
+            if not skip_bad:
+                raise DataError(f"{error} (or pass --skip-bad to skip unreadable images)") \
+                    from None
+            warnings.warn(f"skipped: {error}", stacklevel=2)
+    if skip_bad and len(results) < len(paths):
+        warnings.warn(f"skipped {len(paths) - len(results)} of {len(paths)} images", stacklevel=2)
+    return results
 
 
 def predict_class(run: OpenRun, path: Path, k: int, out: Path) -> dict:

@@ -58,8 +58,10 @@ def model_state(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
 
 
-def load_state_checked(model: nn.Module, state: dict[str, torch.Tensor], *, source: str) -> None:
-    """``load_state_dict`` with a one-line error naming the first missing/odd key or shape."""
+def load_state_checked(model: nn.Module, state: dict[str, torch.Tensor], *, source: str,
+                       assign: bool = False) -> None:
+    """``load_state_dict`` with a one-line error naming the first missing/odd key, shape or
+    dtype (``assign``: for a model on the meta device, which only checks)."""
     expected = model.state_dict()
     missing = [k for k in expected if k not in state]
     unexpected = [k for k in state if k not in expected]
@@ -72,6 +74,12 @@ def load_state_checked(model: nn.Module, state: dict[str, torch.Tensor], *, sour
         if value.shape != expected[key].shape:
             raise CheckpointError(f"{source}: {key} has shape {tuple(value.shape)}, the model "
                                   f"expects {tuple(expected[key].shape)}")
+        if value.dtype != expected[key].dtype:  # loads exactly or not at all: no silent cast
+            raise CheckpointError(f"{source}: {key} is {str(value.dtype).removeprefix('torch.')}"
+                                  f", the model holds {str(expected[key].dtype).removeprefix('torch.')}"
+                                  f"; convert the file first (cnnlab never casts weights)")
         if value.is_floating_point() and not torch.isfinite(value).all():
             raise CheckpointError(f"{source}: {key} has NaN/Inf values; refusing to load it")
+    if assign:
+        return  # a meta-device model: the check was the point
     model.load_state_dict(state)

@@ -17,10 +17,11 @@ import itertools
 import json
 import os
 import queue
-import shutil
 import subprocess
 import threading
 from pathlib import Path
+
+from needs import chromium_path
 
 BROWSERS = ("chromium", "chromium-browser", "google-chrome", "chrome")
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -39,9 +40,7 @@ WAIT_SCRIPT = """new Promise((resolve) => {
 
 
 def find_browser() -> str:
-    found = next((shutil.which(name) for name in BROWSERS if shutil.which(name)), None)
-    assert found, "the live page tests need headless Chromium (apt-get install chromium)"
-    return found
+    return chromium_path()
 
 
 class Chromium:

@@ -107,9 +107,8 @@ def test_search_order_root_then_environment(tmp_path, monkeypatch, shared_data):
     assert len(load_dataset("mnist", "test")) == 10000  # then $CNNLAB_DATA
 
 
-def test_fashion_mnist_from_debian_package():
+def test_fashion_mnist_from_debian_package(fashion_mnist):
     found = data_source("fashion-mnist").locate([SYSTEM_ROOT])
-    assert found is not None, "apt-get install -y dataset-fashion-mnist (CI's .ci/run does)"
     test = load_dataset("fashion-mnist", "test", root=found.parent)
     assert tuple(test.images.shape) == (10000, 1, 28, 28)
     assert test.classes[9] == "Ankle boot" and test.labels.bincount().tolist() == [1000] * 10

@@ -9,7 +9,6 @@ import base64
 import io
 import json
 import re
-import shutil
 import subprocess
 from html.parser import HTMLParser
 from pathlib import Path
@@ -17,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from needs import chromium_path
 from PIL import Image
 
 from cnnlab.cli.main import main
@@ -99,9 +99,7 @@ def decode(src: str) -> np.ndarray:
 
 
 def browser() -> str:
-    found = next((shutil.which(name) for name in BROWSERS if shutil.which(name)), None)
-    assert found, "the report test needs headless Chromium (apt-get install chromium)"
-    return found
+    return chromium_path()
 
 
 def chromium(*args: str) -> subprocess.CompletedProcess:

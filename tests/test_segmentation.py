@@ -122,7 +122,7 @@ def test_fit_multilabel_beats_chance(tmp_path):
     assert 0 <= result.test_metrics["f1"] <= 1
 
 
-def test_shifting_the_scene_by_the_total_stride_shifts_the_mask():
+def test_shifting_the_scene_by_the_total_stride_shifts_the_mask(shared_data):
     torch.manual_seed(0)
     model = create("fcn", num_classes=11, **SMALL).eval()  # total stride 8
     with torch.no_grad():  # without biases the untrained scores vary from pixel to pixel

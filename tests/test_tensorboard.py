@@ -64,9 +64,9 @@ def test_missing_tensorboard_is_a_one_line_config_error(monkeypatch):
         return real(name, *args, **kwargs)
 
     monkeypatch.setattr(builtins, "__import__", no_tensorboard)
-    with pytest.raises(ConfigError, match="pip install tensorboard"):
+    with pytest.raises(ConfigError, match=r"pip install .cnnlab\[tensorboard\]."):
         TensorBoardLog.check_available()
-    with pytest.raises(ConfigError, match="pip install tensorboard"):
+    with pytest.raises(ConfigError, match=r"pip install .cnnlab\[tensorboard\]."):
         tensorboard.TensorBoardLog("unused")
 
 
@@ -75,11 +75,11 @@ def test_fit_without_tensorboard_fails_before_making_a_run_directory(monkeypatch
     from cnnlab.train.fit import fit
 
     def missing():
-        raise ConfigError("--tensorboard needs the tensorboard package: pip install tensorboard")
+        raise ConfigError("--tensorboard needs tensorboard: pip install 'cnnlab[tensorboard]'")
 
     monkeypatch.setattr(tensorboard, "tensorboard_writer_class", missing)
     config = TrainConfig(data="digits", epochs=1, tensorboard=True, out=str(tmp_path),
                          progress=False)
-    with pytest.raises(ConfigError, match="pip install tensorboard"):
+    with pytest.raises(ConfigError, match=r"pip install .cnnlab\[tensorboard\]."):
         fit(config, log=lambda *_: None)
     assert list(tmp_path.iterdir()) == []  # nothing trained, no half-made run directory

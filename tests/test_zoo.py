@@ -249,3 +249,13 @@ def test_feature_stages_of_known_families():
     assert strides("unet", 64) == [1, 2, 4, 8]
     assert strides("segnet", 64) == [1, 2, 4]
     assert [s["channels"] for s in create("resnet50").feature_info()] == [64, 256, 512, 1024, 2048]
+
+
+def test_the_stored_catalog_equals_a_fresh_count():
+    """``cnnlab models`` reads cnnlab/models/catalog.json; after adding or changing a model,
+    run ``python -m cnnlab.models.catalog`` to rewrite it."""
+    import json
+
+    from cnnlab.models.catalog import CATALOG, counted_table
+
+    assert json.loads(CATALOG.read_text()) == json.loads(json.dumps(counted_table()))

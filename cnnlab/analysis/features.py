@@ -6,6 +6,7 @@ as ``model.named_modules()`` spells them); ``"all"`` means every Conv2d and Line
 layers the lecture numbers 1..8 in AlexNet.
 
 Example:
+    >>> from cnnlab.models import create
     >>> model = create("lenet5")
     >>> feats = collect_features(model, torch.randn(10, 1, 32, 32), ["features.0"], pool=2)
     >>> feats["features.0"].shape  # 6 maps pooled to 2x2
@@ -24,6 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from cnnlab.data.pipeline import Preprocess, match_channels
+from cnnlab.data.request import DataRequest
 from cnnlab.errors import ModelError, choices_hint
 from cnnlab.runs.outputs import save_figure, write_text_output
 
@@ -112,7 +114,7 @@ class RunData:
         return self.preprocess.normalize(self.images if images is None else images)
 
 
-def load_run_data(run: str | Path, *, data: str | None = None, split: str = "test",
+def load_run_data(run: str | Path, *, data: DataRequest | str | None = None, split: str = "test",
                   limit: int | None = None, seed: int = 0) -> RunData:
     """Load ``run``'s best model and ``split`` of ``data`` (default: the data it was trained on).
 

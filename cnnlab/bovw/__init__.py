@@ -8,8 +8,19 @@ Example:
     >>> load_bovw("runs/bovw-mnist").model.predict(images)  # doctest: +SKIP
 """
 
-from cnnlab.bovw.config import BovwConfig
-from cnnlab.bovw.pipeline import BovwResult, run_bovw
-from cnnlab.bovw.store import load_bovw, save_bovw
+from __future__ import annotations
 
-__all__ = ["BovwConfig", "BovwResult", "load_bovw", "run_bovw", "save_bovw"]
+import importlib
+
+_EXPORTS = {"BovwConfig": "cnnlab.bovw.config", "BovwResult": "cnnlab.bovw.pipeline",
+            "run_bovw": "cnnlab.bovw.pipeline", "load_bovw": "cnnlab.bovw.store",
+            "save_bovw": "cnnlab.bovw.store"}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):  # imported on first use: ``cnnlab bovw --help`` needs no torch
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'cnnlab.bovw' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_EXPORTS[name]), name)
+    globals()[name] = value
+    return value

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from cnnlab import extras
 from cnnlab.data.pipeline import match_channels
 from cnnlab.errors import ConfigError
 
@@ -76,15 +77,8 @@ def to_grey(images: torch.Tensor, *, source: str, log: Callable[[str], None] | N
 
 
 def import_extra(module: str):
-    """``import module`` for a package of the ``bovw`` extra, or a one-line error saying how to
-    install it."""
-    import importlib
-
-    try:
-        return importlib.import_module(module)
-    except ImportError:
-        raise ConfigError(f"cnnlab bovw needs {module.split('.')[0]} (opencv-python-headless, "
-                          f"scikit-image): pip install 'cnnlab[bovw]'") from None
+    """``import module`` of the ``bovw`` extra (:func:`cnnlab.extras.import_extra`)."""
+    return extras.import_extra(module, "bovw", "cnnlab bovw")
 
 
 def describe(grey: np.ndarray, grid: DenseGrid, descriptor: str) -> np.ndarray:

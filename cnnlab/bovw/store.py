@@ -111,14 +111,14 @@ def save_bovw(result: BovwResult, directory: str | Path) -> Path:
 def run_index(result: BovwResult) -> dict:
     """``run.json``: what kind of run, with what code, and its test metrics (level L in
     ``acc``, every level in ``acc_level<l>``)."""
-    import cnnlab
     from cnnlab.train.rundir import git_sha
+    from cnnlab.version import __version__
 
     test = {"acc": result.test_acc}
     test.update({f"acc_level{r.level}": r.test_acc for r in result.levels})
     classes = result.model.classes
     per_class = result.levels[-1].per_class_acc
-    return {"kind": KIND, "status": "complete", "cnnlab_version": cnnlab.__version__,
+    return {"kind": KIND, "status": "complete", "cnnlab_version": __version__,
             "torch_version": torch.__version__, "git_sha": git_sha(), "test": test,
             "levels": result.config.levels, "classifier": result.config.classifier,
             "classes": classes, "per_class_acc": dict(zip(classes, per_class, strict=True)),

@@ -73,6 +73,7 @@ def make_config(args: argparse.Namespace) -> BovwConfig:
 
 
 def run_directory(config: BovwConfig, prefix: str) -> Path:
+
     data = Path(config.data).name or config.data
     return Path(config.out) / (config.name or f"{prefix}-{data}-{time.strftime('%Y%m%d-%H%M%S')}")
 

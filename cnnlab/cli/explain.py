@@ -29,11 +29,12 @@ import argparse
 import json
 from fractions import Fraction
 
-from cnnlab.analysis.explain_cli import OPERATIONS, explain_from_args
+from cnnlab.analysis.explain_cli import OPERATIONS
 from cnnlab.errors import ConfigError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+
     parser.add_argument("operation", choices=OPERATIONS, help="what to explain")
     parser.add_argument("--input", help="input matrix")
     parser.add_argument("--input-file", help="file holding the input matrix")
@@ -126,6 +127,8 @@ def check_arguments(args: argparse.Namespace) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from cnnlab.analysis.explain_cli import explain_from_args
+
     check_arguments(args)
     explanation = explain_from_args(args)
     if args.json:

@@ -15,9 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 
-from cnnlab.analysis.lecture_render import render_catalogue
-from cnnlab.analysis.lectures import examples, run_example
-
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("example", nargs="?", metavar="ID",
@@ -26,6 +23,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from cnnlab.analysis.lecture_render import render_catalogue
+    from cnnlab.analysis.lectures import examples, run_example
+
     if args.example is None:
         entries = examples()
         if args.json:

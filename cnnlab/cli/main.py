@@ -14,6 +14,7 @@ import sys
 
 from cnnlab.errors import CnnlabError
 from cnnlab.files import overwriting
+from cnnlab.version import __version__
 
 # name -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -57,16 +58,18 @@ class OneLineParser(argparse.ArgumentParser):
 def build_parser(chosen: str | None = None) -> argparse.ArgumentParser:
     """The parser; only ``chosen``'s module is imported (the others list their help line)."""
     parser = OneLineParser(
-        prog="cnnlab",
+        prog="cnnlab", allow_abbrev=False,
         description="Build, train, inspect and understand convolutional neural networks.",
     )
+    parser.add_argument("--version", action="version", version=f"cnnlab {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (module_name, help_text) in COMMANDS.items():
         if name != chosen:
-            sub.add_parser(name, help=help_text)
+            sub.add_parser(name, help=help_text, allow_abbrev=False)
             continue
-        module = importlib.import_module(module_name)
+        module = importlib.import_module(module_name)  # this command's module only
         command = sub.add_parser(name, help=help_text, description=module.__doc__,
+                                 allow_abbrev=False,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
         module.add_arguments(command)
         command.set_defaults(_run=module.run)

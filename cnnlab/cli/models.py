@@ -17,8 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 
-from cnnlab.models.catalog import model_table
-
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="machine-readable output")
@@ -35,6 +33,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from cnnlab.models.catalog import model_table
+
     if args.plot:
         from cnnlab.analysis.complexity import plot_zoo
 

@@ -16,7 +16,6 @@ import argparse
 import json
 
 from cnnlab.cli.flags import add_output
-from cnnlab.predict import predict_images
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -26,6 +25,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--checkpoint", choices=["best", "last"], default="best")
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
     parser.add_argument("--json", action="store_true", help="machine-readable output")
+    parser.add_argument("--skip-bad", action="store_true",
+                        help="skip unreadable images with a warning instead of stopping")
     parser.add_argument("--threshold", type=float, default=0.5, metavar="P",
                         help="multilabel run: report the classes whose sigmoid is >= P "
                              "(default %(default)s)")
@@ -34,8 +35,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from cnnlab.predict import predict_images
+
     results = predict_images(args.run, args.images, k=args.top_k, which=args.checkpoint,
-                             device=args.device, out=args.out, threshold=args.threshold)
+                             device=args.device, out=args.out, threshold=args.threshold,
+                             skip_bad=args.skip_bad)
     if args.json:
         print(json.dumps(results, indent=2))
         return 0

@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 
 from cnnlab.errors import ConfigError
-from cnnlab.live.browse import serve_runs
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -29,6 +28,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from cnnlab.live.browse import serve_runs
+
     if not 0 <= args.port <= 65535:
         raise ConfigError(f"--port {args.port} is not a port number (0..65535)")
     serve_runs(args.runs, host=args.host, port=args.port, checkpoint=args.checkpoint,

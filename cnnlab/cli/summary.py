@@ -20,8 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 
-from cnnlab.analysis.resolve import parse_input_size, resolve_model
-from cnnlab.analysis.summary import compare, summary
 from cnnlab.errors import ConfigError
 
 
@@ -40,7 +38,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from cnnlab.cli.train import parse_options
+    from cnnlab.analysis.resolve import parse_input_size, resolve_model
+    from cnnlab.analysis.summary import compare, summary
+    from cnnlab.cli.flags import parse_options
 
     size = parse_input_size(args.input) if args.input else None
     options = parse_options(args.option)

@@ -1,29 +1,24 @@
 """Model zoo: one family per module, all reachable through :func:`create`.
 
-Importing this package imports every family module, which registers its builders.
+The registry (:mod:`cnnlab.models.registry`) imports the family modules listed in its
+``FAMILIES`` on first use; each registers its builders. Names here load on first use, so
+``cnnlab models`` (which reads the catalog, :mod:`cnnlab.models.catalog`) needs no torch.
 """
 
-from cnnlab.models import (  # noqa: F401  (each family module registers its builders)
-    airbench,
-    alexnet,
-    cifarnets,
-    googlenet,
-    lenet,
-    resnet,
-    segmentation,
-    vgg,
-    xonet,
-)
-from cnnlab.models.base import ImageClassifier
-from cnnlab.models.registry import (
-    ModelInfo,
-    create,
-    default_input_size,
-    is_spec,
-    list_models,
-    model_definition,
-    model_info,
-)
+from __future__ import annotations
 
-__all__ = ["ImageClassifier", "ModelInfo", "create", "default_input_size", "is_spec",
-           "list_models", "model_definition", "model_info"]
+import importlib
+
+_EXPORTS = {"ImageClassifier": "cnnlab.models.base", "ModelInfo": "cnnlab.models.registry",
+            "create": "cnnlab.models.registry", "default_input_size": "cnnlab.models.registry",
+            "is_spec": "cnnlab.models.registry", "list_models": "cnnlab.models.registry",
+            "model_definition": "cnnlab.models.registry", "model_info": "cnnlab.models.registry"}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'cnnlab.models' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_EXPORTS[name]), name)
+    globals()[name] = value
+    return value

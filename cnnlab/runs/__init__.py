@@ -1,14 +1,29 @@
 """Run directories: their layout, claiming one safely, the training lock, and reading them.
 
-Every command that reads a run goes through :func:`open_run`.
+Every command that reads a run goes through :func:`open_run`. Names are imported on first use
+(the layout and outputs need no torch; the reader does).
 """
 
-from cnnlab.config import check_run_name
-from cnnlab.runs.folder import RunFolder, claim_run_dir, default_run_name
-from cnnlab.runs.layout import LAYOUT, is_run_dir, is_run_file, owning_run
-from cnnlab.runs.lock import RunInUse, RunLock
-from cnnlab.runs.reader import OpenRun, load_model, open_run
+from __future__ import annotations
 
-__all__ = ["LAYOUT", "OpenRun", "RunFolder", "RunInUse", "RunLock", "check_run_name",
-           "claim_run_dir", "default_run_name", "is_run_dir", "is_run_file", "load_model",
-           "open_run", "owning_run"]
+import importlib
+
+_EXPORTS = {
+    "LAYOUT": "cnnlab.runs.layout", "is_run_dir": "cnnlab.runs.layout",
+    "is_run_file": "cnnlab.runs.layout", "owning_run": "cnnlab.runs.layout",
+    "RunFolder": "cnnlab.runs.folder", "claim_run_dir": "cnnlab.runs.folder",
+    "default_run_name": "cnnlab.runs.folder", "check_run_name": "cnnlab.config",
+    "RunInUse": "cnnlab.runs.lock", "RunLock": "cnnlab.runs.lock",
+    "OpenRun": "cnnlab.runs.reader", "load_model": "cnnlab.runs.reader",
+    "open_run": "cnnlab.runs.reader",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'cnnlab.runs' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_EXPORTS[name]), name)
+    globals()[name] = value
+    return value

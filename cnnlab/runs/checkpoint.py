@@ -13,6 +13,7 @@ over the target: a crash at any moment leaves either the old or the new checkpoi
 from __future__ import annotations
 
 import json
+import math
 import warnings
 from pathlib import Path
 
@@ -72,7 +73,14 @@ def save_checkpoint(
                             "optimizer state to host memory); free memory or use a smaller "
                             "model; the previous checkpoint is kept") from error
     atomic_write_bytes(path, blob)
-    atomic_write_bytes(path.with_suffix(".json"), sidecar)
+    atomic_write_bytes(path.with_suffix(".json"), sidecar)  # derived: rewritten on resume
+
+
+def write_sidecar(path: Path, meta: dict) -> None:
+    """``NAME.json`` beside ``NAME.safetensors``: its metadata for people, derived from the
+    checkpoint (which is the file of record)."""
+    sidecar = {k: v for k, v in meta.items() if k != "optimizer"}
+    atomic_write_bytes(Path(path).with_suffix(".json"), json.dumps(sidecar, indent=2).encode())
 
 
 def _serialise(path: Path, model: nn.Module, meta: dict, optimizer, rng: bool,
@@ -112,6 +120,9 @@ def read_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
         header_len = int.from_bytes(data[:8], "little")
         header = json.loads(data[8:8 + header_len])
         meta = json.loads(header.get("__metadata__", {}).get(META_KEY, "{}"))
+    except RecursionError:  # metadata JSON nested thousands deep
+        raise CheckpointError(f"{path}: its metadata is nested too deeply to be a cnnlab "
+                              "checkpoint") from None
     except (SafetensorError, ValueError, UnicodeDecodeError, AttributeError, TypeError) as error:
         reason = f"not a readable safetensors checkpoint ({error})"
         raise not_safetensors(path, data, reason) from None
@@ -144,6 +155,18 @@ def _is_number(value: object) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
+def _is_finite(value: object) -> bool:
+    return _is_number(value) and math.isfinite(value)
+
+
+# Sizes a checkpoint may declare (issue 18): checked before anything is built, so a crafted
+# header cannot make cnnlab allocate terabytes (num_classes = 10**12 asked for 336 TB).
+MAX_CLASSES = 100_000
+MAX_CHANNELS = 4_096
+MAX_SIDE = 8_192
+MIN_STD = 1e-6  # a standard deviation below this divides pixels into infinities
+
+
 def _bad(path: Path, field: str, wanted: str, value: object) -> CheckpointError:
     shown = repr(value)
     shown = shown if len(shown) <= 60 else shown[:57] + "..."
@@ -164,12 +187,14 @@ def check_model_meta(path: Path, meta: dict) -> dict:
                    spec)
     if not isinstance(spec.get("name"), str) or not spec["name"]:
         raise _bad(path, "model.name", "a model name", spec.get("name"))
-    for key in ("num_classes", "in_channels"):
-        if not _is_int(spec.get(key), 1):
-            raise _bad(path, f"model.{key}", "a positive integer", spec.get(key))
+    for key, most in (("num_classes", MAX_CLASSES), ("in_channels", MAX_CHANNELS)):
+        if not (_is_int(spec.get(key), 1) and spec[key] <= most):
+            raise _bad(path, f"model.{key}", f"an integer from 1 to {most:,}", spec.get(key))
     size = spec.get("input_size")
-    if not (isinstance(size, list) and len(size) == 3 and all(_is_int(v, 1) for v in size)):
-        raise _bad(path, "model.input_size", "[channels, height, width]", size)
+    if not (isinstance(size, list) and len(size) == 3 and all(_is_int(v, 1) for v in size)
+            and size[0] == spec["in_channels"] and max(size[1:]) <= MAX_SIDE):
+        raise _bad(path, "model.input_size", f"[in_channels, height, width] with sides up to "
+                   f"{MAX_SIDE:,}", size)
     if not isinstance(spec.get("options", {}), dict):
         raise _bad(path, "model.options", "an object", spec.get("options"))
     definition = spec.get("definition")
@@ -196,13 +221,20 @@ def _check_preprocess(path: Path, values: object) -> None:
               "size": (lambda v: isinstance(v, list) and len(v) == 2
                        and all(_is_int(x, 1) for x in v), "[height, width]"),
               "fit": (lambda v: isinstance(v, str), "a string"),
-              "mean": (lambda v: isinstance(v, list) and all(map(_is_number, v)), "numbers"),
-              "std": (lambda v: isinstance(v, list) and all(map(_is_number, v)), "numbers"),
-              "background": (_is_number, "a number")}
+              "mean": (lambda v: isinstance(v, list) and v and all(map(_is_finite, v)),
+                       "finite numbers"),
+              "std": (lambda v: isinstance(v, list) and v and all(
+                  _is_finite(x) and x >= MIN_STD for x in v), f"numbers >= {MIN_STD:g}"),
+              "background": (_is_finite, "a finite number")}
     for key, (ok, wanted) in checks.items():
         if not ok(values.get(key)):
             raise _bad(path, f"preprocess.{key}", wanted, values.get(key))
-    if values.get("ink_fraction") is not None and not _is_number(values["ink_fraction"]):
+    if len(values["mean"]) != values["channels"] or len(values["std"]) != values["channels"]:
+        raise _bad(path, "preprocess.mean", f"{values['channels']} values (one per channel)",
+                   values["mean"])
+    if max(values["size"]) > MAX_SIDE:
+        raise _bad(path, "preprocess.size", f"sides up to {MAX_SIDE:,}", values["size"])
+    if values.get("ink_fraction") is not None and not _is_finite(values["ink_fraction"]):
         raise _bad(path, "preprocess.ink_fraction", "a number or null", values["ink_fraction"])
     unknown = sorted(set(values) - {*checks, "ink_fraction"})
     if unknown:
@@ -224,8 +256,8 @@ def check_training_meta(path: Path, meta: dict) -> int:
             raise _bad(path, f"state.{key}", "an integer", state[key])
     for key in ("loss_sum", "correct", "best_metric"):
         value = state.get(key)
-        if key in state and not (_is_number(value) or (key == "best_metric" and value is None)):
-            raise _bad(path, f"state.{key}", "a number", value)
+        if key in state and not (_is_finite(value) or (key == "best_metric" and value is None)):
+            raise _bad(path, f"state.{key}", "a finite number", value)
     unknown = sorted(set(state) - {*STATE_INTS, "loss_sum", "correct", "best_metric"})
     if unknown:
         raise _bad(path, f"state.{unknown[0]}", "absent (unknown field)", state[unknown[0]])
@@ -234,7 +266,28 @@ def check_training_meta(path: Path, meta: dict) -> int:
             and all(isinstance(g, dict) for g in optimizer["param_groups"])
             and isinstance(optimizer.get("scalars"), dict)):
         raise _bad(path, "optimizer", "an object with param_groups and scalars", optimizer)
+    _check_param_groups(path, optimizer["param_groups"])
     return state["step"]
+
+
+NUMERIC_GROUP_KEYS = ("lr", "momentum", "weight_decay", "dampening", "eps", "lr_scale")
+
+
+def _check_param_groups(path: Path, groups: list[dict]) -> None:
+    """Hyper-parameters an optimizer will compute with must be finite numbers (``betas`` a
+    pair of them); ``params`` a list of integer ids."""
+    for i, group in enumerate(groups):
+        for key in NUMERIC_GROUP_KEYS:
+            if key in group and not _is_finite(group[key]):
+                raise _bad(path, f"optimizer.param_groups[{i}].{key}", "a finite number",
+                           group[key])
+        betas = group.get("betas")
+        if betas is not None and not (isinstance(betas, list) and len(betas) == 2
+                                      and all(map(_is_finite, betas))):
+            raise _bad(path, f"optimizer.param_groups[{i}].betas", "two numbers", betas)
+        params = group.get("params")
+        if not (isinstance(params, list) and all(_is_int(p) for p in params)):
+            raise _bad(path, f"optimizer.param_groups[{i}].params", "a list of ids", params)
 
 
 def newest_checkpoint(run_dir: str | Path) -> tuple[Path, dict[str, torch.Tensor], dict]:

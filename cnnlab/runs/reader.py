@@ -23,6 +23,8 @@ from torch import nn
 
 from cnnlab.data.base import ImageSet
 from cnnlab.data.pipeline import BatchSource, Preprocess, to_batch_source
+from cnnlab.data.request import DataRequest
+from cnnlab.devices import resolve_device
 from cnnlab.errors import CheckpointError
 from cnnlab.runs.checkpoint import check_model_meta, read_checkpoint, resolve_checkpoint
 from cnnlab.runs.layout import INDEX, METRICS, SNAPSHOTS
@@ -42,7 +44,7 @@ class OpenRun:
 
     def __init__(self, path: str | Path, *, which: str = "best", device: str = "cpu",
                  threshold: float | None = None) -> None:
-        self.path, self.which, self.device = Path(path), which, torch.device(device)
+        self.path, self.which, self.device = Path(path), which, resolve_device(device)
         self.threshold = threshold
 
     @property
@@ -79,8 +81,12 @@ class OpenRun:
 
     @functools.cached_property
     def model(self) -> nn.Module:
+        weights = self.weights()
+        with torch.device("meta"):  # shapes first: a crafted header must not allocate
+            load_state_checked(build_model(self.checkpoint, self.meta), weights,
+                               source=str(self.checkpoint), assign=True)
         model = build_model(self.checkpoint, self.meta)
-        load_state_checked(model, self.weights(), source=str(self.checkpoint))
+        load_state_checked(model, weights, source=str(self.checkpoint))
         return model.to(self.device).eval()
 
     @property
@@ -121,14 +127,13 @@ class OpenRun:
         """The epoch records of ``metrics.jsonl`` (a torn or odd line is skipped)."""
         return read_metrics(self.run_dir)
 
-    def load_split(self, split: str = "test", *, data: str | None = None,
+    def load_split(self, split: str = "test", *, data: DataRequest | str | None = None,
                    root: str | None = None, limit: int | None = None) -> ImageSet:
-        """``split`` of the data set the run was trained on (or ``data``), its first
-        ``limit`` images; the run's own ``--data-root`` unless ``root`` is given."""
-        from cnnlab.data.datasets import load_dataset
-
-        dataset = load_dataset(data or self.data_name, split,
-                               root=root or self.config.get("data_root"))
+        """``split`` of the data set the run was trained on (or ``data``: a name or a
+        :class:`~cnnlab.data.request.DataRequest`), its first ``limit`` images; the run's own
+        ``--data-root`` unless one is given."""
+        request = DataRequest.of(data).with_defaults(None, root)
+        dataset = request.with_defaults(self.data_name, self.config.get("data_root")).load(split)
         if limit is not None and limit < len(dataset):
             dataset = dataset.subset(torch.arange(limit))
         return dataset

@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from cnnlab.choices import FINETUNE_MODES
 from cnnlab.config import TrainConfig, load_config
 from cnnlab.errors import CheckpointError, ConfigError, ModelError, choices_hint
 from cnnlab.runs.layout import CONFIG, FINETUNE
@@ -35,10 +36,10 @@ from cnnlab.train.epochs import EpochTrainer
 from cnnlab.train.fit import RunResult, fit
 from cnnlab.train.loop import StepInfo
 from cnnlab.train.observers import Observer
-from cnnlab.train.optim import parameter_groups, set_lr
+from cnnlab.train.optim import apply_param_options, parameter_groups, set_lr
 from cnnlab.weightfile import load_state_checked
 
-MODES = ("finetune", "features", "scratch")
+MODES = FINETUNE_MODES
 
 
 class FrozenBatchNorm(nn.Module):
@@ -120,7 +121,7 @@ def discriminative_groups(model: nn.Module, *, new_head: bool, lr_pretrained: fl
             groups.append({**group, "lr_scale": scale})
     if not groups:
         raise ConfigError("nothing left to train: every parameter is frozen")
-    return groups
+    return apply_param_options(groups, model, weight_decay)  # a Caffe net's lr_mult/decay_mult
 
 
 @dataclasses.dataclass

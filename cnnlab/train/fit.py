@@ -9,6 +9,7 @@ the epochs are :func:`cnnlab.train.epochs.train_epochs`; observers watch them.
 
 from __future__ import annotations
 
+import contextlib
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,7 +17,8 @@ from pathlib import Path
 import torch
 
 from cnnlab.config import TrainConfig, load_config
-from cnnlab.errors import CheckpointError, CnnlabError
+from cnnlab.devices import resolve_device
+from cnnlab.errors import CheckpointError, CnnlabError, TrainingDiverged
 from cnnlab.runs import RunFolder, RunLock
 from cnnlab.runs.checkpoint import newest_checkpoint, read_checkpoint
 from cnnlab.runs.layout import CONFIG, FINETUNE, checkpoint_name
@@ -26,7 +28,7 @@ from cnnlab.train.loop import StopFlag
 from cnnlab.train.observers import Observer
 from cnnlab.train.run import Prepare, Run, load_splits, model_description
 from cnnlab.train.rundir import new_run_dir, restarted_run
-from cnnlab.train.session import deterministic_algorithms, resolve_device, stop_on_signals
+from cnnlab.train.session import deterministic_algorithms, stop_on_signals
 from cnnlab.weightfile import model_state
 
 __all__ = ["Run", "RunResult", "fit", "load_splits", "model_description", "test_best"]
@@ -147,7 +149,9 @@ def _open_run(config: TrainConfig, folder: RunFolder, device: torch.device, dist
         source = run.resume(newest)
         log(f"resuming {folder.path} from {source.name} at epoch {run.state.epoch + 1}, "
             f"batch {run.state.batch}")
-    run.write_setup()
+    run.write_setup(resumed=newest is not None)
+    if newest is not None:
+        run.write_index("running")  # derived from the checkpoint, which may be a step ahead
     return run
 
 
@@ -157,10 +161,13 @@ def _train_and_test(run: Run, trainer: EpochTrainer, stop_after_epochs: int | No
     run.stop = stop = StopFlag()
     run.observers.on_run_start(run)
     with stop_on_signals(stop), deterministic_algorithms(run.config.deterministic, run.device):
-        status = train_epochs(run, trainer, stop, stop_after_epochs, log)
+        status = _train(run, trainer, stop, stop_after_epochs, log)
+    if status == "completed" and run.test is not None:
+        status = "trained"  # "completed" only once the test result is written (resume tests)
     run.write_index(status)
     test_acc = test_metrics = None
-    if status == "completed" and run.test is not None:
+    if status == "trained":
+        status = "completed"
         barrier(run.dist)  # rank 0 has written best.safetensors
         test_metrics = test_best(run)
         test_acc = test_metrics["acc"]
@@ -173,6 +180,21 @@ def _train_and_test(run: Run, trainer: EpochTrainer, stop_after_epochs: int | No
     val_acc = None if math.isinf(run.state.best_metric) else run.state.best_metric
     return RunResult(run.run_dir, status, run.state.epoch, val_acc, test_acc,
                      run.state.best_epoch + 1, stop.signal, test_metrics)
+
+
+def _train(run: Run, trainer: EpochTrainer, stop: StopFlag, stop_after_epochs: int | None,
+           log) -> str:
+    """:func:`train_epochs`; a divergence names the last good checkpoint, a disk that fails
+    leaves ``run.json`` saying so (the checkpoints written so far are intact)."""
+    try:
+        return train_epochs(run, trainer, stop, stop_after_epochs, log)
+    except TrainingDiverged as error:
+        run.write_index("diverged")
+        raise TrainingDiverged(f"{error}; {run.last_good()}") from None
+    except OSError:
+        with contextlib.suppress(OSError):
+            run.write_index("failed")
+        raise
 
 
 def _test_line(run: Run, metrics: dict) -> str:

@@ -191,13 +191,17 @@ AUX_WEIGHT = 0.3  # GoogLeNet's auxiliary classifiers (Szegedy et al. 2014, sec.
 def training_loss(outputs: torch.Tensor | tuple, y: torch.Tensor, task: Task,
                   label_smoothing: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
     """(loss, main logits); a tuple output is (main, *auxiliary heads), each auxiliary loss
-    "added to the total loss of the network with a discount weight" of 0.3 (GoogLeNet)."""
+    "added to the total loss of the network with a discount weight" of 0.3 (GoogLeNet), or
+    the tuple's own ``loss_weights`` (a Caffe net's ``loss_weight``, main first)."""
     if not isinstance(outputs, tuple):
         return task.loss(outputs, y, label_smoothing), outputs
     logits, *auxiliary = outputs
+    weights = getattr(outputs, "loss_weights", None) or (1.0,) + (AUX_WEIGHT,) * len(auxiliary)
     loss = task.loss(logits, y, label_smoothing)
-    for extra in auxiliary:
-        loss = loss + AUX_WEIGHT * task.loss(extra, y, label_smoothing)
+    if weights[0] != 1.0:
+        loss = weights[0] * loss
+    for weight, extra in zip(weights[1:], auxiliary, strict=True):
+        loss = loss + weight * task.loss(extra, y, label_smoothing)
     return loss, logits
 
 

@@ -75,8 +75,12 @@ class MetricsFile(Observer):
     """Appends each epoch record to ``RUN/metrics.jsonl`` (one JSON line per epoch)."""
 
     def on_epoch_end(self, run, record: dict) -> None:
-        with open(run.run_dir / METRICS, "a") as handle:
-            handle.write(json.dumps(record) + "\n")
+        path = run.run_dir / METRICS
+        try:
+            with open(path, "a") as handle:
+                handle.write(json.dumps(record) + "\n")
+        except OSError as error:  # a full disk: name the file
+            raise OSError(error.errno, error.strerror, str(path)) from error
         run.folder.record(run.run_dir / METRICS)
 
 

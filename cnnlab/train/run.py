@@ -6,13 +6,13 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
 import torch
 from torch import nn
 
-import cnnlab
 from cnnlab.config import TrainConfig, config_yaml
 from cnnlab.data.base import ImageSet
 from cnnlab.data.pipeline import (
@@ -24,11 +24,11 @@ from cnnlab.data.pipeline import (
     split_validation,
     to_batch_source,
 )
-from cnnlab.errors import DataError
+from cnnlab.errors import CheckpointError, DataError
 from cnnlab.files import remove_stale_temporaries
 from cnnlab.models import create, default_input_size, is_spec, model_definition
 from cnnlab.runs import RunFolder, is_run_file
-from cnnlab.runs.checkpoint import save_checkpoint
+from cnnlab.runs.checkpoint import save_checkpoint, write_sidecar
 from cnnlab.runs.layout import CONFIG, INDEX, METRICS, MODEL_DEFINITION, SNAPSHOTS, checkpoint_name
 from cnnlab.tasks import get_task
 from cnnlab.train.distributed import (
@@ -45,6 +45,7 @@ from cnnlab.train.observers import Observer, Observers, standard_observers
 from cnnlab.train.optim import build_optimizer, parameter_groups
 from cnnlab.train.resume import restore_optimizer, restore_rng
 from cnnlab.train.rundir import git_sha
+from cnnlab.version import __version__
 from cnnlab.weightfile import load_state_checked, model_state
 
 Prepare = Callable[[nn.Module], "list[dict] | None"]
@@ -71,11 +72,13 @@ def model_description(config: TrainConfig, train: ImageSet,
     """The part of a checkpoint's metadata that rebuilds the model. A model defined by a file
     keeps the file's text (``definition``: read now, or the run's own copy on resume), so the
     run never depends on that file again."""
-    default = default_input_size(config.model)
     side = config.image_size
-    size = (side, side) if side else tuple(default[1:])
-    if side is None and is_spec(config.model):
-        size = train.image_shape[1:]  # spec strings take the data's own size by default
+    if side:
+        size = (side, side)
+    elif is_spec(config.model):  # spec strings and model files take the data's own size
+        size = train.image_shape[1:]
+    else:
+        size = tuple(default_input_size(config.model)[1:])
     task = get_task(config.task)
     size = task.input_size(config, train, size)
     description = {"name": config.model, "num_classes": task.num_outputs(train.classes),
@@ -100,6 +103,8 @@ class Run:
         self.observers = Observers([*standard_observers(config, dist.is_main, log),
                                     *observers])
         self.stop: StopFlag | None = None  # while training: set by a signal or an observer
+        self.saved: tuple[Path, int, int] | None = None  # newest checkpoint: path, epoch, step
+        self.config_pending = False
         train, val, test = load_splits(config)
         self.task = get_task(config.task).for_training(config, train)
         self.classes = self.task.output_names(train.classes)  # one name per model output
@@ -149,11 +154,12 @@ class Run:
         return dataclasses.replace(source, labels=self.task.targets(data).to(self.device))
 
     def meta(self, metrics: dict | None = None) -> dict:
-        return {"format": "cnnlab-checkpoint/1", "cnnlab_version": cnnlab.__version__,
+        return {"format": "cnnlab-checkpoint/1", "cnnlab_version": __version__,
                 "torch_version": torch.__version__, "git_sha": git_sha(),
                 "config": self.config.to_dict(), "model": self.model_meta,
                 "classes": self.classes, "preprocess": self.preprocess.to_dict(),
-                "state": self.state.to_dict(), "metrics": metrics or {}}
+                "state": self.state.to_dict(), "metrics": metrics or {},
+                "threads": torch.get_num_threads()}
 
     def evaluate(self, source: BatchSource, tta: str = "") -> dict:
         """Loss and accuracy on ``source`` (sharded over the ranks when data parallel);
@@ -171,12 +177,28 @@ class Run:
         save_checkpoint(path, model=self.model, optimizer=self.optimizer,
                         meta=self.meta(metrics), extra=extra)
         self.folder.record(path, path.with_suffix(".json"))
+        self.saved = (path, self.state.epoch, self.state.step)
+        if self.config_pending:  # a resumed run's settings count once they produced a checkpoint
+            self.folder.write_bytes(CONFIG, config_yaml(self.config).encode())
+            self.config_pending = False
 
-    def write_setup(self) -> None:
-        """``config.yaml`` and, for a model defined by a file, ``model.<ext>`` (rank 0)."""
+    def last_good(self) -> str:
+        """Where the newest complete checkpoint is, for messages after a failure."""
+        if self.saved is None:
+            return "no checkpoint was written yet"
+        path, epoch, step = self.saved
+        return f"the last good checkpoint is {path} (epoch {epoch}, step {step})"
+
+    def write_setup(self, resumed: bool = False) -> None:
+        """``config.yaml`` and, for a model defined by a file, ``model.<ext>`` (rank 0). A
+        resumed run's ``config.yaml`` is replaced only once its new settings have produced a
+        checkpoint: a resume with ``--lr 1e12`` that diverges leaves the old settings."""
         if not self.dist.is_main:
             return
-        self.folder.write_bytes(CONFIG, config_yaml(self.config).encode())
+        if resumed:
+            self.config_pending = True
+        else:
+            self.folder.write_bytes(CONFIG, config_yaml(self.config).encode())
         definition = self.model_meta.get("definition")
         if definition is not None:
             self.folder.write_bytes(f"{MODEL_DEFINITION}{definition['format']}",
@@ -192,6 +214,17 @@ class Run:
         if self.lookahead is not None:
             self.lookahead.load_state_tensors(tensors)
         self.state = TrainState.from_dict(meta["state"])
+        if self.state.batch > self.train.num_batches():
+            raise CheckpointError(f"{path}: state.batch {self.state.batch} is past the end of an "
+                                  f"epoch ({self.train.num_batches()} batches)")
+        self.saved = (path, self.state.epoch, self.state.step)
+        threads = meta.get("threads")
+        if isinstance(threads, int) and threads != torch.get_num_threads():
+            warnings.warn(f"resuming with {torch.get_num_threads()} CPU threads; the run "
+                          f"trained with {threads}: the result will not be bit-identical to an "
+                          f"uninterrupted run (use --threads {threads})", stacklevel=2)
+        if self.dist.is_main:  # the checkpoint is the truth; its sidecar may lag a crash
+            write_sidecar(path, meta)
         metrics = self.run_dir / METRICS
         if metrics.is_file() and self.dist.is_main:  # later epochs will be trained again
             lines = [line for line in metrics.read_text().splitlines()
@@ -218,7 +251,7 @@ class Run:
             return
         best = None if math.isinf(self.state.best_metric) else self.state.best_metric
         index = {"status": status, "epochs": self.config.epochs,
-                 "cnnlab_version": cnnlab.__version__, "torch_version": torch.__version__,
+                 "cnnlab_version": __version__, "torch_version": torch.__version__,
                  "git_sha": git_sha(),
                  "last": {"file": "last.safetensors", "epoch": self.state.epoch,
                           "batch": self.state.batch},

@@ -10,17 +10,7 @@ from contextlib import contextmanager
 
 import torch
 
-from cnnlab.errors import ConfigError
 from cnnlab.train.loop import StopFlag
-
-
-def resolve_device(name: str) -> torch.device:
-    """``auto`` -> CUDA when available, else CPU; ``cuda`` without a GPU is a ConfigError."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("--device cuda: no CUDA GPU is available (use --device cpu or auto)")
-    return torch.device(name)
 
 
 @contextmanager

@@ -5,7 +5,7 @@ Many users already watch their runs in TensorBoard; cnnlab writes each epoch's m
 ``metrics.jsonl``, plus the first convolution's filters as one magnified grid image (the
 picture of ``cnnlab visualize filters``), so their evolution over training can be scrubbed
 through (lecture 001, "feature evolution over training").
-Needs the ``tensorboard`` package (``pip install tensorboard``); without it the flag is a
+Needs the ``tensorboard`` package (``pip install 'cnnlab[tensorboard]'``); without it the flag is a
 ConfigError, never a silent no-op.
 """
 
@@ -14,23 +14,42 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import torch
 from torch import nn
 
-from cnnlab.errors import ConfigError
+from cnnlab.extras import missing_extra
 
 MAX_FILTERS = 64
 
 
-def filter_image(model: nn.Module) -> np.ndarray | None:
-    """The first convolution's filters as one ``(H, W, 3)`` uint8 image: the grid of
-    ``cnnlab visualize filters`` (:func:`cnnlab.viz.filters.filter_grid`, each 5x5 kernel
-    magnified to 45x45 px, nearest neighbour), at most ``MAX_FILTERS`` filters."""
-    from cnnlab.viz.filters import filter_grid
-    from cnnlab.viz.maps import conv_layers
-
-    if not conv_layers(model):
+def filter_image(model: nn.Module, pad: int = 2) -> np.ndarray | None:
+    """The first convolution's filters as one ``(H, W, 3)`` uint8 image, laid out as
+    ``cnnlab visualize filters`` draws them: each kernel min-max scaled on its own, magnified
+    to about 48 px by nearest neighbour, tiles ``pad`` pixels apart on white, about square; at
+    most ``MAX_FILTERS`` filters. None when the model has no convolution."""
+    conv = next((m for m in model.modules() if isinstance(m, nn.Conv2d)), None)
+    if conv is None:
         return None
-    return np.asarray(filter_grid(model, None, max_filters=MAX_FILTERS).image)
+    weight = conv.weight.detach().float().cpu()[:MAX_FILTERS]  # (out, in, kh, kw)
+    mask = getattr(conv, "mask", None)  # LeNet-5's partial C3: missing weights are zero
+    weight = weight * mask.cpu()[:MAX_FILTERS] if isinstance(mask, torch.Tensor) else weight
+    out, cin, kh, kw = weight.shape
+    tiles = weight if cin in (1, 3) else weight.reshape(out * cin, 1, kh, kw)
+    low = tiles.amin(dim=(1, 2, 3), keepdim=True)
+    span = tiles.amax(dim=(1, 2, 3), keepdim=True) - low
+    tiles = torch.where(span > 0, (tiles - low) / span.clamp(min=1e-12), torch.full_like(tiles, 0.5))
+    scale = max(1, 48 // max(kh, kw))
+    tiles = (tiles.repeat_interleave(scale, 2).repeat_interleave(scale, 3) * 255).round()
+    tiles = tiles.to(torch.uint8).expand(-1, 3, -1, -1)  # (N, 3, h, w)
+    n, h, w = tiles.shape[0], kh * scale, kw * scale
+    columns = max(1, min(n, round(n ** 0.5 + 0.5)))
+    rows = -(-n // columns)
+    image = torch.full((pad + rows * (h + pad), pad + columns * (w + pad), 3), 255,
+                       dtype=torch.uint8)
+    for i in range(n):
+        top, left = pad + (i // columns) * (h + pad), pad + (i % columns) * (w + pad)
+        image[top:top + h, left:left + w] = tiles[i].permute(1, 2, 0)
+    return image.numpy()
 
 
 def tensorboard_writer_class():
@@ -38,9 +57,8 @@ def tensorboard_writer_class():
     it. Call it before training starts so a missing package fails at once."""
     try:
         from torch.utils.tensorboard import SummaryWriter
-    except ImportError:
-        raise ConfigError("--tensorboard needs the tensorboard package "
-                          "(pip install tensorboard)") from None
+    except ImportError:  # torch's writer imports the tensorboard package
+        raise missing_extra("tensorboard", "tensorboard", "--tensorboard") from None
     return SummaryWriter
 
 

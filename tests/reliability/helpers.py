@@ -86,6 +86,8 @@ def set_lr(optimizer, lr):
 def evaluate(self, source, tta=""):
     if source is self.test:  # the final test evaluation is not a validation
         print("testing", flush=True)
+        if os.environ.get("PAUSE_TEST"):
+            pause()
         return original_evaluate(self, source, tta)
     counters["validation"] += 1
     print(f"validating {counters['validation']}", flush=True)
