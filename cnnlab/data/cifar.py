@@ -29,7 +29,6 @@ import numpy as np
 import torch
 
 from cnnlab.data.base import ImageSet
-from cnnlab.data.folder import read_image_folder
 from cnnlab.data.registry import DECODED_CACHE, DataSource, LoadRequest, RemoteFile, register_source
 from cnnlab.errors import DataError, choices_hint
 
@@ -191,6 +190,9 @@ def find_cifar(roots: list[Path], *, batch_folder: str, jpeg_folder: str | None)
 
 def load_cifar_split(request: LoadRequest, *, variant: str) -> ImageSet:
     """A split from the python batches, or from the JPEG twin's ``train/`` or ``test/`` folder."""
+    # Pillow only for the JPEG twin: `cnnlab datasets` imports this module and stays light
+    from cnnlab.data.folder import read_image_folder
+
     if (request.found / "train").is_dir():  # cifar-100-python/train is a file, not a folder
         data = read_image_folder(request.found / request.split, skip_bad=request.skip_bad,
                                  cache_dir=DECODED_CACHE)
