@@ -13,10 +13,12 @@ import numpy as np
 import pytest
 
 from cnnlab.cli.main import main
-from cnnlab.data import datasets
-from cnnlab.data.datasets import CifarSource, IdxSource, list_datasets, load_dataset
+from cnnlab.data.cifar import cifar_source
+from cnnlab.data.datasets import SYSTEM_ROOT, data_source, list_datasets, load_dataset
+from cnnlab.data.idx import idx_source
 from cnnlab.errors import DataError
 from tests.test_data_formats import idx_bytes, write_cifar10
+from tests.test_data_registry import registered
 
 
 @pytest.fixture
@@ -48,34 +50,35 @@ def publish_idx(www, n=5):
     return arrays, md5
 
 
-def test_download_verifies_checksums_then_loads(local_server, tmp_path, monkeypatch):
+def tiny_idx(url: str, md5: dict[str, str]):
+    """An IDX set served by the local server, registered for one test."""
+    return registered(idx_source("tiny-idx", "test IDX set", classes=tuple("abcdefghij"),
+                                 url=url, md5=md5))
+
+
+def test_download_verifies_checksums_then_loads(local_server, tmp_path):
     www, url = local_server
     arrays, md5 = publish_idx(www)
-    monkeypatch.setitem(datasets.IDX_SETS, "kmnist",
-                        IdxSource("kmnist", tuple("abcdefghij"), url, md5))
     root = tmp_path / "data"
-    with pytest.raises(DataError, match="not found"):
-        load_dataset("kmnist", "train", root=root)
-    train = load_dataset("kmnist", "train", root=root, download=True)
+    with tiny_idx(url, md5):
+        with pytest.raises(DataError, match="not found.*or add --download"):
+            load_dataset("tiny-idx", "train", root=root)
+        train = load_dataset("tiny-idx", "train", root=root, download=True)
+        found = {s.name: s.found_at for s in list_datasets(root)}
     assert np.array_equal(train.images[:, 0].numpy(), arrays["train-images-idx3-ubyte.gz"])
-    assert sorted(p.name for p in (root / "kmnist").iterdir()) == sorted(md5)
-    assert list_datasets(root)[NAMES_INDEX("kmnist")].found_at == str(root / "kmnist")
+    assert sorted(p.name for p in (root / "tiny-idx").iterdir()) == sorted(md5)
+    assert found["tiny-idx"] == str(root / "tiny-idx")
 
 
-def NAMES_INDEX(name: str) -> int:
-    return datasets.NAMES.index(name)
-
-
-def test_download_with_wrong_checksum_leaves_no_file(local_server, tmp_path, monkeypatch):
+def test_download_with_wrong_checksum_leaves_no_file(local_server, tmp_path):
     www, url = local_server
     _, md5 = publish_idx(www)
     md5["t10k-images-idx3-ubyte.gz"] = "0" * 32
-    monkeypatch.setitem(datasets.IDX_SETS, "kmnist", IdxSource("kmnist", tuple("abcdefghij"),
-                                                               url, md5))
     root = tmp_path / "data"
-    with pytest.raises(DataError, match="t10k-images-idx3-ubyte.gz: md5 checksum mismatch"):
-        load_dataset("kmnist", "test", root=root, download=True)
-    left = sorted(p.name for p in (root / "kmnist").iterdir())
+    with tiny_idx(url, md5), pytest.raises(
+            DataError, match="t10k-images-idx3-ubyte.gz: md5 checksum mismatch"):
+        load_dataset("tiny-idx", "test", root=root, download=True)
+    left = sorted(p.name for p in (root / "tiny-idx").iterdir())
     assert "t10k-images-idx3-ubyte.gz" not in left and not any(".part" in n for n in left)
 
 
@@ -87,11 +90,13 @@ def test_cifar_archive_downloads_and_extracts(local_server, tmp_path, monkeypatc
     with tarfile.open(www / "cifar-10-python.tar.gz", "w:gz") as tar:
         tar.add(staging / "cifar-10-batches-py", arcname="cifar-10-batches-py")
     md5 = hashlib.md5((www / "cifar-10-python.tar.gz").read_bytes()).hexdigest()
-    monkeypatch.setitem(datasets.CIFAR_SETS, "cifar10", CifarSource(
-        "cifar-10-batches-py", None, url + "cifar-10-python.tar.gz", md5))
     monkeypatch.setenv("CNNLAB_DATA", "")
-    test = load_dataset("cifar10", "test", root=tmp_path / "data", download=True)
-    assert tuple(test.images.shape) == (3, 3, 32, 32)
+    source = cifar_source("tiny-cifar", "test CIFAR set", variant="cifar10",
+                          url=url + "cifar-10-python.tar.gz", md5=md5)
+    with registered(source):
+        test = load_dataset("tiny-cifar", "test", root=tmp_path / "data", download=True)
+    assert tuple(test.images.shape) == (3, 3, 32, 32) and test.name == "tiny-cifar"
+    assert (tmp_path / "data" / "cifar-10-batches-py" / "test_batch").is_file()
 
 
 def test_search_order_root_then_environment(tmp_path, monkeypatch, shared_data):
@@ -103,7 +108,7 @@ def test_search_order_root_then_environment(tmp_path, monkeypatch, shared_data):
 
 
 def test_fashion_mnist_from_debian_package(fashion_mnist):
-    found = datasets.find_idx(datasets.IDX_SETS["fashion-mnist"], [datasets.SYSTEM_ROOT])
+    found = data_source("fashion-mnist").locate([SYSTEM_ROOT])
     test = load_dataset("fashion-mnist", "test", root=found.parent)
     assert tuple(test.images.shape) == (10000, 1, 28, 28)
     assert test.classes[9] == "Ankle boot" and test.labels.bincount().tolist() == [1000] * 10

@@ -2,7 +2,8 @@
 
 Search order: --data-root, then $CNNLAB_DATA (a path list), then ~/.cache/cnnlab/data and
 /usr/share/datasets (Debian's dataset-fashion-mnist). `cnnlab train --download` fetches a
-missing one from its official source with checksum verification.
+missing one from its official source with checksum verification. A set that takes options
+shows them with their defaults on a second line (`--data mnist-scenes:n=2000,overlap=0`).
 
 examples:
   cnnlab datasets
@@ -32,4 +33,6 @@ def run(args: argparse.Namespace) -> int:
         where = s.found_at or ("not found (--download available)" if s.downloadable
                                else "not found")
         print(f"{s.name:<14} {s.description:<68} {where}")
+        if s.options:
+            print(f"{'':<14} options: {s.name}:{s.options}")
     return 0

@@ -11,6 +11,9 @@ every other ``module.name`` with a DataError naming the file.
 Layouts read (``root`` may be the batch folder itself or its parent):
     cifar-10-batches-py/  data_batch_1..5, test_batch, batches.meta (label_names)
     cifar-100-python/     train, test, meta (fine_label_names)
+
+The named sets ``cifar10`` and ``cifar100`` are registered at the end (:func:`cifar_source`);
+``cifar10`` is also found as a JPEG folder twin ``cifar10-jpg/{train,test}/<class>/*.jpg``.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from __future__ import annotations
 import codecs
 import pickle
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +29,7 @@ import numpy as np
 import torch
 
 from cnnlab.data.base import ImageSet
+from cnnlab.data.registry import DECODED_CACHE, DataSource, LoadRequest, RemoteFile, register_source
 from cnnlab.errors import DataError, choices_hint
 
 try:  # NumPy >= 2 moved the array internals to numpy._core.
@@ -171,3 +176,48 @@ def read_cifar(root: str | Path, split: str, *, variant: str = "cifar10") -> Ima
     images = data.reshape(-1, 3, 32, 32)  # planes R, G, B; each row-major 32x32
     return ImageSet(torch.from_numpy(np.ascontiguousarray(images)), torch.from_numpy(labels),
                     classes, name=variant)
+
+
+def find_cifar(roots: list[Path], *, batch_folder: str, jpeg_folder: str | None) -> Path | None:
+    """The first batch folder, or JPEG-folder twin, in ``roots`` (batches win within a root)."""
+    for base in roots:
+        if (base / batch_folder).is_dir():
+            return base / batch_folder
+        if jpeg_folder and (base / jpeg_folder / "train").is_dir():
+            return base / jpeg_folder
+    return None
+
+
+def load_cifar_split(request: LoadRequest, *, variant: str) -> ImageSet:
+    """A split from the python batches, or from the JPEG twin's ``train/`` or ``test/`` folder."""
+    # Pillow only for the JPEG twin: `cnnlab datasets` imports this module and stays light
+    from cnnlab.data.folder import read_image_folder
+
+    if (request.found / "train").is_dir():  # cifar-100-python/train is a file, not a folder
+        data = read_image_folder(request.found / request.split, skip_bad=request.skip_bad,
+                                 cache_dir=DECODED_CACHE)
+    else:
+        data = read_cifar(request.found, request.split, variant=variant)
+    data.name = request.name
+    return data
+
+
+def cifar_source(name: str, description: str, *, variant: str, url: str, md5: str,
+                 jpeg_folder: str | None = None) -> DataSource:
+    """A named CIFAR set: ``variant``'s batch folder (or ``jpeg_folder``), its archive and MD5."""
+    batches = LAYOUTS[variant].folder
+    return DataSource(name, description, partial(load_cifar_split, variant=variant),
+                      locate=partial(find_cifar, batch_folder=batches, jpeg_folder=jpeg_folder),
+                      folder=jpeg_folder or batches,
+                      download=(RemoteFile(url, md5, url.rsplit("/", 1)[1], unpack=True),))
+
+
+register_source(cifar_source(
+    "cifar10", "CIFAR-10 32x32 RGB, 10 classes, 50k/10k (batches or JPEG folder)",
+    variant="cifar10", jpeg_folder="cifar10-jpg",
+    url="https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz",
+    md5="c58f30108f718f92721af3b95e74349a"))
+register_source(cifar_source(
+    "cifar100", "CIFAR-100 32x32 RGB, 100 classes, 50k/10k (batches)", variant="cifar100",
+    url="https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz",
+    md5="eb9058c3a382ffc7106e4002c42a8d85"))

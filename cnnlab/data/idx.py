@@ -16,12 +16,14 @@ from __future__ import annotations
 import gzip
 import math
 import zlib
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from cnnlab.data.base import ImageSet
+from cnnlab.data.registry import DataSource, LoadRequest, RemoteFile, find_folder, register_source
 from cnnlab.errors import DataError
 
 GZIP_MAGIC = b"\x1f\x8b"
@@ -115,3 +117,64 @@ def load_idx_pair(
         classes=list(classes),
         name=name,
     )
+
+
+# The four files of an IDX data set, by split: (images, labels); each may also be un-gzipped.
+IDX_FILES = {
+    "train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
+    "test": ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"),
+}
+
+
+def idx_file(folder: Path, name: str) -> Path:
+    """``name`` or its un-gzipped twin (the reader sniffs the gzip magic itself)."""
+    raw = folder / name.removesuffix(".gz")
+    return folder / name if (folder / name).exists() or not raw.exists() else raw
+
+
+def has_idx_files(folder: Path) -> bool:
+    """True when ``folder`` holds all four files (gzipped or raw)."""
+    return all(idx_file(folder, f).exists() for pair in IDX_FILES.values() for f in pair)
+
+
+def load_idx_split(request: LoadRequest, *, classes: tuple[str, ...]) -> ImageSet:
+    """The ``request.split`` pair of files in the folder ``locate`` found."""
+    images, labels = IDX_FILES[request.split]
+    return load_idx_pair(idx_file(request.found, images), idx_file(request.found, labels),
+                         name=request.name, classes=list(classes))
+
+
+def idx_source(name: str, description: str, *, classes: tuple[str, ...], url: str = "",
+               md5: dict[str, str] | None = None) -> DataSource:
+    """A named IDX set stored in ``ROOT/<name>/``; downloadable when ``url`` and the four
+    files' ``md5`` are given."""
+    remote = tuple(RemoteFile(url + f, m, f"{name}/{f}") for f, m in (md5 or {}).items())
+    return DataSource(name, description, partial(load_idx_split, classes=classes),
+                      locate=partial(find_folder, folder=name, complete=has_idx_files),
+                      folder=name, download=remote if url else ())
+
+
+register_source(idx_source(
+    "mnist", "MNIST 28x28 handwritten digits, 60k/10k (IDX)", classes=tuple("0123456789"),
+    url="https://ossci-datasets.s3.amazonaws.com/mnist/",
+    md5={"train-images-idx3-ubyte.gz": "f68b3c2dcbeaaa9fbdd348bbdeb94873",
+         "train-labels-idx1-ubyte.gz": "d53e105ee54ea40749a09fcbcd1e9432",
+         "t10k-images-idx3-ubyte.gz": "9fb629c4189551a2d022fa330f9573f3",
+         "t10k-labels-idx1-ubyte.gz": "ec29112dd5afa0611ce80d1b7f02629c"}))
+register_source(idx_source(
+    "fashion-mnist", "Fashion-MNIST 28x28 clothing, 60k/10k (IDX)",
+    classes=("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker",
+             "Bag", "Ankle boot"),
+    url="http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",
+    md5={"train-images-idx3-ubyte.gz": "8d4fb7e6c68d591d4c3dfef9ec88bf0d",
+         "train-labels-idx1-ubyte.gz": "25c81989df183df01b3e8a0aad5dffbe",
+         "t10k-images-idx3-ubyte.gz": "bef4ecab320f06d8554ea6380940ec79",
+         "t10k-labels-idx1-ubyte.gz": "bb300cfdad3c16e7a12a480ee83cd310"}))
+register_source(idx_source(
+    "kmnist", "Kuzushiji-MNIST 28x28 cursive Japanese, 60k/10k (IDX)",
+    classes=("o", "ki", "su", "tsu", "na", "ha", "ma", "ya", "re", "wo"),
+    url="http://codh.rois.ac.jp/kmnist/dataset/kmnist/",
+    md5={"train-images-idx3-ubyte.gz": "bdb82020997e1d708af4cf47b453dcf7",
+         "train-labels-idx1-ubyte.gz": "e144d726b3acfaa3e44228e80efcd344",
+         "t10k-images-idx3-ubyte.gz": "5c965bf0a639b31b8f53240b1b52f4d7",
+         "t10k-labels-idx1-ubyte.gz": "7320c461ea6c1c855c0b718fb2a4b134"}))

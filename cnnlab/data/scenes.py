@@ -31,6 +31,7 @@ import torch
 import torch.nn.functional as F
 
 from cnnlab.data.base import ImageSet
+from cnnlab.data.registry import DataSource, LoadRequest, register_source
 from cnnlab.errors import DataError
 
 INK = 0.3  # a pixel belongs to an object where its stroke is at least this bright (0..1)
@@ -217,16 +218,31 @@ def parse_scene_name(name: str) -> tuple[str, SceneSpec, int, int]:
     return source, spec, n_train, n_test
 
 
-def is_scene_name(name: str) -> bool:
-    return name.lower().partition(":")[0] in SCENE_SETS
+def scene_options(name: str) -> str:
+    """The options of scene set ``name`` with their defaults, as written after ``name:``."""
+    _, spec, n_train, _ = SCENE_SETS[name]
+    return (f"n={n_train},canvas={spec.canvas},objects={spec.objects[0]}-{spec.objects[1]},"
+            f"scale={spec.scale[0]}-{spec.scale[1]},overlap={int(spec.overlap)}")
 
 
-def load_scenes(name: str, split: str, *, root=None, download: bool = False) -> SceneSet:
-    """A named scene set: training scenes use seed 0 and the source's train split, test scenes
-    seed 1 and its test split, so no source image is shared between the two."""
-    from cnnlab.data.datasets import load_dataset
+def load_scene_split(request: LoadRequest) -> SceneSet:
+    """Scenes drawn from ``request.source`` (the same split of the source set): training scenes
+    use seed 0, test scenes seed 1, so no source image is shared between the two."""
+    _, spec, n_train, n_test = parse_scene_name(request.name)
+    n = n_train if request.split == "train" else n_test
+    return make_scenes(request.source, n, spec, seed=0 if request.split == "train" else 1,
+                       name=request.name)
 
-    source_name, spec, n_train, n_test = parse_scene_name(name)
-    source = load_dataset(source_name, split, root=root, download=download)
-    n = n_train if split == "train" else n_test
-    return make_scenes(source, n, spec, seed=0 if split == "train" else 1, name=name)
+
+def scene_source(name: str, description: str) -> DataSource:
+    """The named set of row ``name`` of :data:`SCENE_SETS`, derived from its source set."""
+    return DataSource(name, description, load_scene_split, derived_from=SCENE_SETS[name][0],
+                      options=scene_options(name))
+
+
+register_source(scene_source(
+    "digit-scenes", "1-2 scikit-learn digits per 32x32 scene, masks and boxes (no files)"))
+register_source(scene_source(
+    "mnist-scenes", "1-4 MNIST digits per 64x64 scene, masks and boxes"))
+register_source(scene_source(
+    "fashion-scenes", "1-4 Fashion-MNIST items per 64x64 scene, masks and boxes"))
