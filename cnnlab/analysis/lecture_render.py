@@ -1,20 +1,52 @@
 """Text for ``cnnlab lectures``: the catalogue as a table, and one example's slide numbers beside
-cnnlab's with every differing entry marked ``*`` and explained."""
+cnnlab's (an :class:`ExampleResult`) with every differing entry marked ``*`` and explained."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
 
 import numpy as np
 
 from cnnlab.analysis.explain_text import fmt
-
-if TYPE_CHECKING:
-    from cnnlab.analysis.lectures import Comparison, Example, ExampleResult
+from cnnlab.analysis.lecture_catalogue import (
+    Comparison,
+    Difference,
+    Example,
+    as_printed,
+    lecture_titles,
+    plain_json,
+)
 
 STATUS = {"same": "same", "rounded": "same, rounded by the slide",
           "truncated": "same, truncated by the slide", "differs": "DIFFERS",
           "cnnlab only": "not on the slide"}
+
+
+@dataclass
+class ExampleResult:
+    """One example run: its quantities compared (``render()``: text, ``to_dict()``: JSON)."""
+
+    example: Example
+    comparisons: list[Comparison]
+
+    @property
+    def differences(self) -> list[Difference]:
+        return [d for c in self.comparisons for d in c.differences]
+
+    def to_dict(self) -> dict:
+        e = self.example
+        return {"id": e.id, "lecture": e.lecture, "lecture_title": lecture_titles()[e.lecture],
+                "slide": e.slide, "what": e.what, "command": e.command,
+                "quantities": [{"quantity": c.quantity, "slide": plain_json(c.slide),
+                                "printed": c.printed, "cnnlab": plain_json(c.cnnlab),
+                                "status": c.status, "why": c.why,
+                                "differences": [{"index": d.index, "slide": plain_json(d.slide),
+                                                 "cnnlab": plain_json(d.cnnlab)}
+                                                for d in c.differences]}
+                               for c in self.comparisons]}
+
+    def render(self) -> str:
+        return render_result(self)
 
 
 def render_catalogue(entries: list[Example]) -> str:
@@ -59,8 +91,6 @@ def _is_grid(value: object) -> bool:
 
 
 def _render_grid(c: Comparison, example: Example) -> list[str]:
-    from cnnlab.analysis.lectures import as_printed
-
     decimals = example.decimals
     marks = {d.index for d in c.differences if d.index is not None}
     left = _grid_lines(c.slide, marks, decimals) if c.slide is not None else ["(not printed)"]
@@ -102,8 +132,6 @@ def _scalar_table(comparisons: list[Comparison], decimals: int | None) -> list[s
 
 def render_result(result: ExampleResult) -> str:
     """The example's header, its quantities side by side, the reasons, and a verdict."""
-    from cnnlab.analysis.lectures import lecture_titles
-
     e = result.example
     out = [f"{e.id}: lecture {e.lecture}, {lecture_titles()[e.lecture]}",
            f"slide: {e.slide}", f"shows: {e.what}"]

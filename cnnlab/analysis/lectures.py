@@ -19,106 +19,24 @@ Example:
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass, field
 from decimal import ROUND_DOWN, ROUND_HALF_UP, Decimal
-from functools import cache
-from importlib.resources import files
 
 import numpy as np
-import yaml
 
-from cnnlab.errors import ConfigError, choices_hint
+from cnnlab.analysis.lecture_catalogue import (
+    Comparison,
+    Difference,
+    Example,
+    as_printed,
+    examples,
+    find_example,
+    lecture_titles,
+    plain_json,
+)
+from cnnlab.analysis.lecture_render import ExampleResult
 
-
-@dataclass(frozen=True)
-class Example:
-    """One worked example of the catalogue."""
-
-    id: str
-    lecture: str
-    slide: str
-    what: str
-    numbers: dict  # quantity -> the slide's number (see the module docstring)
-    why: dict = field(default_factory=dict)  # quantity -> why cnnlab's differs
-    command: str | None = None
-    decimals: int | None = None  # grids of decimals: as the slide prints them
-    truncate: bool = False
-
-
-@dataclass(frozen=True)
-class Difference:
-    """One entry where the slide and cnnlab disagree (``index`` None: the whole quantity)."""
-
-    quantity: str
-    index: tuple[int, ...] | None
-    slide: object
-    cnnlab: object
-
-
-@dataclass
-class Comparison:
-    """One quantity: the slide's value, cnnlab's, and how they compare."""
-
-    quantity: str
-    slide: object  # as transcribed (None: not on the slide)
-    printed: str | None  # the slide's own text, where it writes the number in words
-    cnnlab: object
-    status: str  # "same", "rounded", "truncated", "differs", "cnnlab only"
-    differences: list[Difference]
-    why: str | None = None
-
-
-@dataclass
-class ExampleResult:
-    example: Example
-    comparisons: list[Comparison]
-
-    @property
-    def differences(self) -> list[Difference]:
-        return [d for c in self.comparisons for d in c.differences]
-
-    def to_dict(self) -> dict:
-        e = self.example
-        return {"id": e.id, "lecture": e.lecture, "lecture_title": lecture_titles()[e.lecture],
-                "slide": e.slide, "what": e.what, "command": e.command,
-                "quantities": [{"quantity": c.quantity, "slide": _plain(c.slide),
-                                "printed": c.printed, "cnnlab": _plain(c.cnnlab),
-                                "status": c.status, "why": c.why,
-                                "differences": [{"index": d.index, "slide": _plain(d.slide),
-                                                 "cnnlab": _plain(d.cnnlab)}
-                                                for d in c.differences]}
-                               for c in self.comparisons]}
-
-    def render(self) -> str:
-        from cnnlab.analysis.lecture_render import render_result
-
-        return render_result(self)
-
-
-@cache
-def _catalogue() -> dict:
-    text = (files("cnnlab.analysis") / "lecture_data" / "catalogue.yaml").read_text()
-    return yaml.safe_load(text)
-
-
-def lecture_titles() -> dict[str, str]:
-    """Lecture number ("000") -> its course and title."""
-    return dict(_catalogue()["lectures"])
-
-
-def examples() -> list[Example]:
-    """Every worked example, in lecture order."""
-    return [Example(**entry) for entry in _catalogue()["examples"]]
-
-
-def find_example(example_id: str) -> Example:
-    """The example with this id (ConfigError listing the ids otherwise)."""
-    found = {e.id: e for e in examples()}
-    if example_id not in found:
-        raise ConfigError(f"unknown worked example {choices_hint(example_id, list(found))} "
-                          "(cnnlab lectures lists them)")
-    return found[example_id]
+__all__ = ["Comparison", "Difference", "Example", "ExampleResult", "as_printed", "compare_quantity",
+           "examples", "find_example", "lecture_titles", "run_example"]
 
 
 def run_example(example_id: str) -> ExampleResult:
@@ -168,19 +86,6 @@ def _round_to(value: float, like: float, down: bool) -> float:
     return float(rounded)
 
 
-def as_printed(value: object, example: Example) -> object:
-    """cnnlab's number as the slide prints it (decimals, truncation) for grids of decimals."""
-    if example.decimals is None or isinstance(value, str):
-        return value
-    array = np.asarray(value, dtype=float)
-    scale = 10 ** example.decimals
-    if example.truncate:
-        shown = np.trunc(np.round(array * scale, 9)) / scale
-    else:  # half up, as the slides round (80.5 -> 81)
-        shown = np.floor(np.abs(array) * scale + 0.5 + 1e-9) * np.sign(array) / scale
-    return shown.tolist()
-
-
 def _differences(name: str, slide: object, value: object, example: Example
                  ) -> list[Difference]:
     """Entries that differ; a whole-quantity difference when the shapes or kinds differ."""
@@ -194,22 +99,9 @@ def _differences(name: str, slide: object, value: object, example: Example
         same = bool(np.isclose(a, b, rtol=0, atol=1e-9))
         return [] if same else [Difference(name, None, slide, value)]
     wrong = np.argwhere(~np.isclose(a, b, rtol=0, atol=1e-9))
-    return [Difference(name, tuple(int(i) for i in idx), _plain(a[tuple(idx)]),
-                       _plain(b[tuple(idx)])) for idx in wrong]
+    return [Difference(name, tuple(int(i) for i in idx), plain_json(a[tuple(idx)]),
+                       plain_json(b[tuple(idx)])) for idx in wrong]
 
 
 def _shape(array: np.ndarray) -> str:
     return "x".join(str(n) for n in array.shape) if array.ndim else str(array.item())
-
-
-def _plain(value: object) -> object:
-    """JSON-friendly: whole floats as ints, arrays as lists."""
-    if isinstance(value, np.ndarray):
-        return _plain(value.tolist())
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    if isinstance(value, (np.integer, np.floating)):
-        value = value.item()
-    if isinstance(value, float) and math.isfinite(value) and value.is_integer():
-        return int(value)
-    return value

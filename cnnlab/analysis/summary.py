@@ -21,13 +21,11 @@ Example:
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass, field
-
 import torch
 from torch import nn
 
 from cnnlab.analysis.fields import Field
+from cnnlab.analysis.summary_result import Comparison, Summary
 from cnnlab.analysis.tracer import (
     DEPTH,
     FIELD,
@@ -35,73 +33,11 @@ from cnnlab.analysis.tracer import (
     Tracer,
     _tensors,
     attach_hooks,
-    rf_dict,
     unrun_modules,
 )
 from cnnlab.errors import ModelError
 
 __all__ = ["Comparison", "LayerRow", "Summary", "compare", "summary"]
-
-
-@dataclass
-class Summary:
-    """Rows, totals and warnings; ``render()`` gives the table, ``to_dict()`` the JSON form.
-
-    Totals the lectures use: ``total_units`` (neurons: outputs of the layers with weights;
-    ``input_units`` besides), ``total_connections`` (weighted multiply-adds that exist plus
-    one per biased unit, LeCun et al.'s count), ``depth`` (layers with weights on the longest
-    path: GoogLeNet's 22, ResNet-152's 152).
-    """
-
-    model: str
-    input_size: tuple[int, ...]
-    rows: list[LayerRow]
-    total_params: int
-    trainable_params: int
-    warnings: list[str] = field(default_factory=list)
-    error: str | None = None  # set when the model could not run to the end
-    output_field: Field | None = None  # receptive field of the model's (first) output
-    depth: int = 0
-
-    @property
-    def total_macs(self) -> int:
-        """Sum of the countable multiply-adds (see ``macs_complete``)."""
-        return sum(r.macs or 0 for r in self.rows)
-
-    @property
-    def macs_complete(self) -> bool:
-        return all(r.macs is not None for r in self.rows)
-
-    @property
-    def activation_bytes(self) -> int:
-        return sum(r.activation_bytes for r in self.rows)
-
-    @property
-    def total_units(self) -> int:
-        return sum(r.units for r in self.rows)
-
-    @property
-    def input_units(self) -> int:
-        return math.prod(self.input_size)
-
-    @property
-    def total_connections(self) -> int:
-        return sum(r.connections for r in self.rows)
-
-    def to_dict(self) -> dict:
-        return {"model": self.model, "input_size": list(self.input_size),
-                "rows": [r.to_dict() for r in self.rows], "total_params": self.total_params,
-                "trainable_params": self.trainable_params, "total_macs": self.total_macs,
-                "macs_complete": self.macs_complete, "total_units": self.total_units,
-                "input_units": self.input_units, "total_connections": self.total_connections,
-                "depth": self.depth, "activation_bytes": self.activation_bytes,
-                "warnings": self.warnings, "error": self.error,
-                "output_receptive_field": rf_dict(self.output_field)}
-
-    def render(self) -> str:
-        from cnnlab.analysis.render import render_summary
-
-        return render_summary(self)
 
 
 def _run(module: nn.Module, x: torch.Tensor, tracer: Tracer) -> tuple[object, str | None]:
@@ -183,24 +119,6 @@ def summary(module: nn.Module, input_size: tuple[int, ...], *, name: str | None 
                    sum(p.numel() for p in params),
                    sum(p.numel() for p in params if p.requires_grad), warnings, error,
                    getattr(first, FIELD, None), getattr(first, DEPTH, 0))
-
-
-@dataclass
-class Comparison:
-    """Two summaries on the same input, side by side (``render()``, ``to_dict()``)."""
-
-    a: Summary
-    b: Summary
-
-    def to_dict(self) -> dict:
-        return {"a": self.a.to_dict(), "b": self.b.to_dict(),
-                "params_ratio": self.b.total_params / max(self.a.total_params, 1),
-                "macs_ratio": self.b.total_macs / max(self.a.total_macs, 1)}
-
-    def render(self) -> str:
-        from cnnlab.analysis.render import render_comparison
-
-        return render_comparison(self)
 
 
 def compare(a: nn.Module, b: nn.Module, input_size: tuple[int, ...], *,

@@ -16,8 +16,8 @@ from torch import nn
 from torch.overrides import TorchFunctionMode
 
 from cnnlab.analysis.fields import Field, union
+from cnnlab.analysis.layer_field import to_receptive_field
 from cnnlab.analysis.ops import Op, describe, setitem_field
-from cnnlab.analysis.receptive import to_receptive_field
 from cnnlab.analysis.window_checks import check_window
 from cnnlab.errors import ModelError
 

@@ -7,6 +7,8 @@ classifiers of pyramid vectors that keep only tensors, so a run saves them as sa
 - :class:`LinearModel`: ``LinearSVC`` on standardised pyramid vectors (one-vs-rest).
 - :class:`KnnModel`: the k nearest training images by histogram intersection, majority vote.
 
+Their scores: :func:`per_class_accuracy` and :func:`confusion_matrix`.
+
 Example:
     >>> x = torch.eye(3).repeat(4, 1)  # 12 one-word "histograms"
     >>> knn = fit_knn(x, torch.arange(3).repeat(4), neighbours=3)
@@ -159,3 +161,16 @@ def _first_argmax(values: torch.Tensor) -> torch.Tensor:
     """Row-wise index of the first maximum (libsvm's and scikit-learn's tie rule)."""
     best = values.max(dim=1, keepdim=True).values
     return (values == best).long().argmax(dim=1)
+
+
+def per_class_accuracy(labels: torch.Tensor, predictions: torch.Tensor,
+                       classes: int) -> list[float | None]:
+    """Recall of every class (None where the test split has none of it)."""
+    return [float((predictions[labels == c] == c).float().mean()) if (labels == c).any()
+            else None for c in range(classes)]
+
+
+def confusion_matrix(labels: torch.Tensor, predictions: torch.Tensor, classes: int) -> list[list[int]]:
+    """Counts ``[true][predicted]`` over the test images."""
+    counts = torch.bincount(labels * classes + predictions, minlength=classes * classes)
+    return counts.reshape(classes, classes).tolist()

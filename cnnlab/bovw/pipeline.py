@@ -25,9 +25,11 @@ import torch
 from cnnlab.bovw.classify import (
     Classifier,
     check_kernel_train_size,
+    confusion_matrix,
     fit_kernel_svm,
     fit_knn,
     fit_linear,
+    per_class_accuracy,
 )
 from cnnlab.bovw.codebook import fit_codebook
 from cnnlab.bovw.config import BovwConfig, check_patch_fits
@@ -35,6 +37,7 @@ from cnnlab.bovw.descriptors import DenseGrid, describe, to_grey
 from cnnlab.bovw.kernels import combine_levels, level_kernels
 from cnnlab.bovw.model import BovwModel
 from cnnlab.bovw.pyramid import pyramid_vector
+from cnnlab.bovw.splits import load_splits
 from cnnlab.data.base import ImageSet
 
 KERNEL_CLASSIFIERS = ("pyramid", "intersection")
@@ -68,28 +71,6 @@ class BovwResult:
     @property
     def test_acc(self) -> float:
         return self.levels[-1].test_acc
-
-
-def load_splits(config: BovwConfig) -> tuple[ImageSet, ImageSet]:
-    """The training split (``--train-per-class``) and the test split (``--test-count``);
-    ``textures`` is scikit-image's brick/grass/gravel (:func:`cnnlab.bovw.texture.texture_patches`)."""
-    from cnnlab.data.datasets import load_dataset
-    from cnnlab.data.pipeline import per_class_subset
-
-    if config.data == "textures":
-        from cnnlab.bovw.texture import texture_patches
-
-        train, test = texture_patches(seed=config.seed)
-    else:
-        train, test = (load_dataset(config.data, split, root=config.data_root,
-                                    download=config.download, skip_bad=config.skip_bad)
-                       for split in ("train", "test"))
-    if config.train_per_class is not None:
-        train = per_class_subset(train, config.train_per_class, config.seed)
-    if config.test_count is not None and config.test_count < len(test):
-        order = torch.randperm(len(test), generator=torch.Generator().manual_seed(config.seed))
-        test = test.subset(order[:config.test_count].sort().values)
-    return train, test
 
 
 def codebook_sample(grey: np.ndarray, grid: DenseGrid, config: BovwConfig,
@@ -129,18 +110,6 @@ def fit_level(config: BovwConfig, level: int, hists: dict, labels: torch.Tensor,
                                     kernel_name=name)
     return (model, model.predict_from_kernel(kernel("train")[:, support]),
             model.predict_from_kernel(kernel("test")[:, support]))
-
-
-def per_class_accuracy(labels: torch.Tensor, predictions: torch.Tensor,
-                       classes: int) -> list[float | None]:
-    """Recall of every class (None where the test split has none of it)."""
-    return [float((predictions[labels == c] == c).float().mean()) if (labels == c).any()
-            else None for c in range(classes)]
-
-
-def confusion_matrix(labels: torch.Tensor, predictions: torch.Tensor, classes: int) -> list[list[int]]:
-    counts = torch.bincount(labels * classes + predictions, minlength=classes * classes)
-    return counts.reshape(classes, classes).tolist()
 
 
 def build_model(config: BovwConfig, train: ImageSet, grid: DenseGrid,

@@ -24,17 +24,19 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
+from cnnlab.bovw.classify import per_class_accuracy
+from cnnlab.bovw.config import BovwConfig
+from cnnlab.bovw.descriptors import to_grey
+from cnnlab.bovw.splits import TEXTURES, load_splits, texture_patches  # noqa: F401  (API)
 from cnnlab.data.base import ImageSet
 from cnnlab.errors import DataError
 
 SCALES = (1.0, math.sqrt(2), 2.0)
 ORIENTATIONS = 6
 ELONGATION = 3.0
-TEXTURES = ("brick", "grass", "gravel")
 
 
 def oriented_filter(sigma: float, theta: float, order: int) -> torch.Tensor:
@@ -84,29 +86,6 @@ def mean_abs_response(images: torch.Tensor, bank: list[torch.Tensor]) -> torch.T
     return out
 
 
-def texture_patches(patch: int = 64, per_texture: int = 100, seed: int = 0,
-                    ) -> tuple[ImageSet, ImageSet]:
-    """Seeded ``patch x patch`` crops of scikit-image's textures: training crops from the left
-    half of each picture, test crops from the right half."""
-    from cnnlab.bovw.descriptors import import_extra
-
-    data = import_extra("skimage.data")  # scikit-image: the `bovw` extra
-    rng = np.random.default_rng(seed)
-    splits = {"train": ([], []), "test": ([], [])}
-    for label, name in enumerate(TEXTURES):
-        picture = getattr(data, name)()  # uint8 (512, 512)
-        half = picture.shape[1] // 2
-        for split, offset in (("train", 0), ("test", half)):
-            tops = rng.integers(0, picture.shape[0] - patch + 1, per_texture)
-            lefts = offset + rng.integers(0, half - patch + 1, per_texture)
-            splits[split][0].extend(picture[t:t + patch, s:s + patch]
-                                    for t, s in zip(tops, lefts, strict=True))
-            splits[split][1].extend([label] * per_texture)
-    return tuple(ImageSet(torch.from_numpy(np.stack(crops)[:, None].copy()),
-                          torch.tensor(labels), list(TEXTURES), name=f"textures-{split}")
-                 for split, (crops, labels) in splits.items())
-
-
 @dataclass
 class TextureResult:
     """Test accuracy of mean-abs-response features + a linear SVM."""
@@ -124,9 +103,6 @@ class TextureResult:
 def texture_splits(data: str, *, data_root: str | None, train_per_class: int | None,
                    test_count: int | None, seed: int) -> tuple[ImageSet, ImageSet]:
     """``textures`` (scikit-image's, disjoint halves) or a cnnlab data set's two splits."""
-    from cnnlab.bovw.config import BovwConfig
-    from cnnlab.bovw.pipeline import load_splits
-
     return load_splits(BovwConfig(data=data, data_root=data_root, seed=seed,
                                   train_per_class=train_per_class, test_count=test_count))
 
@@ -138,9 +114,6 @@ def run_texture(data: str = "textures", *, data_root: str | None = None,
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
     from sklearn.svm import LinearSVC
-
-    from cnnlab.bovw.descriptors import to_grey
-    from cnnlab.bovw.pipeline import per_class_accuracy
 
     start = time.perf_counter()
     train, test = texture_splits(data, data_root=data_root, train_per_class=train_per_class,

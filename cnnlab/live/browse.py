@@ -23,7 +23,7 @@ from pathlib import Path
 import yaml
 
 from cnnlab.errors import DataError
-from cnnlab.live.server import HttpError
+from cnnlab.live.server import HttpError, LiveServer
 from cnnlab.live.snapshot import effective_kernels, kernels_uri
 from cnnlab.runs.layout import CONFIG, INDEX, METRICS, SNAPSHOTS, checkpoint_name, is_run_dir
 from cnnlab.runs.reader import read_index, read_metrics
@@ -207,11 +207,9 @@ def serve_runs(runs_dir: str | Path, *, host: str = "127.0.0.1", port: int = 876
                checkpoint: str = "best", device: str = "cpu",
                announce: Callable[[str], None] = print) -> None:
     """Serve ``runs_dir`` until Ctrl-C (``cnnlab serve``); ``announce`` gets the address."""
-    from cnnlab.live.server import LiveServer
-
-    server = LiveServer(runs=RunBrowser(runs_dir, checkpoint=checkpoint, device=device),
-                        host=host, port=port, log=announce)
-    announce(f"serving {server.runs.root} at {server.url}  (Ctrl-C to stop)")
+    browser = RunBrowser(runs_dir, checkpoint=checkpoint, device=device)
+    server = LiveServer(runs=browser, host=host, port=port, log=announce)
+    announce(f"serving {browser.root} at {server.url}  (Ctrl-C to stop)")
     if host not in ("127.0.0.1", "localhost", "::1"):
         announce("warning: other machines can open this page (the token guards uploads, not "
                  "the view); the connection is not encrypted")

@@ -28,14 +28,11 @@ import threading
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Protocol
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from cnnlab.errors import CnnlabError, ConfigError
 from cnnlab.live.channel import Control, LiveChannel, Subscriber, sse_frame
-
-if TYPE_CHECKING:
-    from cnnlab.live.browse import RunBrowser
 
 PAGE = Path(__file__).with_name("page")
 TOKEN_HEADER = "X-Cnnlab-Token"
@@ -89,12 +86,27 @@ def check_bind_host(host: str) -> None:
                           "serve on (e.g. --host 192.168.1.5), or leave --host out for 127.0.0.1")
 
 
+class RunSource(Protocol):
+    """What the runs routes ask of the runs browser the server is given
+    (:class:`cnnlab.live.browse.RunBrowser`); a refused request raises :class:`HttpError`."""
+
+    def table(self) -> dict: ...
+
+    def curves(self, run_id: str) -> dict: ...
+
+    def play(self, run_id: str) -> dict: ...
+
+    def report(self, run_id: str) -> bytes: ...
+
+    def probe(self, run_id: str, data: bytes) -> dict: ...
+
+
 class LiveServer:
     """The HTTP server: the live view (``channel``), the draw-a-digit ``probe``
     (``probe(image_bytes) -> payload``), and the runs browser (``runs``), each optional."""
 
     def __init__(self, *, channel: LiveChannel | None = None,
-                 probe: Callable[[bytes], dict] | None = None, runs: RunBrowser | None = None,
+                 probe: Callable[[bytes], dict] | None = None, runs: RunSource | None = None,
                  host: str = "127.0.0.1", port: int = 0, page: Path = PAGE,
                  max_upload: int = MAX_UPLOAD_BYTES,
                  log: Callable[[str], None] = lambda line: None) -> None:
@@ -351,7 +363,7 @@ class Handler(BaseHTTPRequestHandler):
         self.send_body(200, body, CONTENT_TYPES[".html"],
                        {"Content-Security-Policy": REPORT_POLICY})
 
-    def browser(self) -> RunBrowser:
+    def browser(self) -> RunSource:
         if self.app.runs is None:
             raise HttpError(404, "this server browses no runs folder (cnnlab serve RUNS_DIR)")
         return self.app.runs

@@ -41,8 +41,6 @@ from __future__ import annotations
 
 import logging
 import re
-from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -51,32 +49,17 @@ from torch import nn
 from cnnlab.errors import ModelError
 from cnnlab.layers.local import LocallyConnected2d
 from cnnlab.models.base import ImageClassifier, activation_pieces, make_activation
+from cnnlab.models.spec_layers import (
+    ACTIVATION_NAMES,
+    Layer,
+    read_model_file,  # noqa: F401  (registry reads it here)
+)
+from cnnlab.models.spec_yaml import load_layers
 
-ACTIVATION_NAMES = {"relu": "relu", "tanh": "tanh", "sigmoid": "sigmoid", "lrelu": "leaky_relu",
-                    "leaky_relu": "leaky_relu", "elu": "elu", "maxout": "maxout"}
 WEIGHT_KINDS = ("conv", "lc", "fc")
 log = logging.getLogger(__name__)
 _NOTED: set[int] = set()
 DEFAULT_CLASSES = 10  # output units appended when neither the spec nor the caller sets them
-
-
-@dataclass(frozen=True)
-class Layer:
-    """One parsed layer; ``where`` names it in error messages (``layer 3 'c5x16'``)."""
-
-    kind: str  # conv, lc, maxpool, avgpool, gap, fc, flatten, act, bn, drop
-    where: str
-    units: int = 0  # filters or fully connected units
-    kernel: int = 0
-    stride: int = 1
-    padding: int = 0
-    activation: str = ""
-    rate: float = 0.5
-    tf_padding: str = ""  # "same" or "valid": TensorFlow's rule instead of ``padding``
-    slope: float = 0.1  # leaky_relu's negative slope (lecture 003: 0.1; TensorFlow: 0.2)
-    bias: bool = True
-    eps: float = 1e-5  # batch norm
-    momentum: float = 0.1  # batch norm, torch's meaning
 
 
 # --- spec strings -----------------------------------------------------------------------------
@@ -115,32 +98,6 @@ def parse_spec(spec: str) -> list[Layer]:
     """``"c5x6-relu-p2-f10"`` -> one :class:`Layer` per token (numbered from 1)."""
     tokens = spec.strip().split("-")  # case-insensitive: C5x6 is c5x6; messages quote as typed
     return [parse_token(t.lower(), f"layer {i} {t!r}") for i, t in enumerate(tokens, start=1)]
-
-
-# --- model files -------------------------------------------------------------------------------
-
-
-def load_yaml_layers(path: str | Path, text: str | None = None) -> list[Layer]:
-    """A YAML layer list's layers (:func:`cnnlab.models.spec_yaml.load_layers`)."""
-    from cnnlab.models.spec_yaml import load_layers
-
-    return load_layers(path, text)
-
-
-MAX_MODEL_FILE_BYTES = 1 << 20  # a layer list is a few kB; more is not a model file
-
-
-def read_model_file(path: Path) -> str:
-    """The text of a model definition file (UTF-8, at most 1 MiB), or a ModelError."""
-    if not path.is_file():
-        raise ModelError(f"no model file at {path}")
-    if path.stat().st_size > MAX_MODEL_FILE_BYTES:
-        raise ModelError(f"{path}: {path.stat().st_size} bytes is too large for a model "
-                         f"definition (at most {MAX_MODEL_FILE_BYTES})")
-    try:
-        return path.read_text(encoding="utf-8")
-    except UnicodeDecodeError:
-        raise ModelError(f"{path}: not a UTF-8 text file") from None
 
 
 # --- building -----------------------------------------------------------------------------------
@@ -373,7 +330,7 @@ def build_from_spec(spec: str, *, num_classes: int | None, input_size: tuple[int
         torch.Size([2, 10])
     """
     if spec.lower().endswith((".yaml", ".yml")):
-        layers = load_yaml_layers(spec, text)
+        layers = load_layers(spec, text)
     else:
         layers = parse_spec(spec)
     builder = build_layers(layers, num_classes=num_classes, input_size=input_size, strict=strict)

@@ -36,7 +36,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from cnnlab.errors import ModelError
-from cnnlab.models.spec import ACTIVATION_NAMES, Layer, read_model_file
+from cnnlab.models.spec_layers import ACTIVATION_NAMES, Layer, read_model_file
 
 TF_ACTIVATIONS = {"relu": "relu", "tanh": "tanh", "sigmoid": "sigmoid", "elu": "elu",
                   "leaky_relu": "leaky_relu", "softmax": "softmax", "linear": "linear",

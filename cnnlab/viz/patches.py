@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from cnnlab.analysis.features import capture
-from cnnlab.analysis.receptive import ReceptiveField
+from cnnlab.analysis.layer_field import ReceptiveField
 from cnnlab.data.pipeline import BatchSource
 from cnnlab.errors import ModelError
 from cnnlab.viz.grids import Grid, make_grid

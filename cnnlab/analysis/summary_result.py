@@ -1,23 +1,100 @@
-"""Text tables for :class:`~cnnlab.analysis.summary.Summary` and ``Comparison``."""
+"""What :func:`cnnlab.analysis.summary.summary` returns: :class:`Summary` (and
+:class:`Comparison` for two models), their JSON form (``to_dict()``) and text tables
+(``render()``).
+"""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import math
+from dataclasses import dataclass, field
 
-from cnnlab.analysis.receptive import _number
-
-if TYPE_CHECKING:
-    from cnnlab.analysis.fields import Field
-    from cnnlab.analysis.summary import Comparison, LayerRow, Summary
+from cnnlab.analysis.fields import Field
+from cnnlab.analysis.layer_field import plain_number
+from cnnlab.analysis.tracer import LayerRow, rf_dict
 
 HEADER = ("layer", "type", "F", "S", "P", "output", "units", "params", "MACs", "connections",
           "memory", "RF", "jump")
 
 
+@dataclass
+class Summary:
+    """Rows, totals and warnings; ``render()`` gives the table, ``to_dict()`` the JSON form.
+
+    Totals the lectures use: ``total_units`` (neurons: outputs of the layers with weights;
+    ``input_units`` besides), ``total_connections`` (weighted multiply-adds that exist plus
+    one per biased unit, LeCun et al.'s count), ``depth`` (layers with weights on the longest
+    path: GoogLeNet's 22, ResNet-152's 152).
+    """
+
+    model: str
+    input_size: tuple[int, ...]
+    rows: list[LayerRow]
+    total_params: int
+    trainable_params: int
+    warnings: list[str] = field(default_factory=list)
+    error: str | None = None  # set when the model could not run to the end
+    output_field: Field | None = None  # receptive field of the model's (first) output
+    depth: int = 0
+
+    @property
+    def total_macs(self) -> int:
+        """Sum of the countable multiply-adds (see ``macs_complete``)."""
+        return sum(r.macs or 0 for r in self.rows)
+
+    @property
+    def macs_complete(self) -> bool:
+        return all(r.macs is not None for r in self.rows)
+
+    @property
+    def activation_bytes(self) -> int:
+        return sum(r.activation_bytes for r in self.rows)
+
+    @property
+    def total_units(self) -> int:
+        return sum(r.units for r in self.rows)
+
+    @property
+    def input_units(self) -> int:
+        return math.prod(self.input_size)
+
+    @property
+    def total_connections(self) -> int:
+        return sum(r.connections for r in self.rows)
+
+    def to_dict(self) -> dict:
+        return {"model": self.model, "input_size": list(self.input_size),
+                "rows": [r.to_dict() for r in self.rows], "total_params": self.total_params,
+                "trainable_params": self.trainable_params, "total_macs": self.total_macs,
+                "macs_complete": self.macs_complete, "total_units": self.total_units,
+                "input_units": self.input_units, "total_connections": self.total_connections,
+                "depth": self.depth, "activation_bytes": self.activation_bytes,
+                "warnings": self.warnings, "error": self.error,
+                "output_receptive_field": rf_dict(self.output_field)}
+
+    def render(self) -> str:
+        return render_summary(self)
+
+
+@dataclass
+class Comparison:
+    """Two summaries on the same input, side by side (``render()``, ``to_dict()``)."""
+
+    a: Summary
+    b: Summary
+
+    def to_dict(self) -> dict:
+        return {"a": self.a.to_dict(), "b": self.b.to_dict(),
+                "params_ratio": self.b.total_params / max(self.a.total_params, 1),
+                "macs_ratio": self.b.total_macs / max(self.a.total_macs, 1)}
+
+    def render(self) -> str:
+        return render_comparison(self)
+
+
 def _pair(values: tuple | None) -> str:
     if values is None:
         return "-"
-    shown = [f"{_number(v):g}" if isinstance(v, float) else str(v) for v in values]
+    shown = [f"{plain_number(v):g}" if isinstance(v, float) else str(v) for v in values]
     return shown[0] if len(set(shown)) == 1 else "x".join(shown)
 
 
