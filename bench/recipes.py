@@ -27,8 +27,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402
 
 from cnnlab.config import TrainConfig  # noqa: E402
-from cnnlab.train.launch import launch  # noqa: E402
 from cnnlab.train.fit import fit  # noqa: E402
+from cnnlab.train.launch import launch  # noqa: E402
 
 FAST = {"precision": "bf16", "channels_last": True}  # ~4x on AMX CPUs (issue 8's figures)
 LENET = {"activation": "relu", "pooling": "max"}
