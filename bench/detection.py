@@ -6,7 +6,7 @@ cores; mask AP50 >= 0.85 (overlap=0), >= 0.75 with overlaps, mask AP >= 0.50; YO
 sliding-window detector in the same table (AP, train time, images/s). A prototype: plain loops
 on :mod:`cnnlab.detection` and :mod:`cnnlab.models.detection`, not yet ``cnnlab.fit``.
 
-    python bench/detection.py --quick                      # plumbing (digit-scenes, ~1 min)
+    python bench/detection.py --quick                      # plumbing (200 digit-scenes)
     python bench/detection.py --minutes 3                  # every detector, 3 min of training each
     python bench/detection.py --which centernet --minutes 15 --threads 2
     python bench/detection.py --which instance --data mnist-scenes:overlap=0 --minutes 5
@@ -20,6 +20,7 @@ or over ``--epochs``. images/s = test images through the detector, decoding and 
 from __future__ import annotations
 
 import argparse
+import ast
 import math
 import sys
 import time
@@ -45,6 +46,7 @@ from cnnlab.detection.sliding import (  # noqa: E402
 from cnnlab.detection.targets import encode_centernet, encode_yolo  # noqa: E402
 from cnnlab.models import create  # noqa: E402
 from cnnlab.models.detection import Detector, WindowClassifier, YoloGrid  # noqa: E402
+from cnnlab.tasks.segment import median_frequency_weights  # noqa: E402
 
 # ---- every hyper-parameter in one place (units in the names) ----
 SETTINGS = {
@@ -66,14 +68,21 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--epochs", type=int, default=10, help="used when --minutes is not given")
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--quick", action="store_true", help="digit-scenes, 1 epoch: it runs")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a SETTINGS entry for an ablation, e.g. min_radius=1")
+    parser.add_argument("--quick", action="store_true", help="200 digit-scenes, 1 epoch: it runs")
     parser.add_argument("--record", action="store_true", help="write docs/BENCHMARKS.md")
     args = parser.parse_args(argv)
-    if args.quick:
-        args.data, args.epochs, args.minutes = "digit-scenes", 1, None
+    if args.quick:  # 200 train / 40 test scenes of 32x32
+        args.data, args.epochs, args.minutes = "digit-scenes:n=200", 1, None
     unknown = set(args.which.split(",")) - set(WHICH)
     if unknown:
         parser.error(f"--which: unknown {sorted(unknown)}; choose from {WHICH}")
+    for item in args.set:
+        key, _, value = item.partition("=")
+        if key not in SETTINGS:
+            parser.error(f"--set {item}: unknown setting; choose from {sorted(SETTINGS)}")
+        SETTINGS[key] = type(SETTINGS[key])(ast.literal_eval(value))
     return args
 
 
@@ -143,12 +152,13 @@ def train_centernet(train, args, masks: bool) -> tuple[torch.nn.Module, float, i
                                min_overlap=SETTINGS["min_overlap"],
                                min_radius=SETTINGS["min_radius"])
     x = pixels(train.images)
+    weights = median_frequency_weights(train.masks, k + 1)  # strokes are ~5% of the pixels
 
     def loss_of(idx, gen):
         batch = {"targets": {key: v[idx] for key, v in targets.items()},
                  "boxes": train.boxes[idx], "labels": train.box_labels[idx],
                  "ignore": train.ignore[idx], "instances": train.instances[idx],
-                 "masks": train.masks[idx]}
+                 "masks": train.masks[idx], "semantic_weights": weights}
         return detector_loss(model, model(x[idx]), batch, generator=gen,
                              jitter=SETTINGS["mask_jitter"])[0]
 
@@ -175,7 +185,8 @@ def train_yolo(train, args, head: str) -> tuple[torch.nn.Module, float, int]:
 
 
 def train_sliding(train, args, regress: bool) -> tuple[torch.nn.Module, float, int]:
-    """The window classifier on positives + 3x background windows, redrawn every epoch."""
+    """The window classifier on every positive window + 3x as many background windows (drawn
+    once, by seed); cross-entropy, plus L1 on the box for positives when it regresses."""
     k = len(train.classes)
     model = WindowClassifier(k, in_channels=train.images.shape[1], regress=regress)
     windows = window_boxes(tuple(train.images.shape[-2:]))
@@ -257,9 +268,10 @@ def main(argv: list[str] | None = None) -> int:
     torch.manual_seed(args.seed)
     train = load_dataset(args.data, "train", root=args.data_root)
     test = load_dataset(args.data, "test", root=args.data_root)
+    changed = f"; settings changed: {', '.join(args.set)}" if args.set else ""
     print(f"{args.data}: {len(train)} train / {len(test)} test scenes "
           f"{tuple(train.images.shape[1:])}, {int((test.box_labels >= 0).sum())} test objects "
-          f"({int(test.ignore.sum())} ignore regions); {torch.get_num_threads()} threads")
+          f"({int(test.ignore.sum())} ignore regions); {torch.get_num_threads()} threads{changed}")
     rows = [r for name in args.which.split(",") for r in run_one(name, train, test, args)]
     if args.record:
         table = markdown_table(

@@ -142,7 +142,9 @@ def detector_loss(model, outputs: dict, batch: dict, *, generator: torch.Generat
 
     ``batch``: ``targets`` (from ``encode_centernet``), and for masks ``boxes`` ``(N, M, 4)``
     xywh, ``labels`` ``(N, M)``, ``ignore`` ``(N, M)``, ``instances`` ``(N, H, W)``; for the
-    semantic head ``masks`` ``(N, H, W)``.
+    semantic head ``masks`` ``(N, H, W)`` and optionally ``semantic_weights`` ``(K + 1,)``
+    (:func:`cnnlab.tasks.segment.median_frequency_weights`: without them thin strokes, ~5% of
+    the pixels, are first all predicted as background).
     """
     from cnnlab.detection.instances import jitter_boxes, mask_targets, training_rois
 
@@ -156,6 +158,7 @@ def detector_loss(model, outputs: dict, batch: dict, *, generator: torch.Generat
         masks = mask_loss(model.mask_logits(outputs, rois, batch_index), labels, target)
         total, parts["mask"] = total + masks, masks.item()
     if "semantic" in outputs:
-        semantic = F.cross_entropy(outputs["semantic"].float(), batch["masks"])
+        semantic = F.cross_entropy(outputs["semantic"].float(), batch["masks"],
+                                   weight=batch.get("semantic_weights"))
         total, parts["semantic"] = total + semantic, semantic.item()
     return total, parts
