@@ -55,6 +55,7 @@ SETTINGS = {
     "neck_channels": 64, "head_channels": 64, "min_overlap": 0.7, "min_radius": 0,
     "yolo_grid": 8, "yolo_boxes": 2, "yolo_lr": 1e-3,
     "window_negatives": 3, "window_lr": 2e-3, "mask_jitter": 0.1, "eval_batch": 100,
+    "semantic_weight_power": 0.5,  # class weights (median f / f_c) ** power; 0 = unweighted
 }
 WHICH = ("centernet", "yolo", "yolo-fc", "sliding", "sliding-regress", "instance")
 
@@ -152,7 +153,7 @@ def train_centernet(train, args, masks: bool) -> tuple[torch.nn.Module, float, i
                                min_overlap=SETTINGS["min_overlap"],
                                min_radius=SETTINGS["min_radius"])
     x = pixels(train.images)
-    weights = median_frequency_weights(train.masks, k + 1)  # strokes are ~5% of the pixels
+    weights = median_frequency_weights(train.masks, k + 1) ** SETTINGS["semantic_weight_power"]
 
     def loss_of(idx, gen):
         batch = {"targets": {key: v[idx] for key, v in targets.items()},
@@ -230,7 +231,7 @@ def run_one(name: str, train, test, args) -> list[dict]:
         masks = name == "instance"
         model, seconds, steps = train_centernet(train, args, masks)
         model.eval()
-        kinds = ("learned", "baseline") if masks else ()
+        kinds = ("learned", "baseline", "baseline-any") if masks else ()
         found, speed = timed_detection(lambda x: detect_centernet(model, x, masks=kinds), test)
     elif name in ("yolo", "yolo-fc"):
         model, seconds, steps = train_yolo(train, args, "fc" if name == "yolo-fc" else "conv")

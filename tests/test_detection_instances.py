@@ -44,8 +44,9 @@ def test_baseline_cannot_split_two_overlapping_objects_of_one_class():
     found = baseline_masks(Detections(boxes, torch.ones(2), torch.tensor([3, 3])), semantic)
     assert found.masks[0].sum() == 36 and found.masks[1].sum() == 25
     assert (found.masks[0] & found.masks[1]).sum() == 9  # the shared corner goes to both
-    other = baseline_masks(Detections(boxes[:1], torch.ones(1), torch.tensor([5])), semantic)
-    assert other.masks.sum() == 0  # another class's box finds no pixels of its class
+    other = Detections(boxes[:1], torch.ones(1), torch.tensor([5]))
+    assert baseline_masks(other, semantic).masks.sum() == 0  # no pixels of its class
+    assert baseline_masks(other, semantic, same_class=False).masks.sum() == 36
 
 
 def test_jittered_boxes_stay_valid_and_move_by_at_most_the_amount():

@@ -32,6 +32,7 @@ import torch
 import torch.nn.functional as F
 
 from cnnlab.data.images import load_image
+from cnnlab.data.letterbox import letterbox_image, letterbox_mask
 from cnnlab.data.rle import segmentation_mask
 from cnnlab.data.scenes import SceneSet
 from cnnlab.errors import DataError
@@ -263,32 +264,6 @@ def check_annotations(anns: list, images: dict[int, np.ndarray], unusable: dict[
         if image_id not in named:
             problems.add(f"image id {image_id}: {why}")
     return good
-
-
-def letterbox_image(pixels: np.ndarray, size: int) -> tuple[torch.Tensor, tuple]:
-    """``(H, W, C)`` uint8 -> ``(C, size, size)`` uint8, longer side scaled to ``size`` and the
-    image centred; returns it and ``(scale_x, scale_y, pad_x, pad_y)``."""
-    h, w = pixels.shape[:2]
-    new_w, new_h = max(1, round(w * size / max(h, w))), max(1, round(h * size / max(h, w)))
-    image = torch.tensor(pixels).permute(2, 0, 1)[None].float()  # (1, C, H, W), a copy
-    image = F.interpolate(image, size=(new_h, new_w), mode="bilinear", align_corners=False,
-                          antialias=new_h < h)
-    pad_x, pad_y = (size - new_w) // 2, (size - new_h) // 2
-    canvas = torch.zeros(image.shape[1], size, size, dtype=torch.uint8)
-    canvas[:, pad_y:pad_y + new_h, pad_x:pad_x + new_w] = image[0].round().clamp(0, 255)
-    return canvas, (new_w / w, new_h / h, pad_x, pad_y)
-
-
-def letterbox_mask(mask: torch.Tensor, transform: tuple, size: int) -> torch.Tensor:
-    """An original-pixel bool mask placed on the letterbox canvas like its image."""
-    sx, sy, px, py = transform
-    h, w = mask.shape
-    new_w, new_h = max(1, round(w * sx)), max(1, round(h * sy))
-    small = F.interpolate(mask[None, None].float(), size=(new_h, new_w),
-                          mode="bilinear", align_corners=False)[0, 0] >= 0.5
-    canvas = torch.zeros(size, size, dtype=torch.bool)
-    canvas[py:py + new_h, px:px + new_w] = small
-    return canvas
 
 
 def completed(ann: dict, pixels: np.ndarray) -> dict:

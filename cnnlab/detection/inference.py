@@ -12,7 +12,7 @@ from cnnlab.detection.decode import decode_centernet, decode_yolo
 from cnnlab.detection.detections import Detections
 from cnnlab.detection.instances import baseline_masks, learned_masks
 
-MASK_KINDS = ("learned", "baseline")
+MASK_KINDS = ("learned", "baseline", "baseline-any")  # any: box and foreground of any class
 
 
 @torch.inference_mode()
@@ -20,7 +20,8 @@ def detect_centernet(model: torch.nn.Module, images: torch.Tensor, *, top_k: int
                      threshold: float = 0.01, masks: tuple[str, ...] = (),
                      mask_threshold: float = 0.05) -> dict[str, list[Detections]]:
     """CenterNet boxes of a :class:`~cnnlab.models.detection.Detector`; with ``masks``, one
-    detection list per mask kind ("learned": the mask head, "baseline": box and semantic mask).
+    detection list per mask kind ("learned": the mask head, "baseline": box and semantic mask
+    of the box's class, "baseline-any": box and semantic foreground of any class).
 
     Returns ``{"boxes": [...]}`` plus ``{"learned": [...], "baseline": [...]}`` as asked. Masks
     are made only for boxes scoring above ``mask_threshold`` (Mask R-CNN runs its mask head on
@@ -34,9 +35,11 @@ def detect_centernet(model: torch.nn.Module, images: torch.Tensor, *, top_k: int
     confident = [f.take(f.scores > mask_threshold) for f in found]
     if "learned" in masks:
         result["learned"] = with_learned_masks(model, out, confident, size)
-    if "baseline" in masks:
+    if "baseline" in masks or "baseline-any" in masks:
         semantic = out["semantic"].argmax(1)  # (B, H, W): 0 = background, c + 1 = class c
-        result["baseline"] = [baseline_masks(f, semantic[i]) for i, f in enumerate(confident)]
+        for kind in {"baseline", "baseline-any"} & set(masks):
+            result[kind] = [baseline_masks(f, semantic[i], same_class=kind == "baseline")
+                            for i, f in enumerate(confident)]
     return result
 
 

@@ -32,9 +32,11 @@ def box_pixels(boxes: torch.Tensor, image_size: tuple[int, int]) -> torch.Tensor
     return in_y[:, :, None] & in_x[:, None, :]
 
 
-def baseline_masks(found: Detections, semantic: torch.Tensor) -> Detections:
+def baseline_masks(found: Detections, semantic: torch.Tensor, *,
+                   same_class: bool = True) -> Detections:
     """The baseline: each box's pixels whose semantic class (``semantic`` int ``(H, W)``, 0 =
-    background, ``c + 1`` = class ``c``) is the box's class.
+    background, ``c + 1`` = class ``c``) is the box's class (or, with ``same_class=False``,
+    any object class: box and foreground).
 
     Example:
         >>> sem = torch.tensor([[0, 2, 2], [0, 2, 1], [0, 0, 0]])
@@ -45,6 +47,8 @@ def baseline_masks(found: Detections, semantic: torch.Tensor) -> Detections:
                  [0, 0, 0]]], dtype=torch.int32)
     """
     inside = box_pixels(found.boxes, tuple(semantic.shape))
+    if not same_class:
+        return found.with_masks(inside & (semantic[None] > 0))
     return found.with_masks(inside & (semantic[None] == found.labels[:, None, None] + 1))
 
 
