@@ -15,6 +15,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from cnnlab.detection.instances import jitter_boxes, mask_targets, training_rois
+
 
 def focal_loss(logits: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None = None,
                alpha: float = 2.0, beta: float = 4.0) -> torch.Tensor:
@@ -146,8 +148,6 @@ def detector_loss(model, outputs: dict, batch: dict, *, generator: torch.Generat
     (:func:`cnnlab.tasks.segment.median_frequency_weights`: without them thin strokes, ~5% of
     the pixels, are first all predicted as background).
     """
-    from cnnlab.detection.instances import jitter_boxes, mask_targets, training_rois
-
     total, parts = centernet_loss(outputs, batch["targets"])
     if "mask_features" in outputs:
         rois, labels, batch_index, slot = training_rois(batch["boxes"], batch["labels"],
