@@ -30,7 +30,7 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import markdown_table, recorded_header, write_section  # noqa: E402
 
-from cnnlab.cli.train import parse_options  # noqa: E402
+from cnnlab.cli.flags import parse_options  # noqa: E402
 from cnnlab.config import TrainConfig  # noqa: E402
 from cnnlab.data.datasets import load_dataset  # noqa: E402
 from cnnlab.data.pipeline import make_preprocess, to_batch_source  # noqa: E402

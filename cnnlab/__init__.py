@@ -1,21 +1,46 @@
 """cnnlab: build, train, evaluate, inspect and understand convolutional neural networks.
 
 The Python API mirrors the CLI (``cnnlab train`` -> :func:`fit`, ``cnnlab evaluate`` ->
-:func:`evaluate_runs`, ``cnnlab predict`` -> :func:`predict_images`, ...).
+:func:`evaluate_runs`, ``cnnlab predict`` -> :func:`predict_images`, ...). Attributes are
+imported on first use, so ``import cnnlab`` (and ``cnnlab --help``) does not load torch.
 
 Example:
     >>> import cnnlab
+    >>> cnnlab.__version__
+    '0.1.0'
     >>> result = cnnlab.fit(cnnlab.TrainConfig(model="lenet5", data="digits", epochs=3))  # doctest: +SKIP
 """
 
-__version__ = "0.1.0"
+from __future__ import annotations
 
-from cnnlab.analysis.summary import summary  # noqa: E402
-from cnnlab.config import TrainConfig  # noqa: E402
-from cnnlab.evaluate import evaluate_runs  # noqa: E402
-from cnnlab.models import create, list_models  # noqa: E402
-from cnnlab.predict import predict_images  # noqa: E402
-from cnnlab.train import fit, load_model  # noqa: E402
+import importlib
 
-__all__ = ["TrainConfig", "create", "evaluate_runs", "fit", "list_models", "load_model",
-           "predict_images", "summary"]
+from cnnlab.version import __version__ as __version__
+
+# public name -> the module that defines it (imported when the name is first used)
+_EXPORTS = {
+    "TrainConfig": "cnnlab.config",
+    "create": "cnnlab.models",
+    "list_models": "cnnlab.models",
+    "fit": "cnnlab.train.fit",
+    "load_model": "cnnlab.runs.reader",
+    "open_run": "cnnlab.runs.reader",
+    "evaluate_runs": "cnnlab.evaluate",
+    "predict_images": "cnnlab.predict",
+    "summary": "cnnlab.analysis.summary",
+    "visualize": "cnnlab.viz.visualize",
+}
+
+__all__ = sorted([*_EXPORTS, "__version__"])
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'cnnlab' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_EXPORTS[name]), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_EXPORTS])

@@ -1,12 +1,15 @@
-"""The flat, typed configuration of a training run.
+"""The flat, typed configuration of a training run, each setting described once.
 
 A run saves its resolved config as ``RUN/config.yaml``; ``cnnlab train --config RUN/config.yaml``
-re-runs it. Every field is one CLI flag of ``cnnlab train`` with the same name.
+re-runs it. Every field is one flag of ``cnnlab train`` with the same name (``batch_size`` ->
+``--batch-size``); the flags, their groups, help texts, choices and bounds are generated from
+the field definitions below (:func:`setting`), so they cannot drift apart.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,105 +18,158 @@ import yaml
 
 from cnnlab.errors import ConfigError
 
+GROUPS = ("data", "model", "optimisation", "schedule", "augmentation", "speed", "run")
+MAX_IMAGE_SIZE = 4096  # pixels per side (issue 18: bounded before anything is allocated)
+MAX_SEED = 2 ** 63 - 1
+
+
+def setting(default=dataclasses.MISSING, *, group: str, help: str, factory=None,
+            choices: tuple[str, ...] | None = None, low: float | None = None,
+            high: float | None = None, low_open: bool = False, high_open: bool = False,
+            flag: str | None = None):
+    """A TrainConfig field with its help text, flag group, choices and allowed range
+    (``[low, high]``; ``low_open``/``high_open`` exclude that end)."""
+    assert group in GROUPS, group
+    meta = {"group": group, "help": help, "choices": choices, "low": low, "high": high,
+            "low_open": low_open, "high_open": high_open, "flag": flag}
+    if factory is not None:
+        return field(default_factory=factory, metadata=meta)
+    return field(default=default, metadata=meta)
+
 
 @dataclass
 class TrainConfig:
-    """Everything that defines a training run (units in comments)."""
+    """Everything that defines a training run."""
 
-    # what
-    model: str = "lenet5"
-    model_options: dict = field(default_factory=dict)  # builder keyword options
-    data: str = "digits"  # data set name or folder path
-    task: str = "classify"  # classify | multilabel | segment (see cnnlab.tasks)
-    class_weights: str = "none"  # none | median (segment: median-frequency weighted loss)
-    data_root: str | None = None
-    download: bool = False
-    image_size: int | None = None  # square side fed to the model; None = model default
-    resize: str = "auto"  # auto | pad | resize: how images are fitted to image_size
-    val_fraction: float = 0.1  # of the training split, chosen by seed
-    train_per_class: int | None = None  # keep only this many training images per class (seeded)
-    skip_bad: bool = False
+    # data
+    data: str = setting("digits", group="data",
+                        help="data set name (see `cnnlab datasets`) or image-folder path")
+    data_root: str | None = setting(None, group="data",
+                                    help="directory holding data sets (also $CNNLAB_DATA)")
+    download: bool = setting(False, group="data",
+                             help="download a missing named data set from its official source")
+    skip_bad: bool = setting(False, group="data",
+                             help="skip unreadable images with a warning instead of stopping")
+    val_fraction: float = setting(0.1, group="data", low=0, high=1, high_open=True,
+                                  help="fraction of the training split held out for validation")
+    train_per_class: int | None = setting(None, group="data", low=1,
+                                          help="train on only N images per class (seeded, "
+                                               "before the validation split)")
+    # model
+    model: str = setting("lenet5", group="model",
+                         help="zoo name (`cnnlab models`), spec string like c5x6-relu-p2-f10, "
+                              "or a YAML file")
+    model_options: dict = setting(group="model", factory=dict, flag="option",
+                                  help="model option KEY=VALUE, repeatable "
+                                       "(e.g. --option activation=relu)")
+    task: str = setting("classify", group="model",
+                        help="what is learned: classify, multilabel (sigmoid + BCE) or segment "
+                             "(a class per pixel) on scene sets (see cnnlab.tasks)")
+    class_weights: str = setting("none", group="model", choices=("none", "median"),
+                                 help="segment: median-frequency class weights (SegNet)")
+    image_size: int | None = setting(None, group="model", low=1, high=MAX_IMAGE_SIZE,
+                                     help="side of the square model input (default: the "
+                                          "model's own)")
+    resize: str = setting("auto", group="model", choices=("auto", "pad", "resize"),
+                          help="how images are fitted to --image-size")
     # optimisation
-    epochs: int = 10
-    batch_size: int = 64
-    optimizer: str = "sgd"  # sgd | muon | adam | adamw
-    lr: float = 0.05  # peak learning rate
-    momentum: float = 0.9
-    nesterov: bool = False
-    weight_decay: float = 5e-4
-    schedule: str = "cosine"  # constant | step | cosine | onecycle | triangle
-    step_epochs: int = 10  # step schedule: multiply by step_gamma every step_epochs
-    step_gamma: float = 0.1
-    warmup_epochs: float = 0.0
-    label_smoothing: float = 0.0
-    augment: str = ""  # e.g. "crop:4,flip" (see cnnlab.data.augment)
-    bias_lr_scale: float = 1.0  # lr multiplier of biases and norm shifts (airbench: 64)
-    lookahead: float = 0.0  # slow-weight decay per update, ramped by (step/total)^3; 0 = off
-    lookahead_every: int = 5  # optimizer steps between lookahead updates
-    muon_lr: float = 0.24  # --optimizer muon: peak lr of the conv filters (airbench94_muon)
-    muon_momentum: float = 0.6  # --optimizer muon: the filters' Nesterov momentum
-    muon_normalize: bool = False  # rescale filters to norm sqrt(out) each step (BN nets only)
-    tta: str = ""  # test-time views of the final test: "", "flip", "translate", "flip,translate"
-    # execution
-    seed: int = 0
-    device: str = "auto"  # auto | cpu | cuda
-    precision: str = "fp32"  # fp32 | bf16 (autocast)
-    channels_last: bool = False
-    compile: bool = False  # torch.compile the model (falls back to eager with a warning)
-    threads: int | None = None  # torch CPU threads; None = torch default
-    deterministic: bool = False  # torch.use_deterministic_algorithms (+ cuBLAS setting on CUDA)
-    tensorboard: bool = False  # also log scalars and first-layer filters to RUN/tensorboard
-    dist_timeout: float = 300.0  # data parallel: seconds a collective waits for a silent rank
-    # output
-    out: str = "runs"  # parent directory of run directories
-    name: str | None = None  # run directory name; None = <model>-<data>-<time>
-    checkpoint_every: int = 1  # epochs between "last" checkpoints
-    snapshot_epochs: list[int] = field(default_factory=list)  # extra kept snapshots
-    progress: bool = True
+    epochs: int = setting(10, group="optimisation", low=1,
+                          help="passes over the training data")
+    batch_size: int = setting(64, group="optimisation", low=1,
+                              help="images per optimizer step (the global batch)")
+    optimizer: str = setting("sgd", group="optimisation",
+                             choices=("sgd", "muon", "adam", "adamw"),
+                             help="muon: orthogonalised momentum for conv filters, SGD for "
+                                  "the rest")
+    lr: float = setting(0.05, group="optimisation", low=0, low_open=True,
+                        help="peak learning rate")
+    momentum: float = setting(0.9, group="optimisation", low=0, high=1, high_open=True,
+                              help="SGD momentum (Adam: beta1)")
+    nesterov: bool = setting(False, group="optimisation", help="Nesterov momentum (SGD)")
+    weight_decay: float = setting(5e-4, group="optimisation", low=0,
+                                  help="L2 weight decay on conv/linear weights (not biases "
+                                       "or norms)")
+    label_smoothing: float = setting(0.0, group="optimisation", low=0, high=1, high_open=True,
+                                     help="label smoothing of the cross-entropy, e.g. 0.1")
+    bias_lr_scale: float = setting(1.0, group="optimisation", low=0, low_open=True,
+                                   help="learning-rate multiplier of biases and BatchNorm "
+                                        "shifts (airbench: 64)")
+    lookahead: float = setting(0.0, group="optimisation", low=0, high=1, high_open=True,
+                               help="lookahead slow-weight decay per update, e.g. 0.77 "
+                                    "(0 = off)")
+    lookahead_every: int = setting(5, group="optimisation", low=1,
+                                   help="optimizer steps between lookahead updates")
+    muon_lr: float = setting(0.24, group="optimisation", low=0, low_open=True,
+                             help="--optimizer muon: peak learning rate of the conv filters")
+    muon_momentum: float = setting(0.6, group="optimisation", low=0, high=1, high_open=True,
+                                   help="--optimizer muon: Nesterov momentum of the filters")
+    muon_normalize: bool = setting(False, group="optimisation",
+                                   help="--optimizer muon: keep each conv's filters at norm "
+                                        "sqrt(out) (only where BatchNorm follows the conv)")
+    # schedule
+    schedule: str = setting("cosine", group="schedule",
+                            choices=("constant", "step", "cosine", "onecycle", "triangle"),
+                            help="learning-rate schedule")
+    step_epochs: int = setting(10, group="schedule", low=1,
+                               help="step schedule: decay every N epochs")
+    step_gamma: float = setting(0.1, group="schedule", low=0, low_open=True,
+                                help="step schedule: decay factor")
+    warmup_epochs: float = setting(0.0, group="schedule", low=0,
+                                   help="linear warm-up length in epochs")
+    # augmentation
+    augment: str = setting("", group="augmentation",
+                           help='batched augmentations, e.g. "crop:4,flip" or '
+                                '"elastic:alpha=34,sigma=4" (see cnnlab.data.augment)')
+    tta: str = setting("", group="augmentation",
+                       help='test-time augmentation of the final test: "flip", "translate", '
+                            '"flip,translate"')
+    # speed
+    seed: int = setting(0, group="speed", low=0, high=MAX_SEED,
+                        help="random seed (data order, augmentation, initialisation)")
+    device: str = setting("auto", group="speed", choices=("auto", "cpu", "cuda"),
+                          help="where to train")
+    precision: str = setting("fp32", group="speed", choices=("fp32", "bf16"),
+                             help="bf16: autocast (fast on CPUs with AMX and on GPUs)")
+    channels_last: bool = setting(False, group="speed",
+                                  help="channels_last memory format (faster convolutions)")
+    compile: bool = setting(False, group="speed",
+                            help="torch.compile the model (falls back to eager with a warning)")
+    threads: int | None = setting(None, group="speed", low=1, high=1024,
+                                  help="CPU threads torch may use (default: torch's)")
+    deterministic: bool = setting(False, group="speed",
+                                  help="deterministic algorithms only (reproducible on CUDA, "
+                                       "may be slower)")
+    dist_timeout: float = setting(300.0, group="speed", low=0, low_open=True,
+                                  help="data parallel: seconds a collective waits for a silent "
+                                       "rank before the job fails")
+    # run
+    out: str = setting("runs", group="run", help="parent directory of run directories")
+    name: str | None = setting(None, group="run",
+                               help="run directory name (default: <model>-<data>-<time>)")
+    checkpoint_every: int = setting(1, group="run", low=1,
+                                    help="epochs between saves of the last checkpoint")
+    snapshot_epochs: list[int] = setting(group="run", factory=list,
+                                         help="comma-separated epochs whose weights are kept, "
+                                              "e.g. 1,2,5,10")
+    tensorboard: bool = setting(False, group="run",
+                                help="also log to RUN/tensorboard (needs the tensorboard package)")
+    progress: bool = setting(True, group="run", help="show a progress bar")
 
     def validate(self) -> None:
         """Raise ConfigError for values that cannot work, naming the flag."""
-        from cnnlab.tasks import get_task
+        from cnnlab.tasks import get_task  # torch: only once a run is about to start
 
+        check_types(self)
         task = get_task(self.task)
-        _choice("optimizer", self.optimizer, ("sgd", "muon", "adam", "adamw"))
-        _choice("schedule", self.schedule, ("constant", "step", "cosine", "onecycle", "triangle"))
-        _choice("device", self.device, ("auto", "cpu", "cuda"))
-        _choice("precision", self.precision, ("fp32", "bf16"))
-        _choice("resize", self.resize, ("auto", "pad", "resize"))
-        _choice("class-weights", self.class_weights, ("none", "median"))
+        for item in dataclasses.fields(self):
+            check_range(item, getattr(self, item.name))
         task.check(self)
-        for flag, value in (("epochs", self.epochs), ("batch-size", self.batch_size)):
-            if value < 1:
-                raise ConfigError(f"--{flag} must be >= 1, got {value}")
         if self.name is not None:
             check_run_name(self.name)
-        if not self.lr > 0:
-            raise ConfigError(f"--lr must be > 0, got {self.lr}")
-        if self.train_per_class is not None and self.train_per_class < 1:
-            raise ConfigError(f"--train-per-class must be >= 1, got {self.train_per_class}")
-        if not 0 <= self.val_fraction < 1:
-            raise ConfigError(f"--val-fraction must be in [0, 1), got {self.val_fraction}")
-        if not self.dist_timeout > 0:
-            raise ConfigError(f"--dist-timeout must be > 0 seconds, got {self.dist_timeout}")
-        if not 0 <= self.label_smoothing < 1:
-            raise ConfigError(f"--label-smoothing must be in [0, 1), got {self.label_smoothing}")
-        self._validate_fast_cifar()
+        if any(e < 1 for e in self.snapshot_epochs):
+            raise ConfigError(f"--snapshot-epochs {self.snapshot_epochs}: epochs count from 1")
+        from cnnlab.data.augment import parse_tta  # torch, as above
 
-    def _validate_fast_cifar(self) -> None:
-        """The airbench options: bias lr scale, lookahead and test-time augmentation."""
-        from cnnlab.data.augment import parse_tta
-
-        if not self.bias_lr_scale > 0:
-            raise ConfigError(f"--bias-lr-scale must be > 0, got {self.bias_lr_scale}")
-        if not 0 <= self.lookahead < 1:
-            raise ConfigError(f"--lookahead must be in [0, 1) (e.g. 0.77), got {self.lookahead}")
-        if self.lookahead_every < 1:
-            raise ConfigError(f"--lookahead-every must be >= 1, got {self.lookahead_every}")
-        if not self.muon_lr > 0:
-            raise ConfigError(f"--muon-lr must be > 0, got {self.muon_lr}")
-        if not 0 <= self.muon_momentum < 1:
-            raise ConfigError(f"--muon-momentum must be in [0, 1), got {self.muon_momentum}")
         parse_tta(self.tta)
 
     def to_dict(self) -> dict:
@@ -125,7 +181,68 @@ class TrainConfig:
         unknown = sorted(set(values) - known)
         if unknown:
             raise ConfigError(f"{source}: unknown setting {unknown[0]!r}")
-        return cls(**values)
+        config = cls(**values)
+        check_types(config, source)
+        return config
+
+
+def flag_name(item: dataclasses.Field) -> str:
+    """``--batch-size`` for ``batch_size`` (or the field's own flag)."""
+    return f"--{item.metadata.get('flag') or item.name.replace('_', '-')}"
+
+
+def _type_ok(value: object, kind: str) -> bool:
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    table = {"str": isinstance(value, str), "bool": isinstance(value, bool),
+             "int": isinstance(value, int) and not isinstance(value, bool),
+             "float": number and math.isfinite(value),
+             "dict": isinstance(value, dict) and all(isinstance(k, str) for k in value),
+             "list[int]": isinstance(value, list) and all(
+                 isinstance(v, int) and not isinstance(v, bool) for v in value)}
+    return table[kind]
+
+
+def check_types(config: TrainConfig, source: str = "config") -> None:
+    """Every value has its field's type (YAML ``epochs: "1"``, ``data: [digits]``,
+    ``model_options: [1, 2]``, NaN or infinite numbers are refused, naming the setting)."""
+    for item in dataclasses.fields(config):
+        value = getattr(config, item.name)
+        kind = str(item.type).replace(" | None", "")
+        if value is None and "None" in str(item.type):
+            continue
+        if not _type_ok(value, kind):
+            shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:37] + "..."
+            raise ConfigError(f"{source}: {item.name} ({flag_name(item)}) must be "
+                              f"{'a finite number' if kind == 'float' else kind}, got {shown}")
+
+
+def check_range(item: dataclasses.Field, value: object) -> None:
+    """The field's choices and bounds, as its flag names them."""
+    meta = item.metadata
+    if value is None:
+        return
+    if meta.get("choices") and value not in meta["choices"]:
+        raise ConfigError(f"{flag_name(item)} {value!r} is not one of: "
+                          f"{', '.join(meta['choices'])}")
+    low, high = meta.get("low"), meta.get("high")
+    too_low = low is not None and (value <= low if meta["low_open"] else value < low)
+    too_high = high is not None and (value >= high if meta["high_open"] else value > high)
+    if too_low or too_high:
+        raise ConfigError(f"{flag_name(item)} must be {_describe_range(meta)}, got {value}")
+
+
+def _describe_range(meta: dict) -> str:
+    low, high = meta["low"], meta["high"]
+    if high is None:
+        return f"{'>' if meta['low_open'] else '>='} {_number(low)}"
+    if low is None:
+        return f"{'<' if meta['high_open'] else '<='} {_number(high)}"
+    left, right = "(" if meta["low_open"] else "[", ")" if meta["high_open"] else "]"
+    return f"in {left}{_number(low)}, {_number(high)}{right}"
+
+
+def _number(value: float) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)
 
 
 def check_run_name(name: str, flag: str = "--name") -> str:
@@ -135,12 +252,6 @@ def check_run_name(name: str, flag: str = "--name") -> str:
         raise ConfigError(f"{flag} {name!r}: a run name must be a single folder name (no "
                           f"'/', not empty, not '.' or '..'); put parent folders in --out")
     return name
-
-
-def _choice(flag: str, value: str, choices: tuple[str, ...]) -> None:
-    if value not in choices:
-        raise ConfigError(f"--{flag.replace('_', '-')} {value!r} is not one of: "
-                          f"{', '.join(choices)}")
 
 
 def config_yaml(config: TrainConfig) -> str:
@@ -155,15 +266,34 @@ def save_config(config: TrainConfig, path: Path) -> None:
     atomic_write_bytes(path, config_yaml(config).encode())
 
 
+MAX_CONFIG_BYTES = 1 << 20
+MAX_ALIASES = 50  # YAML anchors a config may use (a few is normal; an alias bomb uses many)
+
+
 def load_config(path: str | Path) -> TrainConfig:
-    """Read a config written by :func:`save_config` (or by hand)."""
+    """Read a config written by :func:`save_config` (or by hand): at most 1 MiB and a few YAML
+    aliases (nested aliases can grow a 539-byte file past gigabytes), then type-checked."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")
+    if path.stat().st_size > MAX_CONFIG_BYTES:
+        raise ConfigError(f"{path}: {path.stat().st_size} bytes is too large for a config")
+    text = path.read_text(errors="replace")
     try:
-        values = yaml.safe_load(path.read_text()) or {}
+        aliases = sum(1 for token in yaml.scan(text) if isinstance(token, yaml.AliasToken))
+        if aliases > MAX_ALIASES:
+            raise ConfigError(f"{path}: {aliases} YAML aliases (at most {MAX_ALIASES}); write "
+                              "the values out")
+        values = yaml.safe_load(text) or {}
     except yaml.YAMLError as error:
-        raise ConfigError(f"{path}: not valid YAML ({error})") from None
+        raise ConfigError(f"{path}: not valid YAML ({_yaml_problem(error)})") from None
     if not isinstance(values, dict):
         raise ConfigError(f"{path}: expected a mapping of settings")
     return TrainConfig.from_dict(values, source=str(path))
+
+
+def _yaml_problem(error: yaml.YAMLError) -> str:
+    """One line: the problem and where (YAML's own message spans four)."""
+    problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+    mark = getattr(error, "problem_mark", None)
+    return f"{problem} at line {mark.line + 1}, column {mark.column + 1}" if mark else problem

@@ -19,6 +19,7 @@ import torch
 
 from cnnlab.data.base import ImageSet
 from cnnlab.data.pipeline import fit_to_size
+from cnnlab.data.request import DataRequest
 from cnnlab.errors import ConfigError
 from cnnlab.runs.outputs import write_text_output
 from cnnlab.runs.reader import OpenRun, open_run
@@ -119,7 +120,8 @@ def evaluate_runs(runs: list[str | Path | OpenRun], *, data: str | None = None, 
         mean = torch.stack(all_probs).mean(0)
         ensemble = score("ensemble", mean, dataset.labels, dataset.classes, k=k,
                          paths=dataset.paths)
-    return Report(members, ensemble, data or opened[0].data_name, split, len(dataset))
+    return Report(members, ensemble, DataRequest.of(data).name or opened[0].data_name, split,
+                  len(dataset))
 
 
 def evaluate_dense_run(run: str | Path | OpenRun, *, data: str | None = None, split: str = "test",
@@ -147,7 +149,8 @@ def evaluate_dense_run(run: str | Path | OpenRun, *, data: str | None = None, sp
             dataset.images, opened.preprocess.size, "resize"))  # the trained input size
     source = opened.source(dataset, batch_size=64)
     source.labels = task.targets(dataset).to(opened.device)
-    report = {"run": str(opened.path), "task": task.name, "data": data or opened.data_name,
+    report = {"run": str(opened.path), "task": task.name,
+              "data": DataRequest.of(data).name or opened.data_name,
               "split": split, "count": len(dataset), "classes": dataset.classes,
               "metric_labels": task.metric_labels, "main_metric": task.main_metric,
               **({"threshold": threshold} if task.output_kind == "labels" else {}),

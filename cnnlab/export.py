@@ -29,12 +29,13 @@ import numpy as np
 import torch
 from torch import nn
 
+from cnnlab.choices import EXPORT_FORMATS
 from cnnlab.errors import ConfigError, ModelError, choices_hint
 from cnnlab.runs.checkpoint import resolve_checkpoint
 from cnnlab.runs.outputs import check_output_path, write_output, write_text_output
 from cnnlab.runs.reader import load_model
 
-FORMATS = {"onnx": ".onnx", "torchscript": ".torchscript.pt"}
+FORMATS = EXPORT_FORMATS
 
 
 @dataclass

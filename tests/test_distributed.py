@@ -136,14 +136,15 @@ WORKER = textwrap.dedent('''
         json.dump(result, handle)
 
     fit_module = importlib.import_module("cnnlab.train.fit")
-    original = fit_module.train_one_epoch
+    epochs_module = importlib.import_module("cnnlab.train.epochs")
+    original = epochs_module.train_one_epoch
 
     def die_in_epoch_two(*args, **kwargs):
         if ctx.rank == 1 and args[3].epoch == 1:
             os.kill(os.getpid(), signal.SIGKILL)
         return original(*args, **kwargs)
 
-    fit_module.train_one_epoch = die_in_epoch_two
+    epochs_module.train_one_epoch = die_in_epoch_two
     fit_module.fit(TrainConfig(data="digits", epochs=50, out=out, name="killed", progress=False,
                                threads=1), log=lambda *_: None)
 ''')

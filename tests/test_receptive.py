@@ -2,9 +2,10 @@
 
 With all weights positive, a positive input, float64 and max-pooling replaced by average
 pooling (so every window pixel gets gradient), unit ``(i, j)`` depends on input pixel ``(r, c)``
-exactly when d unit / d pixel > 0. The summary's per-unit intervals, clipped to the image, must
-equal those supports for every row and column of units; away from the borders they must equal
-the unclipped intervals, so the largest field (``size``) is right too.
+exactly when d unit / d pixel > 0. The summary's per-unit supports must equal those supports
+(first and last row / column) for every row and column of units, units that see nothing
+included; where the field lies inside the image it must equal the support, so the largest
+field (``size``) is right too.
 """
 
 from __future__ import annotations
@@ -64,7 +65,8 @@ def _support(model: nn.Module, size: tuple[int, int, int], layer: str,
             picks[i].narrow(axis, i, 1).fill_(1.0)
         (grads,) = torch.autograd.grad(out, x, picks, is_grads_batched=True, retain_graph=True)
         mass = grads.abs().sum(dim=(1, 2, 4) if axis == 2 else (1, 2, 3))  # (n, H or W)
-        spans.append([(int(r.nonzero().min()), int(r.nonzero().max())) for r in mass])
+        spans.append([(int(r.nonzero().min()), int(r.nonzero().max())) if r.any() else None
+                      for r in mass])
     return spans[0], spans[1]
 
 
@@ -73,10 +75,14 @@ def _check(model: nn.Module, size: tuple[int, int, int], layer: str,
     field = next(r.field for r in summary(model, size).rows if r.name == layer)
     rows, cols = _support(model, size, layer, monkeypatch)
     for a, (spans, n) in enumerate(((rows, size[1]), (cols, size[2]))):
-        lo, hi = field.axes[a]
+        lo, hi = field.support_axes[a]
         assert len(spans) == len(lo)
-        clipped = [(max(int(low), 0), min(int(high), n - 1)) for low, high in zip(lo, hi, strict=True)]
-        assert clipped == spans, (layer, a)
+        support = [(int(low), int(high)) if low <= high else None
+                   for low, high in zip(lo, hi, strict=True)]
+        assert support == spans, (layer, a)
+        for (low, high), span in zip(zip(*field.axes[a], strict=True), spans, strict=True):
+            if span is not None and 0 <= low and high < n:  # inside the image: field = support
+                assert (low, high) == span, (layer, a)
     return field, rows
 
 
@@ -101,7 +107,7 @@ def test_unet_fields_vary_by_unit_and_the_largest_is_reported(
 
 def test_unet_output_layer_against_gradients(monkeypatch: pytest.MonkeyPatch) -> None:
     field, rows = _check(create("unet", widths=(1, 1)), (1, 32, 32), "classifier", monkeypatch)
-    interior = [hi - lo + 1 for lo, hi in rows if lo > 0 and hi < 31]
+    interior = [hi - lo + 1 for lo, hi in rows if lo > 0 and hi < 31]  # no unit sees nothing
     assert interior and max(interior) <= field.size[0]
 
 
@@ -131,3 +137,48 @@ def test_interval_and_box_are_exact_per_unit() -> None:
     inner = rf.interval(80, 80)
     assert (bottom - top, right - left) == (100, 100)  # same-sized crops for every unit
     assert top <= inner[0] and bottom >= inner[2] and left <= inner[1] and right >= inner[3]
+
+
+def test_dilated_convolution_at_the_border_equals_the_gradient_support(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # unit 0 of a 3x3 kernel with dilation 2 and padding 1 taps -1, 1, 3: the field is -1..3,
+    # but the pixels it depends on are 1..3 (clipping the field to the image would claim 0)
+    model = nn.Sequential(nn.Conv2d(1, 1, 3, dilation=2, padding=1),
+                          nn.Conv2d(1, 1, 3, dilation=3, padding=2))
+    field, rows = _check(model, (1, 12, 12), "0", monkeypatch)
+    assert (int(field.axes[0][0][0]), int(field.axes[0][1][0])) == (-1, 3)
+    assert rows[0] == (1, 3)
+    _check(model, (1, 12, 12), "1", monkeypatch)
+    rf = receptive_field(model, (1, 12, 12), "0")
+    assert rf.interval(0, 0) == (-1, -1, 4, 4) and rf.support(0, 0) == (1, 1, 4, 4)
+
+
+def test_transposed_convolution_gaps_see_nothing_and_do_not_overflow(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # the stride-2 1x1 transposed convolution reaches only even output positions
+    model = nn.Sequential(nn.ConvTranspose2d(1, 1, 1, stride=2), nn.Conv2d(1, 1, 3, padding=1))
+    s = summary(model, (1, 4, 4))
+    assert s.output_field.size == (2, 2) and s.rows[0].field.size == (1, 1)
+    assert "922337" not in s.render() and "receptive field of the output: 2, jump 0.5" in s.render()
+    _, rows = _check(model, (1, 4, 4), "0", monkeypatch)
+    assert rows == [(0, 0), None, (1, 1), None, (2, 2), None, (3, 3)]
+    _check(model, (1, 4, 4), "1", monkeypatch)
+    rf = receptive_field(model, (1, 4, 4), "0")
+    assert rf.support(1, 1) is None and rf.support(2, 2) == (1, 1, 2, 2)
+
+
+@pytest.mark.parametrize("layer", ["nearest", "nails"])
+def test_cnnlab_unpooling_layers_are_followed(layer: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from cnnlab.layers.upsample import BedOfNails, NearestUpsample
+
+    up = NearestUpsample(2) if layer == "nearest" else BedOfNails(2)
+    model = nn.Sequential(nn.Conv2d(1, 1, 3, padding=1), up, nn.Conv2d(1, 1, 3, padding=1))
+    s = summary(model, (1, 6, 6))
+    assert all(r.field is not None for r in s.rows) and not s.warnings
+    _check(model, (1, 6, 6), "1", monkeypatch)
+    field, _ = _check(model, (1, 6, 6), "2", monkeypatch)
+    assert field.jump == (0.5, 0.5)
+    # nearest: output 0..1 copy input 0; a 3x3 window over positions -1..1 reads inputs -1..0
+    # through the first conv: pixels -2..1; bed of nails: position 1 and -1 are zeros
+    assert (int(field.axes[0][0][0]), int(field.axes[0][1][0])) == \
+        ((-2, 1) if layer == "nearest" else (-1, 1))

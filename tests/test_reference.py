@@ -171,3 +171,27 @@ def test_output_size_formula_lecture_cases() -> None:
     assert ref.output_size(7, 3, 3) == pytest.approx(7 / 3)  # "It doesn't fit!"
     assert ref.output_size(7, 3, 3, padding=1) == 3
     assert ref.output_size(32, 5, 1, 2) == 32 and ref.output_size(6, 3, 2) == 2.5
+
+
+@pytest.mark.parametrize("integer", [np.int64, np.int32, np.intp])
+def test_numpy_integer_arguments_work_like_python_ints(integer: type) -> None:
+    rng = np.random.default_rng(3)
+    x, w = rng.standard_normal((1, 2, 7, 7)), rng.standard_normal((3, 2, 3, 3))
+    two, one = integer(2), integer(1)
+    np.testing.assert_array_equal(ref.conv2d(x, w, stride=two, padding=one),
+                                  ref.conv2d(x, w, stride=2, padding=1))
+    xt = torch.tensor(x)
+    expected = F.conv2d(xt, torch.tensor(w), stride=2, padding=1).numpy()
+    np.testing.assert_allclose(ref.conv2d(x, w, stride=two, padding=one), expected, atol=1e-12)
+    dy = rng.standard_normal((1, 3, 4, 4))
+    for mine, theirs in zip(ref.conv2d_backward(x, w, dy, stride=two, padding=one),
+                            ref.conv2d_backward(x, w, dy, stride=2, padding=1), strict=True):
+        np.testing.assert_array_equal(mine, theirs)
+    np.testing.assert_array_equal(ref.conv_transpose2d(dy, w, stride=two, padding=one),
+                                  ref.conv_transpose2d(dy, w, stride=2, padding=1))
+    pooled, where = ref.max_pool2d(x, integer(2), ceil_mode=True)
+    np.testing.assert_array_equal(pooled, F.max_pool2d(xt, 2, ceil_mode=True).numpy())
+    np.testing.assert_allclose(ref.avg_pool2d(x, integer(3), integer(2), one),
+                               F.avg_pool2d(xt, 3, 2, 1).numpy(), atol=1e-12)
+    np.testing.assert_array_equal(ref.pad2d(x, one), ref.pad2d(x, 1))
+    assert ref.pool_output_size(integer(7), two, two, ceil_mode=True) == 4

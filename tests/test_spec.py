@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -111,12 +113,15 @@ def test_errors_name_the_layer(spec: str, input_size, message: str) -> None:
 
 @pytest.mark.parametrize("text, message", [
     ("layers:\n  - {type: conv, filters: 6}\n", r"layer 1 \(conv\): 'kernel' missing"),
-    ("- {type: conv, filters: 6, kernel: 3, strides: 2}\n",
-     r"layer 1 \(conv\): unknown key 'strides'; this type takes: activation, filters"),
-    ("- {type: fc, units: 10}\n- {name: top, type: softmax}\n",
-     r"layer 2 'top': unknown type 'softmax'"),
+    ("- {type: conv, filters: 6, kernel: 3, stirdes: 2}\n",
+     r"layer 1 \(conv\): unknown key 'stirdes'; this type takes: activation, bias, filters"),
+    ("- {type: fc, units: 10}\n- {name: top, type: softmaxx}\n",
+     r"layer 2 'top': unknown type 'softmaxx'"),
     ("- {type: fc, units: 10, activation: swish}\n", r"layer 1 \(fc\): unknown activation"),
-    ("- {type: conv, filters: 6, kernel: 4, padding: same}\n", r"'same' needs an odd kernel"),
+    ("- {type: conv, filters: 6, kernel: 4, padding: full}\n", r"padding 'full'; use an int"),
+    ("- {type: conv, filters: 4, kernel: 3, activation: softmax}\n- {type: fc, units: 10}\n",
+     r"layer 1 \(conv\) activation: softmax is accepted only as the last layer"),
+    ("- {type: relu, alpha: 0.1}\n", r"layer 1 \(relu\): a slope applies to leaky_relu only"),
     ("layers: 3\n", "expected a non-empty list of layers"),
 ])
 def test_yaml_errors_name_the_layer(tmp_path: Path, text: str, message: str) -> None:
@@ -171,3 +176,117 @@ def test_spec_class_count_defaults_to_its_last_fc_layer() -> None:
     assert create("c3x4-f5", input_size=(1, 8, 8))(torch.zeros(1, 1, 8, 8)).shape == (1, 5)
     assert create("c3x4-gap", input_size=(1, 8, 8))(torch.zeros(1, 1, 8, 8)).shape == (1, 10)
     assert create("c3x4-gap", num_classes=3, input_size=(1, 8, 8)).get_classifier().out_features == 3
+
+
+# --- Keras/TensorFlow-style YAML, computed as TensorFlow computes it ---------------------------
+
+
+def tf_same_reference(x: np.ndarray, k: int, s: int, op: str, weight: np.ndarray | None = None
+                      ) -> np.ndarray:
+    """TensorFlow's padding="same" (tf.nn.conv2d / max_pool / avg_pool) for one (C, H, W) image:
+    out = ceil(in / s), pad_total = max((out - 1) s + k - in, 0), pad_top = pad_total // 2 (the
+    extra row at the bottom, the extra column at the right); conv pads zeros, max pooling
+    ignores the padding, average pooling divides by the number of real pixels."""
+    c, h, w = x.shape
+    outs = [-(-n // s) for n in (h, w)]
+    totals = [max((o - 1) * s + k - n, 0) for o, n in zip(outs, (h, w), strict=True)]
+    (top, left) = (t // 2 for t in totals)
+    real = np.zeros((h + totals[0], w + totals[1]), bool)
+    real[top:top + h, left:left + w] = True
+    padded = np.zeros((c, *real.shape))
+    padded[:, top:top + h, left:left + w] = x
+    result = []
+    for i in range(outs[0]):
+        row = []
+        for j in range(outs[1]):
+            window = padded[:, i * s:i * s + k, j * s:j * s + k]
+            inside = real[i * s:i * s + k, j * s:j * s + k]
+            if op == "conv":
+                row.append(np.einsum("ochw,chw->o", weight, window))
+            elif op == "max":
+                row.append(np.where(inside, window, -np.inf).max((1, 2)))
+            else:
+                row.append(window.sum((1, 2)) / inside.sum())
+        result.append(row)
+    return np.array(result).transpose(2, 0, 1)  # (C_out, out_h, out_w)
+
+
+@pytest.mark.parametrize("size, k, s", [((7, 7), 4, 2), ((8, 9), 3, 3), ((5, 6), 2, 1),
+                                        ((28, 28), 5, 1), ((6, 6), 3, 2), ((9, 5), 4, 3)])
+def test_same_padding_is_tensorflows(tmp_path, size, k, s):
+    path = tmp_path / "tf.yaml"
+    path.write_text(f"- {{type: Conv2D, filters: 3, kernel_size: {k}, strides: {s}, "
+                    "padding: same, use_bias: false}\n"
+                    f"- {{type: MaxPooling2D, pool_size: {k}, strides: {s}, padding: same}}\n"
+                    f"- {{type: AveragePooling2D, pool_size: {k}, strides: {s}, padding: same}}\n")
+    h, w = size
+    model = build_from_spec(str(path), num_classes=2, input_size=(2, h, w)).double().eval()
+    x = torch.randn(1, 2, h, w, dtype=torch.float64)
+    conv = next(m for m in model.features if isinstance(m, torch.nn.Conv2d))
+    want = tf_same_reference(x[0].numpy(), k, s, "conv", conv.weight.detach().numpy())
+    want = tf_same_reference(tf_same_reference(want, k, s, "max"), k, s, "avg")
+    assert np.allclose(model.features(x)[0].detach().numpy(), want)
+    assert want.shape[1:] == tuple(math.ceil(math.ceil(math.ceil(n / s) / s) / s) for n in size)
+
+
+def test_valid_padding_rounds_as_tensorflow_and_keras_defaults_to_it(tmp_path):
+    path = tmp_path / "valid.yaml"
+    # 7x7, 2x2 windows, stride 2: ceil((7 - 2 + 1) / 2) = 3 (strict integer padding refuses it)
+    path.write_text("- {type: Conv2D, filters: 4, kernel_size: 2, strides: 2}\n"
+                    "- {type: MaxPooling2D, pool_size: 2}\n")
+    model = build_from_spec(str(path), num_classes=3, input_size=(1, 7, 7))
+    assert model.features(torch.zeros(1, 1, 7, 7)).shape == (1, 4, 1, 1)
+    path.write_text("- {type: conv, filters: 4, kernel: 2, stride: 2}\n")
+    with pytest.raises(ModelError, match=r"\(7 - 2 \+ 2\*0\) / 2 \+ 1 = 3.5 is not a whole"):
+        build_from_spec(str(path), num_classes=3, input_size=(1, 7, 7))
+    lenient = build_from_spec(str(path), num_classes=3, input_size=(1, 7, 7), strict=False)
+    assert lenient.features(torch.zeros(1, 1, 7, 7)).shape == (1, 4, 3, 3)  # strict=False floors
+
+
+KERAS = """\
+layers:
+  - {type: Conv2D, filters: 8, kernel_size: [3, 3], padding: same, activation: relu}
+  - {type: BatchNormalization}
+  - {type: MaxPooling2D, pool_size: [2, 2]}
+  - {type: Conv2D, filters: 16, kernel_size: 3, strides: 2, padding: same, activation: tf.nn.elu}
+  - {type: AveragePooling2D, pool_size: 2, padding: valid}
+  - {type: Flatten}
+  - {type: Dense, units: 32, activation: leaky_relu}
+  - {type: Dropout, rate: 0.3}
+  - {type: Dense, units: 10, activation: softmax}
+"""
+
+
+def test_keras_names_and_activations(tmp_path):
+    path = tmp_path / "keras.yaml"
+    path.write_text(KERAS)
+    model = create(str(path), input_size=(1, 28, 28))
+    # 28 -same-> 28 -pool-> 14 -same s2-> 7 -valid pool 2-> 3 (floor, as TensorFlow)
+    assert model.features(torch.zeros(2, 1, 28, 28)).shape == (2, 16, 3, 3)
+    assert sum(p.numel() for p in model.parameters()) == \
+        (9 * 8 + 8) + 2 * 8 + (9 * 8 * 16 + 16) + (16 * 9 * 32 + 32) + (32 * 10 + 10)
+    bn = model.features[2]
+    assert (bn.eps, bn.momentum) == (1e-3, pytest.approx(0.01))  # Keras: epsilon, 1 - 0.99
+    kinds = [type(m).__name__ for m in [*model.features, *model.classifier]]
+    # 14 pixels, 3x3, stride 2: 7 positions, padding (7 - 1) * 2 + 3 - 14 = 1, at the bottom/right
+    assert kinds == ["Conv2d", "ReLU", "BatchNorm2d", "MaxPool2d", "ZeroPad2d", "Conv2d", "ELU",
+                     "AvgPool2d", "Flatten", "Linear", "LeakyReLU", "Dropout", "Linear"]
+    assert model.features[4].padding == (0, 1, 0, 1)
+    assert model.classifier[2].negative_slope == 0.2  # tf.nn.leaky_relu's, not the lecture's 0.1
+    # the final softmax is left out: the model gives logits, and says so
+    assert any("final softmax is left out" in note for note in model.notes)
+    x = torch.randn(3, 1, 28, 28)
+    model.eval()
+    assert not torch.allclose(model(x).exp().sum(1), torch.ones(3))
+
+
+def test_linear_activation_and_lecture_leaky_relu(tmp_path):
+    path = tmp_path / "acts.yaml"
+    path.write_text("- {type: dense, units: 4, activation: linear}\n- {type: lrelu}\n"
+                    "- {type: LeakyReLU}\n- {type: Activation, activation: sigmoid}\n"
+                    "- {type: leaky_relu, negative_slope: 0.05}\n- {type: dense, units: 2}\n")
+    model = create(str(path), input_size=(1, 2, 2))
+    slopes = [m.negative_slope for m in model.classifier if isinstance(m, torch.nn.LeakyReLU)]
+    assert slopes == [0.1, 0.3, 0.05]  # lecture 003's lrelu, Keras's LeakyReLU, given
+    assert [type(m).__name__ for m in model.classifier] == \
+        ["Flatten", "Linear", "LeakyReLU", "LeakyReLU", "Sigmoid", "LeakyReLU", "Linear"]

@@ -192,7 +192,10 @@ def test_lecture_comparisons_real_numbers() -> None:
     assert c.b.total_macs == 28 * 28 * (256 * (128 + 64 + 64 + 64) + 64 * (192 * 9 + 96 * 25))
     assert c.b.total_macs == 271_351_808
     assert round(1 - c.b.total_macs / c.a.total_macs, 3) == 0.682
-    assert c.a.rows[-1].output_shape == (256, 28, 28)
+    assert c.a.rows[-2].output_shape == (256, 28, 28)  # the pool branch
+    # the concatenation is a row of its own: 128 + 192 + 96 + 256 maps (cs231n's 28x28x672)
+    assert (c.a.rows[-1].name, c.a.rows[-1].output_shape) == ("cat", (672, 28, 28))
+    assert (c.b.rows[-1].name, c.b.rows[-1].output_shape) == ("cat", (480, 28, 28))
     fc = summary(build_lecture_model("fc256"), (3, 256, 256))
     conv = summary(build_lecture_model("conv256"), (3, 256, 256))
     conv2 = summary(build_lecture_model("conv256x2"), (3, 256, 256))

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 
 from cnnlab.cli.main import main
 from cnnlab.errors import ModelError
-from cnnlab.models import create, list_models, model_info
+from cnnlab.models import create, default_input_size, list_models, model_info
 from cnnlab.models.base import ACTIVATIONS
 from cnnlab.models.catalog import count_parameters
 
@@ -31,7 +31,7 @@ VGG_NAMES = [n for n in IMAGENET_PARAMS if n.startswith("vgg")]
 # for the giants, whose cost is their 100M-weight FC layers; 2 where batch norm meets a 1x1 map.
 SMALLEST_RUN = {
     "alexnet": (63, 1), "alexnet_paper": (67, 1), "googlenet": (32, 2), "xonet": (9, 2),
-    "lenet1": (28, 2), "lenet4": (32, 2), "lenet5": (32, 2), "cifar_small": (8, 2),
+    "lenet1": (28, 2), "lenet1989": (16, 2), "lenet4": (32, 2), "lenet5": (32, 2), "cifar_small": (8, 2),
     "cifar_fast": (8, 2), "airbench94": (9, 2), "airbench95": (9, 2),
     **{name: (32, 1) for name in VGG_NAMES},
     **{name: (32, 2) for name in ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152",
@@ -212,3 +212,40 @@ def test_alexnet_paper_splits_conv2_4_5_over_two_groups() -> None:
     assert convs[1].weight.shape == (256, 48, 5, 5)  # each filter reads 96 / 2 maps
     assert all(c.groups == 1 for c in meta_model("alexnet").features
                if isinstance(c, torch.nn.Conv2d))
+
+
+@pytest.mark.parametrize("name", [m.name for m in list_models()] + ["c3x8p1-relu-p2-c3x16p1-relu-p2-f3"])
+def test_every_model_exposes_its_feature_stages(name):
+    """Issue 17: ``feature_info()`` (channels, stride per stage) and ``forward_features()`` on
+    every zoo model (and spec nets), so heads and probes attach without special cases."""
+    c, h, _ = default_input_size(name)
+    side = h if h <= 64 else 96  # ImageNet nets at 96 px: the same stages, smaller maps
+    model = create(name, num_classes=3, input_size=(c, side, side)).eval()
+    stages = model.feature_info()
+    strides = [s["stride"] for s in stages]
+    assert stages and strides == sorted(set(strides)), f"{name}: strides {strides}"
+    assert all(side / s["size"][0] == pytest.approx(s["stride"], rel=0.5) for s in stages)
+    x = torch.randn(2, c, side, side)
+    with torch.no_grad():
+        maps = model.forward_features(x)
+        seen = {}
+        handles = [model.get_submodule(s["module"]).register_forward_hook(
+            lambda _m, _i, out, key=s["module"]: seen.setdefault(key, out)) for s in stages]
+        model(x)
+        for handle in handles:
+            handle.remove()
+    assert [tuple(m.shape) for m in maps] == [(2, s["channels"], *s["size"]) for s in stages]
+    assert all(torch.equal(m, seen[s["module"]]) for m, s in zip(maps, stages, strict=True))
+
+
+def test_feature_stages_of_known_families():
+    """The stages a detection head attaches to, by the papers' strides."""
+    def strides(name, side):
+        c = default_input_size(name)[0]
+        return [s["stride"] for s in create(name, input_size=(c, side, side)).feature_info()]
+
+    assert strides("resnet18", 224) == [2, 4, 8, 16, 32]
+    assert strides("vgg16", 224) == [1, 2, 4, 8, 16, 32]
+    assert strides("unet", 64) == [1, 2, 4, 8]
+    assert strides("segnet", 64) == [1, 2, 4]
+    assert [s["channels"] for s in create("resnet50").feature_info()] == [64, 256, 512, 1024, 2048]

@@ -29,9 +29,8 @@ from cnnlab.analysis.features import (
     write_figure,
 )
 from cnnlab.analysis.invariance import TRANSFORMS, apply_transform
+from cnnlab.choices import CENTERING
 from cnnlab.errors import ConfigError, choices_hint
-
-CENTERING = ("none", "image")
 
 
 def transformed_features(data: RunData, layer: str, kind: str, values: Sequence[float], *,

@@ -70,6 +70,17 @@ def check_window(what: str, size: tuple[int, int], kernel: tuple[int, int], stri
                               f"{need} or a window of at most {n + 2 * padding}")
 
 
+def fit_warnings(op: str, size: tuple[int, int], kernel: tuple[int, int], stride: int,
+                 padding: int) -> list[str]:
+    """The summary's warnings for hyper-parameters that do not fit (lecture 001: 6x6 input,
+    3x3 filter, stride 2 -> 2.5), without the layer name."""
+    from cnnlab.analysis.window_checks import check_window as window_warnings
+
+    found, _ = window_warnings("explain", op, tuple(size), tuple(kernel), (stride, stride),
+                               (padding, padding))
+    return [w.split(": ", 1)[1] for w in found]
+
+
 def _index(k: int, i: int, j: int, many: bool) -> str:
     return f"[{k},{i},{j}]" if many else f"[{i},{j}]"
 
@@ -129,7 +140,9 @@ def explain_conv(x: np.ndarray, kernel: np.ndarray, bias: np.ndarray | float | N
              "true convolution: the kernel is flipped (rotated 180 degrees) before the "
              "multiply-and-add" if flip else "cross-correlation, the frameworks' convention "
              "(kernel not flipped); --flip gives true convolution"]
-    return Explanation("convolution", grids, steps, notes)
+    return Explanation("convolution", grids, steps, notes,
+                       warnings=fit_warnings("conv2d", image.shape[2:], w.shape[2:], stride,
+                                             padding))
 
 
 def explain_pool(x: np.ndarray, size: int = 2, stride: int | None = None, mode: str = "max",
@@ -159,10 +172,25 @@ def explain_pool(x: np.ndarray, size: int = 2, stride: int | None = None, mode: 
                 steps.append(f"y{_index(c, i, j, y.shape[0] > 1)} = {name}({values}) = "
                              f"{style.value(y[c, i, j], whole)}")
     notes = [f"{size}x{size} windows, stride {stride}" +
-             (", partial windows at the border kept (ceil mode)" if ceil_mode else "")]
+             (", partial windows at the border kept (ceil mode)" if ceil_mode else ""),
+             *_floor_note(image.shape[2:], size, stride, ceil_mode)]
     return Explanation(f"{mode} pooling", {"input": np.squeeze(image[0], 0) if image.shape[1] == 1
                                             else image[0], "output": y[0] if y.shape[0] == 1
                                             else y}, steps, notes)
+
+
+def _floor_note(hw: tuple[int, int], size: int, stride: int, ceil_mode: bool) -> list[str]:
+    """Say when pooling drops a partial border window, and that ``--ceil`` keeps it."""
+    exact = [(n - size) / stride + 1 for n in hw]
+    if ceil_mode or all(v.is_integer() for v in exact):
+        return []
+    floor = [ref.pool_output_size(n, size, stride) for n in hw]
+    ceil = [ref.pool_output_size(n, size, stride, ceil_mode=True) for n in hw]
+    formula = " and ".join(dict.fromkeys(f"({n} - {size})/{stride} + 1 = {v:g}"
+                                         for n, v in zip(hw, exact, strict=True)))
+    return [f"output size {formula}, floored to {floor[0]}x{floor[1]}: the last partial "
+            f"window is dropped; --ceil keeps it ({ceil[0]}x{ceil[1]}, as the slides pool "
+            "lecture 003's 7x7 maps to 4x4)"]
 
 
 def explain_relu(x: np.ndarray, style: Style | None = None) -> Explanation:

@@ -65,9 +65,14 @@ def explain_pool_backward(x: np.ndarray, grad: np.ndarray, size: int = 2,
         steps = [f"dY[{i},{j}] = {term(v)} goes to x[{p // width},{p % width}] (the max, "
                  f"{style.value(pooled[0, 0, i, j], is_integral(pooled))}); the other "
                  f"{size * size - 1} pixels of the window get 0"
+                 + _ties(image[0, 0], i * stride, j * stride, size, p)
                  for ((i, j), v), p in zip(np.ndenumerate(g[0, 0]), where[0, 0].ravel(),
                                            strict=True)]
         note = "max pooling: da/dx = 1 at the arg-max, 0 elsewhere (lecture 001)"
+        if any("tie" in step for step in steps):
+            note += ("; where several pixels hold the maximum (a tie) the subgradient may go "
+                     "to any of them: cnnlab, like PyTorch, gives it to the first in row-major "
+                     "order")
     elif mode == "avg":
         dx = ref.avg_pool2d_backward(g, image.shape, size, stride)
         steps = [f"dY[{i},{j}] = {term(v)}: each of the {size * size} window pixels gets "
@@ -78,3 +83,16 @@ def explain_pool_backward(x: np.ndarray, grad: np.ndarray, size: int = 2,
         raise ConfigError(f"pool mode {mode!r}: choose max or avg")
     return Explanation(f"{mode} pooling backward", {"input": image[0, 0], "upstream gradient dY":
                        g[0, 0], "dX": dx[0, 0]}, steps, [note], result="dX")
+
+
+def _ties(plane: np.ndarray, top: int, left: int, size: int, chosen: int) -> str:
+    """``" (a tie: x[1,0] holds the max too)"`` when the window has several maxima."""
+    window = plane[top:top + size, left:left + size]
+    rows, cols = np.nonzero(window == window.max())
+    width = plane.shape[1]
+    others = [f"x[{top + r},{left + c}]" for r, c in zip(rows, cols, strict=True)
+              if (top + r) * width + left + c != chosen]
+    if not others:
+        return ""
+    return (f" (a tie: {', '.join(others)} {'holds' if len(others) == 1 else 'hold'} the "
+            "max too and get 0)")

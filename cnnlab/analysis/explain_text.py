@@ -24,11 +24,12 @@ class Explanation:
     steps: list[str]
     notes: list[str] = field(default_factory=list)
     result: str = "output"  # which grid is the answer
+    warnings: list[str] = field(default_factory=list)  # hyper-parameters that do not fit
 
     def to_dict(self) -> dict:
         return {"title": self.title, "result": self.grids[self.result].tolist(),
                 "grids": {k: v.tolist() for k, v in self.grids.items()},
-                "steps": self.steps, "notes": self.notes}
+                "steps": self.steps, "notes": self.notes, "warnings": self.warnings}
 
     def render(self, decimals: int = 2, truncate: bool = False, rounding: str = "half-up"
                ) -> str:
@@ -37,8 +38,9 @@ class Explanation:
             out += [f"{name} {'x'.join(str(s) for s in grid.shape)}:",
                     *format_grid(grid, decimals, truncate, rounding), ""]
         out += self.steps
-        if self.notes:
+        if self.notes or self.warnings:
             out += [""] + [f"note: {n}" for n in self.notes]
+            out += [f"warning: {w}" for w in self.warnings]
         return "\n".join(out)
 
 
@@ -140,9 +142,32 @@ def read_matrix(text: str | None, path: str | None, what: str,
     if (text is None) == (path is None):
         raise ConfigError(f"give the {what} either on the command line or with a file, "
                           "exactly one of the two")
-    if path is not None:
+    if path is not None and path.startswith("lecture:"):
+        text = lecture_input(path.split(":", 1)[1], what)
+    elif path is not None:
         try:
             text = Path(path).read_text()
         except OSError as exc:
             raise ConfigError(f"{what} file {path}: {exc.strerror}") from None
     return parse_matrix(text, what, ndim)
+
+
+def lecture_inputs() -> list[str]:
+    """Names of the lectures' matrices shipped with cnnlab (``--input-file lecture:NAME``)."""
+    from importlib.resources import files
+
+    folder = files("cnnlab.analysis") / "lecture_data"
+    return sorted(p.name[:-5] for p in folder.iterdir() if p.name.endswith(".json"))
+
+
+def lecture_input(name: str, what: str = "--input-file") -> str:
+    """The text of lecture matrix ``name`` (package data, so it works from any install)."""
+    from importlib.resources import files
+
+    from cnnlab.errors import choices_hint
+
+    names = lecture_inputs()
+    if name not in names:
+        raise ConfigError(f"{what} lecture:{name}: unknown lecture input "
+                          f"{choices_hint(name, names)}")
+    return (files("cnnlab.analysis") / "lecture_data" / f"{name}.json").read_text()

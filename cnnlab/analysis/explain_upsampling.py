@@ -19,20 +19,27 @@ def explain_transpose_conv(x: np.ndarray, kernel: np.ndarray, stride: int = 2, p
     image = _as_image(x)
     if kernel.ndim != 2 or image.shape[1] != 1:
         raise ConfigError("transpose-conv: give a 2-D input and a 2-D kernel")
+    sizes = [(n - 1) * stride - 2 * padding + f + output_padding
+             for n, f in zip(image.shape[2:], kernel.shape, strict=True)]
+    formulas = " and ".join(dict.fromkeys(
+        f"({n} - 1)*{stride} - 2*{padding} + {f} + {output_padding} = {v}"
+        for n, f, v in zip(image.shape[2:], kernel.shape, sizes, strict=True)))
+    if min(sizes) < 1:
+        raise ConfigError(f"transpose-conv: the output would be empty, (H - 1)*S - 2P + F + "
+                          f"output_padding: {formulas}; use a smaller --padding (at most "
+                          f"{max(0, (min(sizes) - 1 + 2 * padding) // 2)}) or a larger kernel")
     w = _as_filters(kernel, 1)  # (1, 1, F, F), torch layout (C_in, C_out, F, F) alike
     y = ref.conv_transpose2d(image, w, stride=stride, padding=padding,
                              output_padding=output_padding)[0, 0]
-    f = kernel.shape[0]
+    fh, fw = kernel.shape
     steps = []
     for (i, j), v in np.ndenumerate(image[0, 0]):
         top, left = i * stride - padding, j * stride - padding
-        outside = min(top, left) < 0 or max(top + f, left + kernel.shape[1]) > y.shape[0]
+        outside = min(top, left) < 0 or top + fh > y.shape[0] or left + fw > y.shape[1]
         steps.append(f"x[{i},{j}] = {term(v)}: adds {term(v)} * kernel at output rows "
-                     f"{top}..{top + f - 1}, columns {left}..{left + kernel.shape[1] - 1}"
+                     f"{top}..{top + fh - 1}, columns {left}..{left + fw - 1}"
                      + (" (the part outside the output is cropped)" if outside else ""))
-    h = image.shape[2]
-    notes = [f"output size (H - 1)*S - 2P + F + output_padding = ({h} - 1)*{stride} - "
-             f"2*{padding} + {f} + {output_padding} = {y.shape[0]}",
+    notes = [f"output size (H - 1)*S - 2P + F + output_padding: {formulas}",
              "it is the input gradient of the matching strided convolution"]
     return Explanation("transposed convolution", {"input": image[0, 0], "kernel":
                        kernel.astype(float), "output": y}, steps, notes)

@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from cnnlab.data.pipeline import Preprocess, match_channels
+from cnnlab.data.request import DataRequest
 from cnnlab.errors import ModelError, choices_hint
 from cnnlab.runs.outputs import save_figure, write_text_output
 
@@ -112,7 +113,7 @@ class RunData:
         return self.preprocess.normalize(self.images if images is None else images)
 
 
-def load_run_data(run: str | Path, *, data: str | None = None, split: str = "test",
+def load_run_data(run: str | Path, *, data: DataRequest | str | None = None, split: str = "test",
                   limit: int | None = None, seed: int = 0) -> RunData:
     """Load ``run``'s best model and ``split`` of ``data`` (default: the data it was trained on).
 

@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from cnnlab.analysis.features import pyplot, save_plot, write_csv, write_figure
+from cnnlab.data.request import DataRequest
 from cnnlab.errors import ConfigError, choices_hint
 from cnnlab.models.base import make_activation
 
@@ -148,14 +149,13 @@ def gradient_profile(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, step
     return rows
 
 
-def model_batch(model_name: str, data: str = "digits", n: int = 512,
+def model_batch(model_name: str, data: DataRequest | str = "digits", n: int = 512,
                 seed: int = 0) -> tuple[nn.Module, torch.Tensor, torch.Tensor]:
     """A zoo model sized for ``data`` and ``n`` of its training images, prepared as fit does."""
-    from cnnlab.data.datasets import load_dataset
     from cnnlab.data.pipeline import make_preprocess, to_batch_source
     from cnnlab.models import create, default_input_size
 
-    images = load_dataset(data, "train")
+    images = DataRequest.of(data).load("train")
     pick = torch.randperm(len(images), generator=torch.Generator().manual_seed(seed))[:n]
     images = images.subset(pick)
     c, h, w = default_input_size(model_name)
@@ -203,7 +203,7 @@ def plot_profiles(profiles: dict[str, list[dict]], path: str | Path) -> Path:
     return write_figure(fig, path)
 
 
-def profile_report(models: Sequence[str], out: str | Path, *, data: str = "digits",
+def profile_report(models: Sequence[str], out: str | Path, *, data: DataRequest | str = "digits",
                    steps: int = 5, lr: float = 0.05) -> dict[str, list[dict]]:
     """:func:`gradient_profile` of each zoo model; ``out/gradients.csv`` and ``.png``."""
     profiles = {}

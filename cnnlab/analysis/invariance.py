@@ -34,10 +34,10 @@ from cnnlab.analysis.features import (
     write_csv,
     write_figure,
 )
+from cnnlab.choices import TRANSFORMS
 from cnnlab.data.augment import affine_transform
 from cnnlab.errors import ConfigError, choices_hint
 
-TRANSFORMS = {"translate": "pixels (dx, right)", "scale": "factor", "rotate": "degrees"}
 DOWNSAMPLING_TYPES = (nn.Conv2d, nn.MaxPool2d, nn.AvgPool2d)
 UPSAMPLING_TYPES = (nn.ConvTranspose2d, nn.MaxUnpool2d)
 EQUIVARIANCE_TYPES = DOWNSAMPLING_TYPES + UPSAMPLING_TYPES

@@ -8,10 +8,17 @@ one image, the way the lectures count "operations":
 - convolution: output elements x (C_in / groups) x F_h x F_w; transposed convolution: input
   elements x (C_out / groups) x F_h x F_w; fully connected / matrix products: output elements x
   the inner dimension; einsum: the product of all index sizes;
-- normalisation layers: one multiply-add per element (scale and shift);
+- normalisation layers: one multiply-add per element (scale and shift); local response
+  normalisation (AlexNet's LRN): ``size`` per element, the sum of squares over its window of
+  ``size`` channels;
 - activations, pooling, unpooling, padding, shape changes and element-wise arithmetic: none.
 
 Any other operation has ``macs=None``: the summary names it in a warning instead of counting 0.
+
+*Connections*, as LeCun et al. count them ("C3 ... has 151,600 connections"): the multiply-adds
+of layers with weights plus one per unit with a bias (or per element scaled or shifted by a
+parameter, e.g. an unshared bias). Layers with weights (convolutions, fully connected) also
+create *units* (neurons, the AlexNet paper's count) and add one to the depth.
 """
 
 from __future__ import annotations
@@ -22,8 +29,9 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from torch import nn
 
-from cnnlab.analysis.receptive import Field
+from cnnlab.analysis.fields import Field
 
 ZERO_MAC_OPS = frozenset("""
 relu relu_ relu6 leaky_relu leaky_relu_ elu elu_ selu celu gelu silu mish sigmoid tanh hardtanh
@@ -65,6 +73,9 @@ class Op:
     padding: tuple[int, int] | None = None
     dilation: tuple[int, int] = (1, 1)
     ceil_mode: bool = False
+    weighted: bool = False  # a layer with weights: creates units, one level of depth
+    connections: int = 0  # weighted multiply-adds + biased units (LeCun et al.'s count)
+    groups: int | None = None
 
 
 def _pair(value: object, default: int = 1) -> tuple[int, int]:
@@ -257,6 +268,73 @@ def _adaptive_op(name: str, x: torch.Tensor, out: torch.Tensor) -> Op:
     return Op(name, 0, _resample(sources, used, scale, periodic))  # type: ignore[arg-type]
 
 
+CONSTANT_OPS = frozenset({"zeros_like", "ones_like", "full_like", "empty_like", "rand_like",
+                          "randn_like", "new_zeros", "new_ones", "new_full", "new_empty"})
+PARAMETER_ADDS = frozenset({"add", "add_", "sub", "sub_", "__add__", "__iadd__", "__radd__",
+                            "__sub__", "__isub__", "__rsub__", "mul", "mul_", "__mul__",
+                            "__rmul__", "__imul__"})
+
+
+def _per_image(out: torch.Tensor) -> int:
+    """Elements of one image's output (batch 1)."""
+    return out[0].numel() if out.dim() > 1 else out.numel()
+
+
+def _has_parameter(args: Sequence) -> bool:
+    return any(isinstance(a, nn.Parameter) for a in args)
+
+
+def _weighted(op: Op, bias: object, out: torch.Tensor, groups: object = None) -> Op:
+    """Mark ``op`` as a layer with weights: its connections are its multiply-adds plus one per
+    biased unit."""
+    op.weighted = True
+    op.connections = (op.macs or 0) + (_per_image(out) if bias is not None else 0)
+    op.groups = int(groups) if groups is not None else None
+    return op
+
+
+def _repeat_op(args: Sequence, kwargs: dict, x: torch.Tensor, out: torch.Tensor) -> Op:
+    """``x.repeat_interleave(r, dim)`` along a spatial axis (nearest-neighbour upsampling):
+    output ``o`` copies input ``o // r``."""
+    repeats, dim = _arg(args, kwargs, 1, "repeats"), _arg(args, kwargs, 2, "dim")
+    if not isinstance(repeats, int) or dim is None or out.dim() != x.dim():
+        return Op("repeat_interleave", 0)
+    axis = int(dim) % x.dim() - (x.dim() - 2)  # 0: rows, 1: columns, < 0: not spatial
+    if axis < 0:
+        return Op("repeat_interleave", 0)
+    sources = [np.arange(n)[:, None] for n in _spatial(out)]
+    sources[axis] = sources[axis] // repeats
+    scale = (float(repeats), 1.0) if axis == 0 else (1.0, float(repeats))
+    return Op("repeat_interleave", 0, _resample(sources, [None, None], scale, (True, True)))
+
+
+def _constant_op(name: str, out: torch.Tensor) -> Op:
+    """A tensor made without reading the input's values: it sees no pixel."""
+    if out.dim() < 3:
+        return Op(name, 0, lambda f: Field.constant((1, 1), f.jump).collapse())
+    hw = _spatial(out)
+    return Op(name, 0, lambda f: Field.constant(hw, f.jump))
+
+
+def setitem_field(target: Field, index: object, value: Field, ndim: int) -> Field | None:
+    """The field of ``target`` after ``target[index] = value`` (None: not followed); basic
+    slices of the spatial axes are followed exactly ("bed of nails": ``out[..., ::2, ::2] = x``).
+    """
+    index = index if isinstance(index, tuple) else (index,)
+    if not all(isinstance(i, slice) or i is Ellipsis for i in index):
+        return None
+    if Ellipsis in index:
+        at = index.index(Ellipsis)
+        index = index[:at] + (slice(None),) * (ndim - len(index) + 1) + index[at + 1:]
+    index = index + (slice(None),) * (ndim - len(index))
+    spots = []
+    for a, i in enumerate(index[-2:]):
+        positions = np.arange(target.length(a))[i]
+        spots.append(None if len(positions) == target.length(a) and i.step in (None, 1)
+                     else positions)
+    return target.assign((spots[0], spots[1]), value)
+
+
 def describe(name: str, args: Sequence, kwargs: dict, out: torch.Tensor) -> Op:
     """The :class:`Op` for a call of torch function ``name`` that returned tensor ``out``."""
     if name == "__getitem__" and len(args) == 2 and out.dim() >= 3:
@@ -265,31 +343,44 @@ def describe(name: str, args: Sequence, kwargs: dict, out: torch.Tensor) -> Op:
         op = _window_op(name, args, kwargs)
         if name == "conv2d":
             op.macs = out[0].numel() * _arg(args, kwargs, 1, "weight")[0].numel()
+            _weighted(op, _arg(args, kwargs, 2, "bias"), out, _arg(args, kwargs, 6, "groups", 1))
         kernel, stride, padding, dilation = op.kernel, op.stride, op.padding, op.dilation
         out_hw = _spatial(out)
         op.transform = lambda f: f.window(kernel, stride, padding, out_hw, dilation)
         return op
     if name in ("conv_transpose2d", "max_unpool2d", "interpolate", "upsample",
                 "upsample_nearest", "upsample_bilinear", "pixel_shuffle"):
-        return _upsampling_op(name, args, kwargs, out)
+        op = _upsampling_op(name, args, kwargs, out)
+        if name == "conv_transpose2d":
+            _weighted(op, _arg(args, kwargs, 2, "bias"), out, _arg(args, kwargs, 6, "groups", 1))
+        return op
     if name == "pad" and args[0].dim() >= 3 and out.dim() == args[0].dim():
         return _pad_op(args, kwargs, args[0], out)
+    if name == "repeat_interleave" and out.dim() >= 3:
+        return _repeat_op(args, kwargs, args[0], out)
+    if name in CONSTANT_OPS:
+        return _constant_op(name, out)
     if name.startswith("adaptive_") and out.dim() >= 3:
         return _adaptive_op(name, args[0], out)
     if name in ("conv1d", "conv3d", "conv_transpose1d", "conv_transpose3d"):
         w = _arg(args, kwargs, 1, "weight")
         base = args[0] if "transpose" in name else out
-        return Op(name, base[0].numel() * w[0].numel())
+        return _weighted(Op(name, base[0].numel() * w[0].numel()), _arg(args, kwargs, 2, "bias"),
+                         out)
     if name in ("linear", "bilinear"):
         w = _arg(args, kwargs, 1, "weight") if name == "linear" else args[2]
         inner = w.shape[-1] if name == "linear" else w.shape[1] * w.shape[2]
-        return Op(name, out[0].numel() * inner if out.dim() > 1 else out.numel() * inner)
-    if name in ("matmul", "mm", "bmm", "addmm", "baddbmm", "mv", "addmv", "dot", "__matmul__"):
-        return Op(name, _matmul_macs(name, args, out))
-    if name == "einsum":
-        return Op(name, _einsum_macs(args))
+        bias = _arg(args, kwargs, 2, "bias") if name == "linear" else _arg(args, kwargs, 3, "bias")
+        return _weighted(Op(name, _per_image(out) * inner), bias, out)
+    if name in ("matmul", "mm", "bmm", "addmm", "baddbmm", "mv", "addmv", "dot", "__matmul__",
+                "einsum"):
+        op = Op(name, _einsum_macs(args) if name == "einsum" else _matmul_macs(name, args, out))
+        flat = list(args[1]) if name == "einsum" and isinstance(args[1], (list, tuple)) else args
+        return _weighted(op, None, out) if _has_parameter(flat) else op
     if name in NORM_OPS:
         return Op(name, out.numel())
     if name == "local_response_norm":
         return Op(name, out.numel() * int(_arg(args, kwargs, 1, "size")))
+    if name in PARAMETER_ADDS and _has_parameter(args):
+        return Op(name, 0, connections=_per_image(out))  # an unshared bias, a trainable scale
     return Op(name, 0 if name in ZERO_MAC_OPS else None)

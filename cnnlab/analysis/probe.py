@@ -29,9 +29,10 @@ from cnnlab.analysis.features import (
     save_plot,
     write_csv,
 )
+from cnnlab.choices import PROBE_CLASSIFIERS
 from cnnlab.errors import ConfigError, choices_hint
 
-CLASSIFIERS = {"svm": "SVM", "softmax": "Softmax"}
+CLASSIFIERS = PROBE_CLASSIFIERS
 
 
 def make_probe(kind: str, seed: int = 0):
@@ -138,7 +139,7 @@ def plot_probes(rows: list[dict], path: str | Path) -> Path:
                        ylabel="test accuracy (%)")
 
 
-def probe_run(run: str | Path, *, layers: str | list[str] | None = "all", data: str | None = None,
+def probe_run(run: str | Path, *, layers: str | list[str] | None = "all", data=None,
               classifiers: Sequence[str] = ("svm", "softmax"), pool: int | None = 2,
               per_class: int | None = None, repeats: int = 1, limit: int | None = 5000,
               out: str | Path | None = None, seed: int = 0) -> list[dict]:

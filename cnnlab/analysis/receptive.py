@@ -8,15 +8,20 @@ index ``i`` depends on, plus the effective stride ``jump``. Every operation maps
   ``o S - P + D t`` (``0 <= t < F``); its interval is the union of theirs;
 - transposed convolution / max-unpooling: output ``o`` receives from every input ``i`` with
   ``o = i S - P + D t``; the union of those;
-- interpolation, pixel shuffle, padding, slicing: the inputs each output is computed from;
+- interpolation, pixel shuffle, padding, slicing, repeats, strided assignment ("bed of
+  nails"): the inputs each output is computed from;
 - element-wise merges (residual additions, Inception / U-Net concatenations): the union, so the
   field is the largest over all paths.
 
 Fields are *unclipped*: zero padding counts as positions outside the image (the textbook
 field, lecture 001 "How large filters?": two stacked 3x3 layers see 5x5), so a unit near the
-border has a box that extends past the image; clipped to the image it is exactly the support of
-the unit's gradient. Units of a transposed convolution or upsampling see fields of different
-sizes (a U-Net's output units see 92 to 100 pixels at 160x160); ``size`` is the largest.
+border has a box that extends past the image. Each unit also carries its *support*, the image
+pixels it depends on: exactly the hull of its gradient's support (:meth:`ReceptiveField.support`;
+without dilation it is the field clipped to the image; a dilated kernel at the border can start
+in the padding and skip image pixels). Units of a transposed convolution or upsampling see
+fields of different sizes (a U-Net's output units see 92 to 100 pixels at 160x160), some
+maybe nothing at all (a stride-2 transposed 1x1 convolution leaves gaps); ``size`` is the
+largest.
 The uniform formula ``size' = size + D (F - 1) jump`` (Araujo et al., Distill 2019) is the
 special case of a plain stack.
 
@@ -30,175 +35,15 @@ Example:
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from fractions import Fraction
 
 import numpy as np
 from torch import nn
 
+from cnnlab.analysis.fields import EMPTY, Field, union
 from cnnlab.errors import ModelError
 
-Axis = tuple[np.ndarray, np.ndarray]  # (lo, hi) over one axis's output positions
-
-
-def _identity_axis(n: int) -> Axis:
-    idx = np.arange(n, dtype=np.int64)
-    return idx, idx.copy()
-
-
-@dataclass(frozen=True, eq=False)
-class Field:
-    """Exact receptive field of every unit of a tensor; see the module docstring.
-
-    ``axes[a] = (lo, hi)`` for axis ``a`` (0: rows, 1: columns); ``period[a]``: output indices
-    ``p`` apart see fields ``p * jump`` pixels apart (None: not shift-invariant), used to extend
-    the field to the virtual positions of zero padding.
-    """
-
-    axes: tuple[Axis, Axis]
-    jump: tuple[float, float] = (1.0, 1.0)
-    period: tuple[int | None, int | None] = (1, 1)
-    collapsed: bool = False  # True once spatial layout is gone (flatten, global pooling)
-
-    @staticmethod
-    def image(hw: tuple[int, int]) -> Field:
-        """The input image itself: pixel ``i`` sees pixel ``i``."""
-        return Field((_identity_axis(hw[0]), _identity_axis(hw[1])))
-
-    @property
-    def size(self) -> tuple[int, int]:
-        """The largest field over all units, per axis."""
-        return tuple(int((hi - lo).max()) + 1 for lo, hi in self.axes)  # type: ignore[return-value]
-
-    @property
-    def start(self) -> tuple[float, float]:
-        """Centre of unit 0's field (negative or fractional from padding and even kernels)."""
-        return tuple((float(lo[0]) + float(hi[0])) / 2 for lo, hi in self.axes)  # type: ignore
-
-    def length(self, a: int) -> int:
-        return len(self.axes[a][0])
-
-    def extended(self, a: int, idx: np.ndarray) -> Axis:
-        """``(lo, hi)`` at any integer indices, also outside ``0..n-1`` (padding positions),
-        extrapolated by the period: the field the unit would have on an unbounded input."""
-        lo, hi = self.axes[a]
-        n = len(lo)
-        if self.collapsed:
-            return np.full(idx.shape, lo[0]), np.full(idx.shape, hi[0])
-        p, jump = self.period[a], self.jump[a]
-        if p is None or p > n:
-            ref = np.clip(idx, 0, n - 1)
-            shift = np.rint((idx - ref) * jump).astype(np.int64)
-        else:
-            base = max(0, (n - p) // 2)
-            ref = base + np.mod(idx - base, p)
-            shift = np.rint((idx - ref) * jump).astype(np.int64)
-        return lo[ref] + shift, hi[ref] + shift
-
-    def gather(self, a: int, sources: np.ndarray, used: np.ndarray | None = None) -> Axis:
-        """Union over the columns of ``sources`` (out, k) of input indices (``used``: mask)."""
-        lo, hi = self.extended(a, sources)
-        if used is not None:
-            lo = np.where(used, lo, np.iinfo(np.int64).max)
-            hi = np.where(used, hi, np.iinfo(np.int64).min)
-        return lo.min(axis=1), hi.max(axis=1)
-
-    def _map(self, per_axis: Callable[[int], tuple[Axis, float, int | None]]) -> Field:
-        results = [per_axis(a) for a in range(2)]
-        return Field((results[0][0], results[1][0]), (results[0][1], results[1][1]),
-                     (results[0][2], results[1][2]), False)
-
-    def window(self, kernel: tuple[int, int], stride: tuple[int, int],
-               padding: tuple[int, int], out_hw: tuple[int, int],
-               dilation: tuple[int, int] = (1, 1)) -> Field:
-        """Convolution or pooling: output ``o`` sees inputs ``o S - P + D t``, ``0 <= t < F``."""
-        def axis(a: int) -> tuple[Axis, float, int | None]:
-            o = np.arange(out_hw[a])[:, None]
-            sources = o * stride[a] - padding[a] + dilation[a] * np.arange(kernel[a])[None]
-            p = self.period[a]
-            return (self.gather(a, sources), self.jump[a] * stride[a],
-                    None if p is None else p // math.gcd(p, stride[a]))
-        return self._collapsed_or(self._map(axis))
-
-    def transposed(self, kernel: tuple[int, int], stride: tuple[int, int],
-                   padding: tuple[int, int], out_hw: tuple[int, int],
-                   dilation: tuple[int, int] = (1, 1)) -> Field:
-        """Transposed convolution / max-unpooling: output ``o`` receives from every input ``i``
-        with ``o = i S - P + D t``, ``0 <= t < F`` (a varying number of them)."""
-        def axis(a: int) -> tuple[Axis, float, int | None]:
-            o = np.arange(out_hw[a])[:, None]
-            num = o + padding[a] - dilation[a] * np.arange(kernel[a])[None]
-            used = np.mod(num, stride[a]) == 0
-            p = self.period[a]
-            return (self.gather(a, np.floor_divide(num, stride[a]), used),
-                    self.jump[a] / stride[a], None if p is None else p * stride[a])
-        return self._collapsed_or(self._map(axis))
-
-    def resample(self, sources: tuple[np.ndarray, np.ndarray], used: tuple[np.ndarray | None,
-                 np.ndarray | None], scale: tuple[float, float],
-                 periodic: tuple[bool, bool]) -> Field:
-        """Any per-axis gather (interpolation, pixel shuffle, padding, slicing): output ``o``
-        depends on inputs ``sources[a][o]`` where ``used[a][o]``; ``scale`` = output units per
-        input unit; ``periodic``: shift-invariant, so the period carries over."""
-        def axis(a: int) -> tuple[Axis, float, int | None]:
-            p = self.period[a]
-            period = _new_period(p, scale[a]) if periodic[a] and p is not None else None
-            return self.gather(a, sources[a], used[a]), self.jump[a] / scale[a], period
-        return self._collapsed_or(self._map(axis))
-
-    def _collapsed_or(self, new: Field) -> Field:
-        if not self.collapsed:
-            return new
-        return Field(new.axes, self.jump, (None, None), True)
-
-    def collapse(self) -> Field:
-        """Every unit now sees every position (flatten, global pooling)."""
-        if self.collapsed:
-            return self
-        axes = tuple((np.array([lo.min()]), np.array([hi.max()])) for lo, hi in self.axes)
-        jump = tuple(self.jump[a] * self.length(a) for a in range(2))
-        return Field(axes, jump, (None, None), collapsed=True)  # type: ignore[arg-type]
-
-    def broadcast(self, hw: tuple[int, int]) -> Field | None:
-        """This field on an ``hw`` map (a collapsed 1x1 field broadcasts to any size)."""
-        if all(self.length(a) == hw[a] for a in range(2)):
-            return self
-        if all(self.length(a) == 1 for a in range(2)):
-            axes = tuple((np.full(hw[a], lo[0]), np.full(hw[a], hi[0]))
-                         for a, (lo, hi) in enumerate(self.axes))
-            return Field(axes, self.jump, (None, None), self.collapsed)  # type: ignore[arg-type]
-        return None
-
-
-def _new_period(p: int, scale: float) -> int | None:
-    """Smallest output shift ``q`` whose input shift ``q / scale`` is a multiple of ``p``."""
-    ratio = Fraction(scale).limit_denominator(1000)  # output units per input unit, a / b
-    for q in range(1, 4097):
-        if (q * ratio.denominator) % ratio.numerator == 0 and \
-                (q * ratio.denominator // ratio.numerator) % p == 0:
-            return q
-    return None
-
-
-def union(fields: list[Field]) -> Field | None:
-    """The field of a unit fed by several paths: per unit, the smallest interval holding all
-    of theirs (None when their spatial sizes do not match)."""
-    if len(fields) == 1:
-        return fields[0]
-    spatial = [f for f in fields if not f.collapsed] or fields
-    hw = tuple(max(f.length(a) for f in spatial) for a in range(2))
-    wide = [f.broadcast(hw) for f in fields]  # type: ignore[arg-type]
-    if any(f is None for f in wide):
-        return None
-    axes = tuple((np.minimum.reduce([f.axes[a][0] for f in wide]),
-                  np.maximum.reduce([f.axes[a][1] for f in wide])) for a in range(2))
-    jump = tuple(max(f.jump[a] for f in spatial) for a in range(2))
-    periods = []
-    for a in range(2):
-        values = [f.period[a] for f in spatial]
-        periods.append(None if None in values else math.lcm(*values))
-    return Field(axes, jump, tuple(periods), all(f.collapsed for f in fields))  # type: ignore
+__all__ = ["EMPTY", "Field", "ReceptiveField", "receptive_field", "to_receptive_field", "union"]
 
 
 def _number(value: float) -> float | int:
@@ -218,16 +63,38 @@ class ReceptiveField:
                                                                compare=False)
     hi: tuple[tuple[int, ...], tuple[int, ...]] | None = field(default=None, repr=False,
                                                                compare=False)
+    support_lo: tuple[tuple[int, ...], tuple[int, ...]] | None = field(default=None, repr=False,
+                                                                       compare=False)
+    support_hi: tuple[tuple[int, ...], tuple[int, ...]] | None = field(default=None, repr=False,
+                                                                       compare=False)
 
     def _asdict(self) -> dict:
         return {"size": self.size, "jump": self.jump, "start": self.start}
 
     def interval(self, i: int, j: int) -> tuple[int, int, int, int]:
         """Exact ``(top, left, bottom, right)`` (bottom/right exclusive) of unit (i, j), unclipped:
-        the input pixels it depends on (outside the image: zero padding)."""
+        the input pixels it depends on (outside the image: zero padding); ``top == bottom``
+        for a unit that sees nothing."""
         if self.lo is None or self.hi is None:
             return self._uniform(i, j)
         return (self.lo[0][i], self.lo[1][j], self.hi[0][i] + 1, self.hi[1][j] + 1)
+
+    def support(self, i: int, j: int) -> tuple[int, int, int, int] | None:
+        """``(top, left, bottom, right)`` (exclusive) of the image pixels unit (i, j) depends
+        on: the hull of its gradient's support (None: it depends on no pixel).
+
+        Example (a dilated kernel starting in the padding skips image pixel 0):
+            >>> from torch import nn
+            >>> rf = receptive_field(nn.Sequential(nn.Conv2d(1, 1, 3, dilation=2, padding=1)),
+            ...                      (1, 8, 8), "0")
+            >>> rf.interval(0, 0), rf.support(0, 0)
+            ((-1, -1, 4, 4), (1, 1, 4, 4))
+        """
+        if self.support_lo is None or self.support_hi is None:
+            return None
+        top, left = self.support_lo[0][i], self.support_lo[1][j]
+        bottom, right = self.support_hi[0][i] + 1, self.support_hi[1][j] + 1
+        return None if top >= bottom or left >= right else (top, left, bottom, right)
 
     def _uniform(self, i: int, j: int) -> tuple[int, int, int, int]:
         top = math.floor(self.start[0] + i * self.jump[0] - (self.size[0] - 1) / 2)
@@ -255,13 +122,23 @@ class ReceptiveField:
         return top, left, bottom, right
 
 
+def _plain(axes: tuple) -> tuple[tuple, tuple]:
+    """Per-axis ``(lo, hi)`` as int tuples; a unit that sees nothing becomes ``(0, -1)``."""
+    los, his = [], []
+    for lo, hi in axes:
+        empty = lo > hi
+        los.append(tuple(int(v) for v in np.where(empty, 0, lo)))
+        his.append(tuple(int(v) for v in np.where(empty, -1, hi)))
+    return tuple(los), tuple(his)  # type: ignore[return-value]
+
+
 def to_receptive_field(f: Field) -> ReceptiveField:
     """Public, plain-number form of a :class:`Field`."""
+    (lo, hi), (support_lo, support_hi) = _plain(f.axes), _plain(f.support_axes)
     return ReceptiveField(tuple(_number(v) for v in f.size),  # type: ignore[arg-type]
                           tuple(_number(v) for v in f.jump),
                           tuple(_number(v) for v in f.start),
-                          tuple(tuple(int(v) for v in lo) for lo, _ in f.axes),  # type: ignore
-                          tuple(tuple(int(v) for v in hi) for _, hi in f.axes))  # type: ignore
+                          lo, hi, support_lo, support_hi)
 
 
 def receptive_field(model: nn.Module, input_size: tuple[int, int, int],
@@ -277,7 +154,8 @@ def receptive_field(model: nn.Module, input_size: tuple[int, int, int],
         :class:`ReceptiveField`: ``size`` (largest over units and paths), ``jump`` (effective
         stride) and ``start`` (centre of unit (0, 0)'s field in input pixels), each as
         ``(rows, columns)``; ``interval(i, j)`` is unit (i, j)'s exact field and
-        ``box(i, j, (H, W))`` a ``size``-sized crop holding it.
+        ``box(i, j, (H, W))`` a ``size``-sized crop holding it; ``support(i, j)`` the image
+        pixels it depends on (its gradient's support).
 
     Example:
         >>> from cnnlab.models import create

@@ -7,9 +7,11 @@ from typing import TYPE_CHECKING
 from cnnlab.analysis.receptive import _number
 
 if TYPE_CHECKING:
+    from cnnlab.analysis.fields import Field
     from cnnlab.analysis.summary import Comparison, LayerRow, Summary
 
-HEADER = ("layer", "type", "F", "S", "P", "output", "params", "MACs", "memory", "RF", "jump")
+HEADER = ("layer", "type", "F", "S", "P", "output", "units", "params", "MACs", "connections",
+          "memory", "RF", "jump")
 
 
 def _pair(values: tuple | None) -> str:
@@ -29,18 +31,24 @@ def human_bytes(n: int) -> str:
     return f"{value:.1f} GB"
 
 
-def _row_cells(row: LayerRow) -> list[str]:
+def _row_cells(row: LayerRow, groups: bool) -> list[str]:
     f = row.field
-    return [row.name, row.type, _pair(row.kernel), _pair(row.stride), _pair(row.padding),
-            "x".join(str(v) for v in row.output_shape) or "-", f"{row.params:,}",
-            "?" if row.macs is None else f"{row.macs:,}",
-            human_bytes(row.activation_bytes) if row.output_shape else "-",
-            _pair(f.size) if f else "?", (_pair(f.jump) if not f.collapsed else "-") if f else "?"]
+    cells = [row.name, row.type, _pair(row.kernel), _pair(row.stride), _pair(row.padding),
+             "x".join(str(v) for v in row.output_shape) or "-", f"{row.units:,}",
+             f"{row.params:,}", "?" if row.macs is None else f"{row.macs:,}",
+             f"{row.connections:,}",
+             human_bytes(row.activation_bytes) if row.output_shape else "-",
+             _pair(f.size) if f else "?",
+             (_pair(f.jump) if not f.collapsed else "-") if f else "?"]
+    if groups:
+        cells.insert(5, str(row.groups) if row.groups else "-")
+    return cells
 
 
 def _table(header: tuple[str, ...], lines: list[list[str]]) -> list[str]:
     widths = [max(len(line[i]) for line in [list(header), *lines]) for i in range(len(header))]
-    numeric = {i for i, h in enumerate(header) if h in ("params", "MACs", "memory")}
+    numeric = {i for i, h in enumerate(header)
+               if h in ("units", "params", "MACs", "connections", "memory")}
 
     def fmt(cells: list[str]) -> str:
         return "  ".join(c.rjust(w) if i in numeric else c.ljust(w)
@@ -54,20 +62,71 @@ def render_summary(s: Summary) -> str:
     """The summary as an aligned table, totals, then warnings (one per line)."""
     size = "x".join(str(v) for v in s.input_size)
     out = [f"{s.model} on a {size} input (C x H x W, batch 1)", ""]
-    out += _table(HEADER, [_row_cells(r) for r in s.rows])
+    groups = any((r.groups or 1) > 1 for r in s.rows)
+    header = (*HEADER[:5], "G", *HEADER[5:]) if groups else HEADER
+    out += _table(header, [_row_cells(r, groups) for r in s.rows])
     macs = f"{s.total_macs:,}" + ("" if s.macs_complete else " (at least; see warnings)")
     out += [f"parameters: {s.total_params:,} ({s.trainable_params:,} trainable)",
+            f"units: {s.total_units:,} (outputs of layers with weights; + {s.input_units:,} "
+            f"inputs = {s.total_units + s.input_units:,})",
             f"multiply-adds: {macs}",
+            f"connections: {s.total_connections:,} (multiply-adds on weights that exist + one "
+            "per biased unit)",
+            f"depth: {s.depth} layer{'' if s.depth == 1 else 's'} with weights on the longest "
+            "path",
             f"activation memory: {human_bytes(s.activation_bytes)} (outputs of all layers)"]
-    f = s.output_field
-    if f is not None:
-        jump = "" if f.collapsed else f", jump {_pair(f.jump)}"
-        out.append(f"receptive field of the output: {_pair(f.size)}{jump}"
-                   + _coverage(f.size, tuple(s.input_size[1:])))
+    if s.output_field is not None:
+        out.append("receptive field of the output: " + describe_output_field(
+            s.output_field, tuple(s.input_size[1:])))
     if s.error:
         out += ["", f"error: {s.error}"]
     out += [f"warning: {w}" for w in s.warnings]
     return "\n".join(out)
+
+
+def describe_output_field(f: Field, input_hw: tuple[int, ...]) -> str:
+    """``"global (...)"`` after flatten or global pooling, else the size and jump; then which
+    input rows and columns no output unit sees, if any."""
+    if f.collapsed:
+        before = _pair(f.prior) if f.prior else "?"
+        text = (f"global (after flatten or global pooling every output mixes all positions; "
+                f"the largest field before: {before})")
+    else:
+        text = f"{_pair(f.size)}, jump {_pair(f.jump)}"
+        if len(input_hw) == 2 and all(v >= n for v, n in zip(f.size, input_hw, strict=False)):
+            text += " (the whole input)"
+        elif len(input_hw) == 2:
+            text += (f" (each output unit sees at most {f.size[0]}x{f.size[1]} of the "
+                     f"{input_hw[0]}x{input_hw[1]} input)")
+    return text + _unseen(f, input_hw)
+
+
+def _unseen(f: Field, input_hw: tuple[int, ...]) -> str:
+    """``"; rows 6, columns 6 of the 7x7 input are never seen"`` (empty when all are seen)."""
+    if len(input_hw) != 2:
+        return ""
+    parts = []
+    for a, noun in enumerate(("rows", "columns")):
+        missing = _gaps(f.coverage(a), input_hw[a])
+        if missing:
+            parts.append(f"{noun} {', '.join(missing)}")
+    if not parts:
+        return ""
+    return (f"; {' and '.join(parts)} of the {input_hw[0]}x{input_hw[1]} input are never seen "
+            "by any output")
+
+
+def _gaps(covered: tuple[tuple[int, int], ...], n: int) -> list[str]:
+    """Positions of ``0..n-1`` outside the ``covered`` intervals, as ``"6"`` or ``"1-2"``."""
+    gaps, at = [], 0
+    for first, last in (*covered, (n, n)):
+        first, last = max(first, 0), min(last, n - 1)
+        if first > at:
+            gaps.append(str(at) if first - 1 == at else f"{at}-{first - 1}")
+        at = max(at, last + 1)
+        if at >= n:
+            break
+    return gaps
 
 
 def _final_rf(s: Summary) -> str:
@@ -104,12 +163,3 @@ def render_comparison(c: Comparison) -> str:
         lines.append(f"B needs {_relative(macs, 'multiply-adds')} and "
                      f"{_relative(params, 'parameters')}")
     return "\n".join(lines)
-
-
-def _coverage(size: tuple[int, int], input_hw: tuple[int, ...]) -> str:
-    """Says whether the output sees the whole input or misses some of its rows/columns."""
-    if len(input_hw) != 2:
-        return ""
-    if all(f >= n for f, n in zip(size, input_hw, strict=False)):
-        return " (the whole input)"
-    return f" (smaller than the {input_hw[0]}x{input_hw[1]} input: some pixels are never seen)"

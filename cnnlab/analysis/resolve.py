@@ -26,16 +26,20 @@ def parse_input_size(text: str) -> tuple[int, int, int]:
 
 
 def resolve_model(name: str, input_size: tuple[int, int, int] | None,
-                  num_classes: int | None = None) -> tuple[nn.Module, tuple[int, int, int]]:
+                  num_classes: int | None = None, options: dict | None = None
+                  ) -> tuple[nn.Module, tuple[int, int, int]]:
     """The module named by ``name`` and the input size to summarise it on.
 
     ``num_classes`` ``None`` keeps the model's own default (:func:`cnnlab.models.create`: 1000
     for the ImageNet nets, a spec's final ``fN``); lecture models and saved runs keep theirs.
+    ``options`` are a zoo model's builder options (``{"partial_c3": True}`` for LeNet-5).
 
     ``name`` is a run directory or checkpoint file (``cnnlab.runs.load_model``),
     ``lecture:NAME`` (:mod:`cnnlab.analysis.lecture_models`, built on the meta device), or
     anything :func:`cnnlab.models.create` accepts (zoo name, spec string, YAML file).
     """
+    if options and (name.startswith("lecture:") or Path(name).exists()):
+        raise ConfigError(f"--option applies to zoo models; '{name}' has its own settings")
     if name.startswith("lecture:"):
         from cnnlab.analysis.lecture_models import LECTURE_MODELS, build_lecture_model
 
@@ -52,5 +56,6 @@ def resolve_model(name: str, input_size: tuple[int, int, int] | None,
 
     size = input_size or default_input_size(name)
     lenient = {"strict": False} if is_spec(name) else {}  # build it, then warn what does not fit
-    model = create(name, num_classes=num_classes, in_channels=size[0], input_size=size, **lenient)
+    model = create(name, num_classes=num_classes, in_channels=size[0], input_size=size,
+                   **lenient, **(options or {}))
     return model, size

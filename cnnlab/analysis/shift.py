@@ -24,6 +24,7 @@ from cnnlab.analysis.invariance import apply_transform
 from cnnlab.config import TrainConfig
 from cnnlab.data.base import ImageSet
 from cnnlab.data.pipeline import Preprocess, make_preprocess, to_batch_source
+from cnnlab.data.request import DataRequest
 from cnnlab.models.catalog import count_parameters
 from cnnlab.train.loop import Schedule, TrainState, train_one_epoch
 from cnnlab.train.optim import build_optimizer, parameter_groups
@@ -86,15 +87,15 @@ def _subset(data: ImageSet, limit: int | None, seed: int) -> ImageSet:
     return data.subset(order[:limit].sort().values)
 
 
-def shift_experiment(data: str = "mnist", *, shifts: Sequence[float] = (0, 1, 2, 3, 4, 6, 8),
+def shift_experiment(data: DataRequest | str = "mnist", *, shifts: Sequence[float] = (0, 1, 2, 3, 4, 6, 8),
                      epochs: int = 3, train_limit: int | None = 10000,
                      test_limit: int | None = 2000, augment: str = "", lr: float = 0.05,
                      seed: int = 0) -> list[dict]:
-    """Train the CNN and the matching MLP on ``data``; one row per (model, shift)."""
-    from cnnlab.data.datasets import load_dataset
-
-    train = _subset(load_dataset(data, "train"), train_limit, seed)
-    test = _subset(load_dataset(data, "test"), test_limit, seed)
+    """Train the CNN and the matching MLP on ``data`` (a name or a
+    :class:`~cnnlab.data.request.DataRequest`); one row per (model, shift)."""
+    request = DataRequest.of(data)
+    train = _subset(request.load("train"), train_limit, seed)
+    test = _subset(request.load("test"), test_limit, seed)
     shape = train.image_shape
     preprocess = make_preprocess(train, shape[0], shape[1:], "auto")
     config = TrainConfig(epochs=epochs, lr=lr, augment=augment, seed=seed, batch_size=64)
@@ -125,7 +126,7 @@ def plot_shift(rows: list[dict], path: str | Path) -> Path:
                        ylabel="test accuracy (%)")
 
 
-def shift_report(data: str, out: str | Path, **options) -> list[dict]:
+def shift_report(data: DataRequest | str, out: str | Path, **options) -> list[dict]:
     """:func:`shift_experiment` as ``out/shift-test.csv`` and ``.png``."""
     rows = shift_experiment(data, **options)
     write_csv(rows, Path(out) / "shift-test.csv")

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 
+from cnnlab.data.request import DataRequest
 from cnnlab.errors import ConfigError, ModelError
 from cnnlab.models.segmentation import PatchNet
 from cnnlab.tasks.metrics import confusion_matrix, segmentation_metrics
@@ -123,7 +124,6 @@ def compare_run(run: str, *, data: str | None = None, count: int = 16, device: s
     Example:
         >>> compare_run("runs/patchnet").ratio  # doctest: +SKIP
     """
-    from cnnlab.data.datasets import load_dataset
     from cnnlab.data.pipeline import Preprocess, to_batch_source
     from cnnlab.runs.reader import load_model
 
@@ -134,7 +134,7 @@ def compare_run(run: str, *, data: str | None = None, count: int = 16, device: s
         raise ConfigError(f"{run}: the sliding window needs a patch classifier: a run trained "
                           f"with --model patchnet --task segment, not {type(model).__name__}")
     config = meta.get("config", {})
-    test = load_dataset(data or config["data"], "test", root=config.get("data_root"))
+    test = DataRequest.of(data).with_defaults(config["data"], config.get("data_root")).load("test")
     test = test.subset(torch.arange(min(count, len(test))))
     source = to_batch_source(test, Preprocess.from_dict(meta["preprocess"]),
                              batch_size=len(test), device=torch.device(device))

@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from cnnlab.analysis.ablate import ablate, format_table
 from cnnlab.cli.flags import add_output
 
 
@@ -28,6 +27,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from cnnlab.analysis.ablate import ablate, format_table
+
     out = Path(args.run) / "ablation"
     rows = ablate(args.run, args.remove, epochs=args.epochs, out=args.out, csv_dir=out,
                   progress=False if args.no_progress else None)

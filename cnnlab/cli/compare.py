@@ -15,10 +15,6 @@ from pathlib import Path
 
 from cnnlab.cli.flags import add_output
 from cnnlab.errors import ConfigError
-from cnnlab.evaluate import csv_text
-from cnnlab.runs.outputs import write_text_output
-from cnnlab.viz.curves import compare_figure, compare_rows, figure_image, read_metrics, read_test_metrics
-from cnnlab.viz.grids import save_png
 
 CSV_KEYS = ["epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr"]
 
@@ -49,6 +45,11 @@ def _cell(value: float | int | None, percent: bool = False) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    from cnnlab.evaluate import csv_text
+    from cnnlab.runs.outputs import write_text_output
+    from cnnlab.viz.curves import compare_figure, compare_rows, figure_image, read_metrics, read_test_metrics
+    from cnnlab.viz.grids import save_png
+
     labels = run_names(args.runs, args.names)
     curves = {label: read_metrics(path) for label, path in zip(labels, args.runs, strict=True)}
     tests = {label: read_test_metrics(path) for label, path in zip(labels, args.runs, strict=True)}

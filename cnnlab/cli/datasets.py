@@ -15,8 +15,6 @@ import argparse
 import json
 from dataclasses import asdict
 
-from cnnlab.data.datasets import list_datasets
-
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data-root", help="directory holding data sets")
@@ -24,6 +22,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from cnnlab.data.datasets import list_datasets
+
     statuses = list_datasets(args.data_root)
     if args.json:
         print(json.dumps([asdict(s) for s in statuses], indent=2, default=str))

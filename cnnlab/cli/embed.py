@@ -14,14 +14,14 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from cnnlab.analysis.embed import CENTERING, embed_paths, embed_report
-from cnnlab.analysis.features import load_run_data
-from cnnlab.analysis.invariance import TRANSFORMS, sweep_values
-from cnnlab.cli.flags import add_output
+from cnnlab.choices import CENTERING, TRANSFORMS
+from cnnlab.cli.flags import add_data, add_output, data_request
 from cnnlab.errors import ConfigError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_data(parser)
+
     parser.add_argument("run", metavar="RUN", help="run directory or checkpoint")
     parser.add_argument("--layer", required=True, help="layer name, e.g. features.3")
     parser.add_argument("--transform", default="rotate", help=f"one of: {', '.join(TRANSFORMS)}")
@@ -30,14 +30,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--steps", type=int, default=16, help="magnitudes per image (default 16)")
     parser.add_argument("--images", type=int, default=20, help="number of images (default 20)")
     parser.add_argument("--center", default="none", help=f"one of: {', '.join(CENTERING)}")
-    parser.add_argument("--data", help="data set (default: the one the run was trained on)")
     add_output(parser, help="output directory (default RUN/embed)")
 
 
 def run(args: argparse.Namespace) -> int:
+    from cnnlab.analysis.embed import embed_paths, embed_report
+    from cnnlab.analysis.features import load_run_data
+    from cnnlab.analysis.invariance import sweep_values
+
     if args.images < 1:
         raise ConfigError(f"--images must be >= 1, got {args.images}")
-    data = load_run_data(args.run, data=args.data, limit=args.images)
+    data = load_run_data(args.run, data=data_request(args), limit=args.images)
     values = sweep_values(args.transform, args.range, args.steps, data.images.shape[-1])
     out = Path(args.out) if args.out else Path(args.run) / "embed"
     _, ratios = embed_report(data, args.layer, args.transform, values, out, center=args.center)

@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import math
 
-from cnnlab.analysis.invariance import equivariance_of
 from cnnlab.errors import ConfigError
 
 
@@ -38,6 +37,8 @@ def _fmt(value: float) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    from cnnlab.analysis.invariance import equivariance_of
+
     if args.size is not None and args.size < 1:
         raise ConfigError(f"--size must be a positive number of pixels, got {args.size}")
     if args.margin is not None and args.margin < 0:

@@ -15,23 +15,19 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from cnnlab.cli.flags import add_output
-from cnnlab.evaluate import (
-    evaluate_dense_run,
-    evaluate_runs,
-    format_dense_report,
-    format_errors,
-    write_report,
-)
-from cnnlab.runs import OpenRun, open_run
-from cnnlab.tasks import THRESHOLD
+from cnnlab.choices import THRESHOLD
+from cnnlab.cli.flags import add_data, add_output, data_request
+
+if TYPE_CHECKING:
+    from cnnlab.runs.reader import OpenRun
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_data(parser)
+
     parser.add_argument("runs", nargs="+", metavar="RUN", help="run directories or checkpoints")
-    parser.add_argument("--data", help="data set (default: the one the run was trained on)")
-    parser.add_argument("--data-root", help="directory holding data sets")
     parser.add_argument("--split", default="test", help="split to evaluate (default test)")
     parser.add_argument("--top-k", type=int, default=5, help="k of the top-k accuracy")
     parser.add_argument("--checkpoint", choices=["best", "last"], default="best")
@@ -48,6 +44,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from cnnlab.runs import open_run
+
     first = open_run(args.runs[0], checkpoint=args.checkpoint, device=args.device,
                      threshold=args.threshold)
     return REPORTS[first.task.evaluation](args, first)
@@ -55,15 +53,19 @@ def run(args: argparse.Namespace) -> int:
 
 def report_dense(args: argparse.Namespace, first: OpenRun) -> int:
     """Label sets and pixels (multilabel, segment): mAP or IoU per class, examples, masks."""
+    from cnnlab.evaluate import evaluate_dense_run, format_dense_report
+
     print(format_dense_report(evaluate_dense_run(
-        first, data=args.data, split=args.split, data_root=args.data_root,
+        first, data=data_request(args), split=args.split, data_root=args.data_root,
         which=args.checkpoint, device=args.device, out=args.out, threshold=args.threshold)))
     return 0
 
 
 def report_classes(args: argparse.Namespace, first: OpenRun) -> int:
     """One class per image: top-1/top-k, the error list, confusion; ensembles."""
-    report = evaluate_runs([first, *args.runs[1:]], data=args.data, split=args.split,
+    from cnnlab.evaluate import evaluate_runs, format_errors, write_report
+
+    report = evaluate_runs([first, *args.runs[1:]], data=data_request(args), split=args.split,
                            data_root=args.data_root,
                            k=args.top_k, which=args.checkpoint, device=args.device,
                            tta=args.tta)

@@ -1,16 +1,18 @@
 r"""The computations the slides do by hand, step by step, on small matrices.
 
 Matrices are JSON-style lists ("[[1,3,1],[0,-1,1]]"; entries may be fractions like 1/16), given
-on the command line or in a file (--input-file, --kernel-file, ...). A 3-D input is (channels,
-rows, cols); a 4-D kernel is (filters, channels, rows, cols).
+on the command line or in a file (--input-file, --kernel-file, ...); a file lecture:NAME is one
+of the lectures' matrices shipped with cnnlab (lecture:x, lecture:step_edge, ...; cnnlab
+lectures lists the worked examples). A 3-D input is (channels, rows, cols); a 4-D kernel is
+(filters, channels, rows, cols).
 
 examples:
   cnnlab explain conv --input "[[1,3,1],[0,-1,1],[2,2,-1]]" \
       --kernel "[[-2,-2,1],[-2,0,1],[1,1,1]]" --padding 1
-  cnnlab explain conv --input-file x.json --kernel "[[1,-1,-1],[-1,1,-1],[-1,-1,1]]" \
+  cnnlab explain conv --input-file lecture:x --kernel "[[1,-1,-1],[-1,1,-1],[-1,-1,1]]" \
       --normalize --truncate
-  cnnlab explain conv --input-file step_edge.json --kernel "[[1,1,1,1],[1,1,1,1],[1,1,1,1],[1,1,1,1]]" \
-      --normalize --decimals 0 --round half-up
+  cnnlab explain conv --input-file lecture:step_edge \
+      --kernel "[[1,1,1,1],[1,1,1,1],[1,1,1,1],[1,1,1,1]]" --normalize --decimals 0
   cnnlab explain pool --input "[[1,2,6,3],[3,5,2,1],[1,2,2,1],[7,3,4,8]]" --mode max
   cnnlab explain relu --input "[[0.77,-0.11],[-0.33,1]]"
   cnnlab explain fc --input "[1,2,3]" --weights "[[1,0,-1],[2,1,0]]" --bias "[0.5,-1]"
@@ -25,12 +27,14 @@ from __future__ import annotations
 
 import argparse
 import json
+from fractions import Fraction
 
-from cnnlab.analysis.explain_cli import OPERATIONS, explain_from_args
+from cnnlab.analysis.explain_cli import OPERATIONS
 from cnnlab.errors import ConfigError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+
     parser.add_argument("operation", choices=OPERATIONS, help="what to explain")
     parser.add_argument("--input", help="input matrix")
     parser.add_argument("--input-file", help="file holding the input matrix")
@@ -41,8 +45,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                        ("pool-input", "what the matching max-pool saw (unpool --mode max)")):
         parser.add_argument(f"--{name}", help=what)
         parser.add_argument(f"--{name}-file", help=f"file holding the {what.split(' (')[0]}")
-    parser.add_argument("--stride", type=int, help="stride (conv 1, pool = size, "
-                        "transpose-conv 2)")
+    parser.add_argument("--stride", type=stride_value, help="stride (conv 1, pool = size, "
+                        "transpose-conv 2); a fraction like 0.5 is a transposed convolution")
     parser.add_argument("--padding", type=int, help="zero padding (conv 0, transpose-conv 1)")
     parser.add_argument("--output-padding", type=int, default=None,
                         help="transpose-conv extra output rows/cols (default stride - 1: "
@@ -74,9 +78,36 @@ def _plain_number(text: str | None) -> str | None:
     return f"[{text}]"
 
 
+def stride_value(text: str) -> int | Fraction:
+    """``--stride``: ``"2" -> 2``; fractions (``"0.5"``, ``"1/2"``) are kept for
+    :func:`check_stride` to explain."""
+    try:
+        value = Fraction(text.strip())
+    except (ValueError, ZeroDivisionError):
+        raise argparse.ArgumentTypeError(f"expected a whole number such as 2, got {text!r}") \
+            from None
+    return int(value) if value.denominator == 1 else value
+
+
+def check_stride(value: int | Fraction | None) -> None:
+    """A fractional stride (lecture 000: "Stride = 0.5, convolution on every half pixel
+    (interpolation, Long et al. 2015)") is a transposed convolution: say so."""
+    if not isinstance(value, Fraction):
+        return
+    text = f"{float(value):g}"
+    if 0 < value < 1 and value.numerator == 1:
+        raise ConfigError(f"--stride {text}: a fractional stride is upsampling by "
+                          f"{value.denominator}, a transposed convolution (lecture 000: 'stride "
+                          "0.5, interpolation, Long et al. 2015'); use: cnnlab explain "
+                          f"transpose-conv --stride {value.denominator} --input ... --kernel ...")
+    raise ConfigError(f"--stride {text}: the stride must be a whole number (or 1/N, which is "
+                      "cnnlab explain transpose-conv --stride N)")
+
+
 def check_arguments(args: argparse.Namespace) -> None:
     """One-line ConfigErrors for numbers that cannot work; fills the defaults that depend on
     other options (transpose-conv output padding = stride - 1)."""
+    check_stride(args.stride)
     for name, least in (("stride", 1), ("padding", 0), ("size", 1), ("output_padding", 0),
                         ("decimals", 0)):
         value = getattr(args, name)
@@ -96,6 +127,8 @@ def check_arguments(args: argparse.Namespace) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from cnnlab.analysis.explain_cli import explain_from_args
+
     check_arguments(args)
     explanation = explain_from_args(args)
     if args.json:

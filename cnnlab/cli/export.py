@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import argparse
 
+from cnnlab.choices import EXPORT_FORMATS
 from cnnlab.cli.flags import add_output
-from cnnlab.export import FORMATS, export_model
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+
     parser.add_argument("run", metavar="RUN", help="run directory or checkpoint")
-    parser.add_argument("--format", default="onnx", help=f"one of: {', '.join(FORMATS)}")
+    parser.add_argument("--format", default="onnx", help=f"one of: {', '.join(EXPORT_FORMATS)}")
     add_output(parser, metavar="FILE", help="output file (default: beside the "
                         "checkpoint, e.g. RUN/best.onnx)")
     parser.add_argument("--checkpoint", choices=["best", "last"], default="best")
@@ -28,6 +29,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from cnnlab.export import export_model
+
     result = export_model(args.run, format=args.format, out=args.out, which=args.checkpoint,
                           tolerance=args.tolerance)
     diff = "" if result.max_abs_diff is None else f"max |diff| {result.max_abs_diff:.2e}, "

@@ -17,37 +17,39 @@ from __future__ import annotations
 
 import argparse
 
-from cnnlab.train.finetune import MODES, finetune
+from cnnlab.choices import FINETUNE_MODES
+from cnnlab.cli.flags import add_config_flags, add_data, config_values
 
-OVERRIDES = {"epochs": int, "batch-size": int, "schedule": str, "optimizer": str,
-             "weight-decay": float, "augment": str, "seed": int, "device": str, "out": str,
-             "name": str, "data-root": str, "image-size": int, "val-fraction": float,
-             "threads": int}
+# the TrainConfig settings a fine-tuning run may change (the rest is the source run's recipe)
+OVERRIDES = ("epochs", "batch_size", "schedule", "optimizer", "weight_decay", "augment", "seed",
+             "device", "out", "name", "image_size", "val_fraction", "threads", "progress",
+             "snapshot_epochs", "checkpoint_every")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("checkpoint", metavar="CHECKPOINT", help="run directory or .safetensors")
-    parser.add_argument("--data", required=True, help="target data set name or folder")
-    parser.add_argument("--mode", default="finetune", help=f"one of: {', '.join(MODES)}")
-    parser.add_argument("--freeze", help="freeze layers up to and including this one "
-                                         "('all' = everything but the classifier)")
-    parser.add_argument("--lr-pretrained", type=float, default=0.001,
-                        help="learning rate of the pre-trained layers (default 0.001)")
-    parser.add_argument("--lr-new", type=float, default=0.01,
-                        help="learning rate of a new classifier (default 0.01)")
-    parser.add_argument("--limit-per-class", type=int, metavar="N",
-                        help="train on N images per class of the target (a small target)")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
-    for flag, kind in OVERRIDES.items():
-        parser.add_argument(f"--{flag}", type=kind, help="as in `cnnlab train`")
+    add_data(parser, required=True, data_help="the target data set (name or image folder)")
+    transfer = parser.add_argument_group("transfer")
+    transfer.add_argument("--mode", default="finetune", metavar="{" + ",".join(FINETUNE_MODES) + "}",
+                          help="finetune: the unfrozen layers train; features: only the head, "
+                               "on features computed once; scratch: the baseline")
+    transfer.add_argument("--freeze", help="freeze layers up to and including this one "
+                                           "('all' = everything but the classifier)")
+    transfer.add_argument("--lr-pretrained", type=float, default=0.001,
+                          help="learning rate of the pre-trained layers (default 0.001)")
+    transfer.add_argument("--lr-new", type=float, default=0.01,
+                          help="learning rate of a new classifier (default 0.01)")
+    transfer.add_argument("--limit-per-class", type=int, metavar="N",
+                          help="train on N images per class of the target (a small target)")
+    add_config_flags(parser, OVERRIDES)
 
 
 def run(args: argparse.Namespace) -> int:
-    overrides = {flag.replace("-", "_"): getattr(args, flag.replace("-", "_"))
-                 for flag in OVERRIDES}
-    if args.no_progress:
-        overrides["progress"] = False
+    from cnnlab.train.finetune import finetune
+
+    overrides = config_values(args, names=OVERRIDES)
     finetune(args.checkpoint, data=args.data, mode=args.mode, freeze=args.freeze,
              lr_pretrained=args.lr_pretrained, lr_new=args.lr_new,
-             limit_per_class=args.limit_per_class, **overrides)
+             limit_per_class=args.limit_per_class, data_root=args.data_root,
+             download=args.download, skip_bad=args.skip_bad, **overrides)
     return 0

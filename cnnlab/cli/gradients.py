@@ -13,18 +13,17 @@ from __future__ import annotations
 
 import argparse
 
-from cnnlab.analysis.gradients import profile_report, sweep_report
-from cnnlab.cli.flags import add_output
+from cnnlab.cli.flags import add_data, add_output, data_request
 from cnnlab.errors import ConfigError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_data(parser, default="digits", data_help="data set (default digits)")
     parser.add_argument("models", nargs="*", metavar="MODEL", help="zoo names or spec strings")
     parser.add_argument("--sweep", action="store_true",
                         help="fully connected nets of growing depth instead of MODELs")
     parser.add_argument("--depths", default="1,2,4,8,16,32", help="hidden layers (--sweep)")
     parser.add_argument("--init", default="default", help="default or he (--sweep)")
-    parser.add_argument("--data", default="digits", help="data set of the batch (default digits)")
     parser.add_argument("--steps", type=int, default=5, help="SGD steps after init (default 5)")
     parser.add_argument("--lr", type=float, default=0.05, help="SGD learning rate (default 0.05)")
     parser.add_argument("--per-layer", action="store_true",
@@ -45,6 +44,8 @@ def parse_depths(text: str) -> list[int]:
 
 
 def run(args: argparse.Namespace) -> int:
+    from cnnlab.analysis.gradients import profile_report, sweep_report
+
     if args.sweep:
         rows = sweep_report(parse_depths(args.depths), args.out, init=args.init)
         print(f"{'kind':<9} {'act':<8} {'depth':>5} {'first layer':>12} {'last layer':>11}")
@@ -62,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--steps must be >= 0, got {args.steps}")
     if not args.models:
         raise ConfigError("give one or more MODELs (e.g. plain20 resnet20) or --sweep")
-    profiles = profile_report(args.models, args.out, data=args.data, steps=args.steps,
+    profiles = profile_report(args.models, args.out, data=data_request(args), steps=args.steps,
                               lr=args.lr)
     for name, rows in profiles.items():
         first = [r for r in rows if r["step"] == 0]

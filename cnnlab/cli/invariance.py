@@ -14,13 +14,14 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from cnnlab.analysis.features import load_run_data
-from cnnlab.analysis.invariance import TRANSFORMS, invariance_report, sweep_values
-from cnnlab.cli.flags import add_output
+from cnnlab.choices import TRANSFORMS
+from cnnlab.cli.flags import add_data, add_output, data_request
 from cnnlab.errors import ConfigError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_data(parser)
+
     parser.add_argument("run", metavar="RUN", help="run directory or checkpoint")
     parser.add_argument("--transform", default="translate",
                         help=f"one of: {', '.join(f'{k} ({v})' for k, v in TRANSFORMS.items())}")
@@ -28,15 +29,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="magnitudes to sweep (default: +-size/4 px, 0.5-1.5, +-180 deg)")
     parser.add_argument("--steps", type=int, default=9, help="number of magnitudes (default 9)")
     parser.add_argument("--layers", default="all", help="comma-separated layer names or 'all'")
-    parser.add_argument("--data", help="data set (default: the one the run was trained on)")
     parser.add_argument("--limit", type=int, default=500, help="test images used (default 500)")
     add_output(parser, help="output directory (default RUN/invariance)")
 
 
 def run(args: argparse.Namespace) -> int:
+    from cnnlab.analysis.features import load_run_data
+    from cnnlab.analysis.invariance import invariance_report, sweep_values
+
     if args.limit < 1:
         raise ConfigError(f"--limit must be >= 1 test image, got {args.limit}")
-    data = load_run_data(args.run, data=args.data, limit=args.limit)
+    data = load_run_data(args.run, data=data_request(args), limit=args.limit)
     values = sweep_values(args.transform, args.range, args.steps, data.images.shape[-1])
     out = Path(args.out) if args.out else Path(args.run) / "invariance"
     rows = invariance_report(data, args.transform, values, out, layers=args.layers)

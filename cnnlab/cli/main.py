@@ -25,6 +25,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "export": ("cnnlab.cli.export", "export a run's model to ONNX or TorchScript (parity-checked)"),
     "summary": ("cnnlab.cli.summary", "layer table: shapes, parameters, MACs, receptive fields"),
     "explain": ("cnnlab.cli.explain", "convolution, pooling, gradients worked out step by step"),
+    "lectures": ("cnnlab.cli.lectures", "the lectures' worked examples: slide vs cnnlab, entry by entry"),
     "invariance": ("cnnlab.cli.invariance", "feature distance, P(true), agreement vs transform"),
     "equivariance": ("cnnlab.cli.equivariance", "does a k-pixel input shift shift each layer?"),
     "embed": ("cnnlab.cli.embed", "PCA embedding of a layer's features under a transform"),
@@ -37,6 +38,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "compare": ("cnnlab.cli.compare", "training curves of several runs on shared axes"),
     "visualize": ("cnnlab.cli.visualize", "filters, feature maps, top patches, saliency as PNGs"),
     "report": ("cnnlab.cli.report", "one self-contained HTML page per run"),
+    "serve": ("cnnlab.cli.serve", "browse finished runs in a local web page (curves, reports, play)"),
+    "bovw": ("cnnlab.cli.bovw", "bag of visual words + spatial pyramids, texture, hand-crafted filters"),
 }
 
 EXIT_USER_ERROR = 2

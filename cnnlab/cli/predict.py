@@ -16,7 +16,6 @@ import argparse
 import json
 
 from cnnlab.cli.flags import add_output
-from cnnlab.predict import predict_images
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -34,6 +33,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from cnnlab.predict import predict_images
+
     results = predict_images(args.run, args.images, k=args.top_k, which=args.checkpoint,
                              device=args.device, out=args.out, threshold=args.threshold)
     if args.json:

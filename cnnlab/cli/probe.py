@@ -14,16 +14,17 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from cnnlab.analysis.probe import CLASSIFIERS, depth_verdicts, format_table, probe_run
-from cnnlab.cli.flags import add_output
+from cnnlab.choices import PROBE_CLASSIFIERS
+from cnnlab.cli.flags import add_data, add_output, data_request
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_data(parser)
+
     parser.add_argument("run", metavar="RUN", help="run directory or checkpoint")
     parser.add_argument("--layers", default="all", help="comma-separated layer names or 'all'")
     parser.add_argument("--classifier", default="both",
-                        help=f"{', '.join(CLASSIFIERS)} or both (default both)")
-    parser.add_argument("--data", help="data set (default: the one the run was trained on)")
+                        help=f"{', '.join(PROBE_CLASSIFIERS)} or both (default both)")
     parser.add_argument("--pool", type=int, default=2, help="pool each map to PxP (default 2)")
     parser.add_argument("--per-class", type=int, help="training images per class (default all)")
     parser.add_argument("--repeats", type=int, default=1, help="random draws for mean +- std")
@@ -32,9 +33,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    kinds = tuple(CLASSIFIERS) if args.classifier == "both" else (args.classifier,)
+    from cnnlab.analysis.probe import depth_verdicts, format_table, probe_run
+
+    kinds = tuple(PROBE_CLASSIFIERS) if args.classifier == "both" else (args.classifier,)
     out = Path(args.out) if args.out else Path(args.run) / "probe"
-    rows = probe_run(args.run, layers=args.layers, data=args.data, classifiers=kinds,
+    rows = probe_run(args.run, layers=args.layers, data=data_request(args), classifiers=kinds,
                      pool=args.pool, per_class=args.per_class, repeats=args.repeats,
                      limit=args.limit, out=out)
     print(format_table(rows))

@@ -12,8 +12,6 @@ from __future__ import annotations
 import argparse
 
 from cnnlab.cli.flags import add_output
-from cnnlab.cli.visualize import whole_number
-from cnnlab.viz.report import run_report
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -26,6 +24,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from cnnlab.cli.visualize import whole_number
+    from cnnlab.viz.report import run_report
+
     path = run_report(args.run, out=args.out, which=args.checkpoint, device=args.device,
                       limit=whole_number(args.limit, "--limit"))
     print(f"wrote {path}")

@@ -13,13 +13,12 @@ from __future__ import annotations
 
 import argparse
 
-from cnnlab.analysis.shift import shift_report
-from cnnlab.cli.flags import add_output
+from cnnlab.cli.flags import add_data, add_output, data_request
 from cnnlab.errors import ConfigError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--data", default="mnist", help="data set (default mnist)")
+    add_data(parser, default="mnist", data_help="data set (default mnist)")
     parser.add_argument("--shifts", default="0,1,2,3,4,6,8", help="test shifts in pixels")
     parser.add_argument("--epochs", type=int, default=3, help="training epochs (default 3)")
     parser.add_argument("--train-limit", type=int, default=10000, help="training images used")
@@ -30,6 +29,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from cnnlab.analysis.shift import shift_report
+
     try:
         shifts = [float(s) for s in args.shifts.split(",") if s.strip()]
     except ValueError:
@@ -41,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
                         ("--test-limit", args.test_limit)):
         if value < 1:
             raise ConfigError(f"{flag} must be >= 1, got {value}")
-    rows = shift_report(args.data, args.out, shifts=shifts, epochs=args.epochs,
+    rows = shift_report(data_request(args), args.out, shifts=shifts, epochs=args.epochs,
                         train_limit=args.train_limit, test_limit=args.test_limit,
                         augment=args.augment, seed=args.seed)
     print(f"{'shift':>6} " + " ".join(f"{m:>8}" for m in dict.fromkeys(r['model'] for r in rows)))

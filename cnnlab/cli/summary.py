@@ -7,6 +7,8 @@ lecture:inception-reduced.
 
 examples:
   cnnlab summary lenet5
+  cnnlab summary lenet5 --option partial_c3=true   # C3's connection table: 151,600 connections
+  cnnlab summary lenet1989                         # 1,256 units, 9,760 parameters, 64,660 conn.
   cnnlab summary c3x1s3 --input 1x7x7          # warns: 3x3 filter, stride 3 does not fit 7x7
   cnnlab summary runs/lenet5-digits --json
   cnnlab summary --compare lecture:inception-naive lecture:inception-reduced
@@ -18,8 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 
-from cnnlab.analysis.resolve import parse_input_size, resolve_model
-from cnnlab.analysis.summary import compare, summary
 from cnnlab.errors import ConfigError
 
 
@@ -30,21 +30,28 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--compare", nargs=2, metavar=("A", "B"),
                         help="summarise two models side by side")
     parser.add_argument("--input-b", help="--compare: input size CxHxW of B (default: A's)")
+    parser.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
+                        help="model option, repeatable (e.g. --option partial_c3=true)")
     parser.add_argument("--num-classes", type=int, default=None,
                         help="output classes (default: the model's own, e.g. 1000 for resnet18)")
     parser.add_argument("--json", action="store_true", help="machine-readable output")
 
 
 def run(args: argparse.Namespace) -> int:
+    from cnnlab.analysis.resolve import parse_input_size, resolve_model
+    from cnnlab.analysis.summary import compare, summary
+    from cnnlab.cli.flags import parse_options
+
     size = parse_input_size(args.input) if args.input else None
+    options = parse_options(args.option)
     if args.compare:
-        a, size_a = resolve_model(args.compare[0], size, args.num_classes)
+        a, size_a = resolve_model(args.compare[0], size, args.num_classes, options)
         size_b = parse_input_size(args.input_b) if args.input_b else size_a
-        b, _ = resolve_model(args.compare[1], size_b, args.num_classes)
+        b, _ = resolve_model(args.compare[1], size_b, args.num_classes, options)
         result = compare(a, b, size_a, names=tuple(args.compare), input_size_b=size_b)
         failed = result.a.error or result.b.error
     elif args.model:
-        model, size = resolve_model(args.model, size, args.num_classes)
+        model, size = resolve_model(args.model, size, args.num_classes, options)
         result = summary(model, size, name=args.model)
         failed = result.error
     else:

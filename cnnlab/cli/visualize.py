@@ -27,9 +27,9 @@ from __future__ import annotations
 
 import argparse
 
+from cnnlab.choices import PICTURE_KINDS
 from cnnlab.cli.flags import add_output
 from cnnlab.errors import ConfigError
-from cnnlab.viz.visualize import KINDS, visualize
 
 
 def parse_units(text: str) -> list[int]:
@@ -63,7 +63,8 @@ def whole_number(text: str | None, flag: str, *, minimum: int = 1) -> int | None
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("kind", choices=list(KINDS), metavar="KIND", help="what to draw (above)")
+
+    parser.add_argument("kind", choices=PICTURE_KINDS, metavar="KIND", help="what to draw (above)")
     parser.add_argument("run", metavar="RUN|CHECKPOINT", help="run directory or checkpoint file")
     parser.add_argument("--layer", help="layer: conv1, conv2, ... or a module path (features.3)")
     parser.add_argument("--units", help="units (channels), e.g. 0,3,5-7")
@@ -82,6 +83,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from cnnlab.viz.visualize import visualize
+
     units = None if args.units is None else parse_units(args.units)
     paths = visualize(args.kind, args.run, out=args.out, which=args.checkpoint,
                       device=args.device, layer=args.layer, units=units, image=args.image,

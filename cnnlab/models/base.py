@@ -1,8 +1,12 @@
-"""The interface every zoo model offers, so analysis, probes and transfer work on all of them.
+"""The interface every zoo model offers, so analysis, probes, transfer and detection heads work
+on all of them (timm's uniform model API).
 
 Module names follow torchvision's layout (``features``/``classifier`` for AlexNet and VGG,
 ``conv1``/``layer1``/``fc`` for ResNet) so its weight files load; ``head_path`` names the final
-layer whatever the family calls it.
+layer whatever the family calls it. :meth:`ImageClassifier.feature_info` lists the feature
+stages (channels and stride of the last map at each resolution of the downsampling path) and
+:meth:`ImageClassifier.forward_features` returns those maps, for any model: zoo, spec string,
+YAML or Caffe file.
 """
 
 from __future__ import annotations
@@ -18,6 +22,40 @@ class ImageClassifier(nn.Module):
     """Base class: ``head_path`` is the dotted name of the last layer (an ``nn.Linear``)."""
 
     head_path: str = "fc"
+    input_shape: tuple[int, int, int] | None = None  # (C, H, W) it was built for (create())
+    # The stage modules, when the family names them (else they are traced, see feature_info)
+    feature_stages: tuple[str, ...] | None = None
+
+    def feature_info(self, input_shape: tuple[int, int, int] | None = None) -> list[dict]:
+        """One entry per stage of the downsampling path, shallow to deep: ``module`` (the
+        dotted name whose output is the stage's map), ``channels``, ``stride`` (input side over
+        map side, rounded) and ``size`` ``(H, W)`` at ``input_shape`` (default: the model's).
+
+        A family may name its stages (``feature_stages``); otherwise a stage is the last module
+        to finish at each resolution, traced by one forward of a blank image up to the first
+        global pooling, flattening, upsampling or the head. ``stride`` is the input side over
+        the map side, rounded: the scale a head maps back to pixels with (exactly the product
+        of the layer strides where convolutions are padded).
+
+        Example:
+            >>> from cnnlab.models import create
+            >>> [(s["channels"], s["stride"]) for s in create("resnet20").feature_info()]
+            [(16, 1), (32, 2), (64, 4)]
+        """
+        shape = tuple(input_shape or self.input_shape or ())
+        if len(shape) != 3:
+            raise ModelError(f"{type(self).__name__}: give the input shape (C, H, W) to trace "
+                             "its feature stages")
+        cache = self.__dict__.setdefault("_feature_info_cache", {})
+        if shape not in cache:
+            cache[shape] = trace_stages(self, shape, self.feature_stages)
+        return cache[shape]
+
+    def forward_features(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """The maps of :meth:`feature_info`'s stages for a batch ``x`` ``(B, C, H, W)``,
+        shallow to deep; the forward stops after the last stage (the head is not run)."""
+        stages = [s["module"] for s in self.feature_info(tuple(x.shape[1:]))]
+        return run_to_stages(self, x, stages)
 
     def get_classifier(self) -> nn.Module:
         """The final layer that maps features to class scores."""
@@ -35,6 +73,85 @@ class ImageClassifier(nn.Module):
         parent_name, _, child = self.head_path.rpartition(".")
         parent = self.get_submodule(parent_name) if parent_name else self
         setattr(parent, child, new)
+
+
+class _LastStageDone(Exception):
+    """Raised by a hook once the deepest stage has its output: nothing after it is computed."""
+
+
+def _named_outputs(model: nn.Module, x: torch.Tensor, names: list[str] | None = None,
+                   stop_at: str | None = None) -> list[tuple[str, torch.Tensor]]:
+    """``(name, output)`` of the submodules ``names`` (default: all) in the order they finish,
+    for one forward that stops once ``stop_at`` has finished."""
+    finished: list[tuple[str, torch.Tensor]] = []
+
+    def hook(name: str):
+        def record(_module, _inputs, output):
+            if torch.is_tensor(output):
+                finished.append((name, output))
+            if name == stop_at:
+                raise _LastStageDone
+        return record
+
+    wanted = set(names) if names is not None else None
+    handles = [m.register_forward_hook(hook(n)) for n, m in model.named_modules()
+               if n and (wanted is None or n in wanted)]
+    try:
+        model(x)
+    except _LastStageDone:
+        pass
+    finally:
+        for handle in handles:
+            handle.remove()
+    return finished
+
+
+GLOBAL = (nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d, nn.Flatten, nn.Upsample,
+          nn.ConvTranspose2d)
+
+
+def trace_stages(model: ImageClassifier, shape: tuple[int, int, int],
+                 named: tuple[str, ...] | None = None) -> list[dict]:
+    """:meth:`ImageClassifier.feature_info` of ``model`` at input ``shape`` (of the modules
+    ``named``, when given)."""
+    was_training = model.training
+    device = next(model.parameters()).device
+    model.eval()
+    try:
+        with torch.no_grad():
+            finished = _named_outputs(model, torch.zeros(1, *shape, device=device),
+                                      list(named) if named else None)
+    finally:
+        model.train(was_training)
+    if named:
+        found = dict(finished)
+        return [_stage(name, found[name], shape[1]) for name in named]
+    stages: dict[int, dict] = {}  # stride -> the last map at it
+    head, side = model.head_path, shape[1]
+    for name, output in finished:
+        module = model.get_submodule(name)
+        if name == head or name.startswith(f"{head}.") or isinstance(module, GLOBAL) \
+                or output.dim() != 4:
+            break
+        stride = max(1, round(side / output.shape[-2]))
+        if stages and stride < max(stages):
+            break  # the resolution grows again: a decoder
+        stages[stride] = _stage(name, output, side)
+    return [stages[s] for s in sorted(stages)]
+
+
+def _stage(name: str, output: torch.Tensor, side: int) -> dict:
+    return {"module": name, "channels": int(output.shape[1]),
+            "stride": max(1, round(side / output.shape[-2])), "size": tuple(output.shape[-2:])}
+
+
+def run_to_stages(model: nn.Module, x: torch.Tensor, stages: list[str]) -> list[torch.Tensor]:
+    """The outputs of the modules named ``stages`` for ``x``, computing nothing after the
+    deepest one."""
+    if not stages:
+        raise ModelError(f"{type(model).__name__} has no convolutional feature stages")
+    outputs = dict(_named_outputs(model, x, stages, stop_at=stages[-1]))
+    return [outputs[name] for name in stages]
 
 
 ACTIVATIONS = ("sigmoid", "tanh", "relu", "leaky_relu", "elu", "maxout")

@@ -1,5 +1,6 @@
 """LeNet-1, LeNet-4 and LeNet-5 (LeCun et al., "Gradient-based learning applied to document
-recognition", Proc. IEEE 1998; lecture 000, "The architecture of LeNet5" and the MNIST table).
+recognition", Proc. IEEE 1998; lecture 000, "The architecture of LeNet5" and the MNIST table),
+and the 1989 zip-code network (``lenet1989``, the table's "LeNet (1989)" column).
 
 Each network is its paper table: ``(filters, kernel)`` per conv stage, each followed by the
 activation and 2x2 subsampling, then the fully connected widths.
@@ -44,6 +45,7 @@ class PartialConv2d(nn.Conv2d):
 
     def __init__(self, table: tuple[tuple[int, ...], ...], in_channels: int, kernel: int) -> None:
         super().__init__(in_channels, len(table), kernel)
+        self.table = table
         mask = torch.zeros(len(table), in_channels, 1, 1)
         for out_map, inputs in enumerate(table):
             mask[out_map, list(inputs)] = 1.0
@@ -54,10 +56,16 @@ class PartialConv2d(nn.Conv2d):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self._conv_forward(x, self.weight * self.mask, self.bias)
 
+    def connected_weights(self) -> int:
+        """Weights on existing connections: 60 x 25 = 1,500 for the paper's table (read from
+        the table, so it works on the ``meta`` device too). ``cnnlab.summary`` counts only
+        these in the layer's connections: 100 positions x (1,500 + 16) = 151,600."""
+        k = self.kernel_size[0] * self.kernel_size[1]
+        return sum(len(inputs) for inputs in self.table) * k
+
     def connected_parameters(self) -> int:
         """Weights on existing connections plus biases (the paper's count)."""
-        k = self.kernel_size[0] * self.kernel_size[1]
-        return int(self.mask.sum().item()) * k + self.out_channels
+        return self.connected_weights() + self.out_channels
 
 
 class LeNet(ImageClassifier):
@@ -163,3 +171,77 @@ def lenet5(*, num_classes: int = 10, in_channels: int = 1, activation: str = "ta
     return LeNet([(6, 5), (16, 5)], [120, 84], num_classes=num_classes, in_channels=in_channels,
                  input_hw=32, activation=activation, pooling=pooling, partial_c3=partial_c3,
                  name="lenet5")
+
+
+# LeCun et al. 1989, "Backpropagation applied to handwritten zip code recognition": each group
+# of 4 H2 maps reads 8 of the 12 H1 maps (the grouping of Karpathy's 2022 reproduction).
+H2_TABLE: tuple[tuple[int, ...], ...] = (
+    (0, 1, 2, 3, 4, 5, 6, 7), (4, 5, 6, 7, 8, 9, 10, 11), (0, 1, 2, 3, 8, 9, 10, 11))
+
+
+class UnsharedBias(nn.Module):
+    """A bias of its own for every unit: LeCun et al. 1989 share a feature map's weights but
+    not its biases. ``(B, C, H, W) + (C, H, W)``."""
+
+    def __init__(self, shape: tuple[int, int, int]) -> None:
+        super().__init__()
+        self.bias = nn.Parameter(torch.zeros(shape))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.bias  # (B, C, H, W)
+
+
+class TableConv2d(nn.Module):
+    """Groups of ``maps`` output maps, group ``g`` reading only the input maps ``table[g]``.
+
+    Only the existing weights are stored (one bias-free convolution per group), so the
+    parameter count is the paper's: 3 groups x 4 maps x 8 inputs x 5x5 = 2,400 weights.
+    """
+
+    def __init__(self, table: tuple[tuple[int, ...], ...], maps: int, kernel: int, stride: int,
+                 padding: int) -> None:
+        super().__init__()
+        self.table = table
+        self.convs = nn.ModuleList(nn.Conv2d(len(inputs), maps, kernel, stride, padding,
+                                             bias=False) for inputs in table)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        groups = [conv(x[:, list(inputs)]) for conv, inputs in zip(self.convs, self.table,
+                                                                    strict=True)]
+        return torch.cat(groups, dim=1)  # (B, maps * len(table), H', W')
+
+
+class LeNet1989(ImageClassifier):
+    """The 1989 zip-code network: 16x16 input, H1 12@8x8 (5x5, stride 2), H2 12@4x4 (5x5, stride
+    2, each map reading 8 of H1's 12), H3 30 units, 10 outputs; weights shared within a map,
+    biases per unit. The lecture's table: 1,256 units (256 inputs), 9,760 parameters, 64,660
+    connections ("65,000"), all three reproduced by ``cnnlab summary lenet1989``.
+
+    Borders: the input and H1 are zero-padded by 2 (the last padding row and column go unused:
+    (16 + 4 - 5)/2 + 1 = 8.5 -> 8), as in Karpathy's reproduction; the paper pads with the
+    background value. Layout: ``features`` (H1, H2), ``classifier`` (H3, output).
+    """
+
+    def __init__(self, *, num_classes: int, in_channels: int, activation: str) -> None:
+        super().__init__()
+        self.features = nn.Sequential(
+            nn.Conv2d(in_channels, 12, 5, stride=2, padding=2, bias=False),  # (B, 12, 8, 8)
+            UnsharedBias((12, 8, 8)), make_activation(activation),
+            TableConv2d(H2_TABLE, 4, 5, stride=2, padding=2),  # (B, 12, 4, 4)
+            UnsharedBias((12, 4, 4)), make_activation(activation))
+        self.classifier = nn.Sequential(nn.Flatten(), nn.Linear(12 * 4 * 4, 30),
+                                        make_activation(activation), nn.Linear(30, num_classes))
+        self.head_path, self.in_channels = "classifier.3", in_channels
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        check_exact_input(x, (self.in_channels, 16, 16), "lenet1989")
+        return self.classifier(self.features(x))  # (B, num_classes)
+
+
+@register("lenet1989", input_size=(1, 16, 16), paper="LeCun et al. 1989 (zip codes)")
+def lenet1989(*, num_classes: int = 10, in_channels: int = 1, activation: str = "tanh"
+              ) -> LeNet1989:
+    """LeNet (1989): 1,256 units, 9,760 free parameters, 64,660 connections (lecture 000)."""
+    if activation == "maxout":
+        raise ModelError("lenet1989 takes a one-piece activation (not maxout)")
+    return LeNet1989(num_classes=num_classes, in_channels=in_channels, activation=activation)

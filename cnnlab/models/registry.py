@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from torch import nn
 
 from cnnlab.errors import ModelError, choices_hint
+from cnnlab.models.base import ImageClassifier
 
 Builder = Callable[..., nn.Module]
 
@@ -71,12 +72,18 @@ def model_info(name: str) -> ModelInfo:
 _SPEC_TOKEN = re.compile(r"(c|lc|p|a|f)\d[\dxsp]*", re.IGNORECASE)  # c3x1s3, lc7x5, p2, f10
 
 
-MODEL_FILE_SUFFIXES = (".yaml", ".yml")  # models defined by a file (its text is kept in runs)
+MODEL_FILE_SUFFIXES = (".yaml", ".yml", ".prototxt")  # models defined by a file (kept in runs)
+CAFFE_SUFFIX = ".prototxt"  # Caffe network definitions (cnnlab.models.caffe)
 
 
 def is_model_file(name: str) -> bool:
-    """True when ``name`` names a model definition file (YAML layer list)."""
+    """True when ``name`` names a model definition file (YAML layer list, Caffe prototxt)."""
     return str(name).lower().endswith(MODEL_FILE_SUFFIXES)
+
+
+def is_caffe_file(name: str) -> bool:
+    """True when ``name`` names a Caffe network definition (``.prototxt``)."""
+    return str(name).lower().endswith(CAFFE_SUFFIX)
 
 
 def model_definition(name: str) -> dict | None:
@@ -93,7 +100,8 @@ def model_definition(name: str) -> dict | None:
 
 
 def is_spec(name: str) -> bool:
-    """True when ``name`` is a layer spec string or a YAML file rather than a zoo name.
+    """True when ``name`` is a layer spec string or a model file (YAML, Caffe ``.prototxt``)
+    rather than a zoo name.
 
     Zoo names never contain ``-``, so any other name with a ``-`` is a spec (``relu-c3x4-f10``,
     ``C5x6-relu-f10``): its parser then names the layer it cannot read. A one-token spec must be a
@@ -118,17 +126,21 @@ def create(
     definition: str | None = None,
     **options: object,
 ) -> nn.Module:
-    """Build a model by zoo name, spec string (``c5x6-relu-p2-f10``) or YAML layer file.
+    """Build a model by zoo name, spec string (``c5x6-relu-p2-f10``), YAML layer file or Caffe
+    ``.prototxt`` (:mod:`cnnlab.models.caffe`).
 
     Args:
-        name: registry name (see ``cnnlab models``), spec string or ``.yaml`` path.
+        name: registry name (see ``cnnlab models``), spec string, ``.yaml`` or ``.prototxt``
+            path.
         num_classes: size of the output layer; ``None`` keeps the model's own default (its
             paper's: 1000 for the ImageNet nets, 10 for LeNet, as ``cnnlab models`` counts them),
             or with ``weights`` the class count of the file's head; spec models default to
-            their final ``fN`` layer's N, else 10.
+            their final ``fN`` layer's N, else 10; Caffe files to their output layer's
+            ``num_output`` (another value resizes that layer).
         in_channels: input channels; ``None`` keeps the model's default.
         weights: optional weight file (``.safetensors`` or a torchvision-layout ``.pth``).
-        input_size: ``(C, H, W)``, needed only by spec/YAML models to size their first FC layer.
+        input_size: ``(C, H, W)``, needed only by spec/YAML models to size their first FC
+            layer (Caffe files default to the size their input layer declares).
         definition: the text of the model file ``name`` as stored in a run; when given, the
             model is built from it and the file itself is not read.
         **options: model-specific keyword options; ``None`` values are dropped.
@@ -141,12 +153,20 @@ def create(
     if is_spec(name):
         strict = bool(options.pop("strict", True))
         if options:
-            raise ModelError(f"'{name}' is a layer spec: options like {next(iter(options))!r} "
-                             "do not apply (write them into the spec)")
+            kind = "model file" if is_model_file(name) else "layer spec"
+            raise ModelError(f"'{name}' is a {kind}: options like {next(iter(options))!r} "
+                             f"do not apply (write them into the {kind.split()[-1]})")
 
-        c = in_channels if in_channels is not None else (input_size[0] if input_size else 1)
-        size = input_size if input_size is not None else (c, 32, 32)
-        model = _build_spec(name, num_classes, (c, *size[1:]), strict, definition)
+        if is_caffe_file(name):  # Caffe's own rounding applies: ``strict`` has no effect
+            from cnnlab.models.caffe import build_caffe
+
+            model = build_caffe(name, num_classes=num_classes, in_channels=in_channels,
+                                input_size=input_size, text=definition)
+            c, size = model.input_size[0], model.input_size
+        else:
+            c = in_channels if in_channels is not None else (input_size[0] if input_size else 1)
+            size = input_size if input_size is not None else (c, 32, 32)
+            model = _build_spec(name, num_classes, (c, *size[1:]), strict, definition)
     else:
         info = model_info(name)
         kwargs: dict[str, object] = dict(options)
@@ -156,10 +176,14 @@ def create(
             kwargs["in_channels"] = in_channels
         _check_options(info, kwargs)
         model = info.builder(**kwargs)
+        c = in_channels if in_channels is not None else info.input_size[0]
+        size = input_size if input_size is not None else (c, *info.input_size[1:])
     if weights is not None:
         from cnnlab.models.weights import load_weights
 
         load_weights(model, weights, num_classes=num_classes)
+    if isinstance(model, ImageClassifier):
+        model.input_shape = (c, *size[1:])  # what feature_info() traces the stages at
     return model
 
 
@@ -190,7 +214,16 @@ def _check_options(info: ModelInfo, kwargs: dict[str, object]) -> None:
 
 
 def default_input_size(name: str) -> tuple[int, int, int]:
-    """The ``(C, H, W)`` a zoo model is designed for (spec models: 1x32x32)."""
+    """The ``(C, H, W)`` a zoo model is designed for (spec models: 1x32x32; Caffe files: the
+    size their input layer declares, a ModelError when it declares none)."""
+    if is_caffe_file(name):
+        from cnnlab.models.caffe import declared_input_size
+
+        size = declared_input_size(name)
+        if size is None:
+            raise ModelError(f"{name}: its input layer does not say the input size; give it "
+                             "(e.g. cnnlab summary NET --input 1x28x28)")
+        return size
     if is_spec(name):
         return (1, 32, 32)
     return model_info(name).input_size

@@ -108,6 +108,7 @@ class ResNet(ImageClassifier):
 
     head_path = "fc"
     min_size = 32  # total stride: conv1 2, maxpool 2, layer2..4 2 each -> 1x1 final map
+    feature_stages = ("relu", "layer1", "layer2", "layer3", "layer4")  # strides 2, 4, ..., 32
 
     def __init__(self, depth: int, *, num_classes: int, in_channels: int, plain: bool = False,
                  stochastic_depth: float = 1.0) -> None:

@@ -157,6 +157,7 @@ class EncoderDecoder(SegmentationModel):
         chans = [in_channels, *widths]
         self.encoder = nn.ModuleList(conv_block(chans[i], chans[i + 1])
                                      for i in range(len(widths)))
+        self.feature_stages = tuple(f"encoder.{i}" for i in range(len(widths)))  # pre-pool maps
         self.pool = MaxPoolWithIndices(2)
         outs = [*widths[-2::-1], widths[0]]  # decoder widths, e.g. 32, 16, 16
         ins = widths[::-1]

@@ -20,18 +20,18 @@ Spec strings (one token per layer, joined by ``-``, any case; any layer may come
 ``maxout`` must directly follow a ``c``/``lc``/``f`` layer, which then gets twice the units
 (each unit is the max of its 2 affine pieces), so ``f84-maxout`` still outputs 84 values.
 
-YAML files (lecture 004's Caffe ``layer { type: "Convolution" num_output: 96 kernel_size: 11
-stride: 4 }`` and TensorFlow ``conv2d(filters=32, kernel_size=[5, 5], padding="same",
-activation=relu)``) hold a ``layers:`` list of mappings with a ``type`` (conv, locally_connected,
-max_pool, avg_pool, global_avg_pool, fc, batch_norm, dropout or an activation name) and keys
-``filters``/``units`` (or Caffe's ``num_output``), ``kernel`` (or ``kernel_size``), ``stride``,
-``padding`` (an int, ``same`` or ``valid``), ``activation``, ``rate`` and an optional ``name``.
+YAML files hold a layer list with cnnlab's, Caffe's or Keras/TensorFlow's names and keys,
+computed as TensorFlow computes them (``padding: same`` with any stride); see
+:mod:`cnnlab.models.spec_yaml`. Caffe's own ``.prototxt`` files: :mod:`cnnlab.models.caffe`.
 
 The output layer: when the last layer is ``fN``, N must equal ``num_classes`` (a ModelError says
 so otherwise); when it is anything else, a fully connected layer with ``num_classes`` outputs is
 appended. Spatial sizes follow ``(W - F + 2P) / S + 1`` (lecture 004) and must stay positive
 integers: a layer that does not fit raises a ModelError naming it (lecture 001: "avoid
-combinations of hyper-parameters that do not click").
+combinations of hyper-parameters that do not click"). ``strict=False`` (what ``cnnlab summary``
+builds with, to warn instead) rounds such a size down as torch does: the last rows and columns
+that no window covers are ignored. TensorFlow's ``same``/``valid`` paddings have their own
+rounding and are never refused.
 
 Example:
     >>> model = build_from_spec("c3x8p1-relu-p2-f10", num_classes=10, input_size=(1, 8, 8))
@@ -39,11 +39,13 @@ Example:
 
 from __future__ import annotations
 
+import logging
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from cnnlab.errors import ModelError
@@ -53,6 +55,8 @@ from cnnlab.models.base import ImageClassifier, activation_pieces, make_activati
 ACTIVATION_NAMES = {"relu": "relu", "tanh": "tanh", "sigmoid": "sigmoid", "lrelu": "leaky_relu",
                     "leaky_relu": "leaky_relu", "elu": "elu", "maxout": "maxout"}
 WEIGHT_KINDS = ("conv", "lc", "fc")
+log = logging.getLogger(__name__)
+_NOTED: set[int] = set()
 DEFAULT_CLASSES = 10  # output units appended when neither the spec nor the caller sets them
 
 
@@ -60,7 +64,7 @@ DEFAULT_CLASSES = 10  # output units appended when neither the spec nor the call
 class Layer:
     """One parsed layer; ``where`` names it in error messages (``layer 3 'c5x16'``)."""
 
-    kind: str  # conv, lc, maxpool, avgpool, gap, fc, act, bn, drop
+    kind: str  # conv, lc, maxpool, avgpool, gap, fc, flatten, act, bn, drop
     where: str
     units: int = 0  # filters or fully connected units
     kernel: int = 0
@@ -68,6 +72,11 @@ class Layer:
     padding: int = 0
     activation: str = ""
     rate: float = 0.5
+    tf_padding: str = ""  # "same" or "valid": TensorFlow's rule instead of ``padding``
+    slope: float = 0.1  # leaky_relu's negative slope (lecture 003: 0.1; TensorFlow: 0.2)
+    bias: bool = True
+    eps: float = 1e-5  # batch norm
+    momentum: float = 0.1  # batch norm, torch's meaning
 
 
 # --- spec strings -----------------------------------------------------------------------------
@@ -108,38 +117,14 @@ def parse_spec(spec: str) -> list[Layer]:
     return [parse_token(t.lower(), f"layer {i} {t!r}") for i, t in enumerate(tokens, start=1)]
 
 
-# --- YAML layer lists -------------------------------------------------------------------------
-
-_TYPES = {"conv": "conv", "convolution": "conv", "conv2d": "conv", "locally_connected": "lc",
-          "max_pool": "maxpool", "avg_pool": "avgpool", "global_avg_pool": "gap",
-          "fc": "fc", "dense": "fc", "linear": "fc", "innerproduct": "fc",
-          "batch_norm": "bn", "dropout": "drop", **{a: "act" for a in ACTIVATION_NAMES}}
-_KEYS = {"conv": {"filters", "kernel", "stride", "padding", "activation"},
-         "lc": {"filters", "kernel", "stride", "padding", "activation"},
-         "maxpool": {"kernel", "stride", "padding"}, "avgpool": {"kernel", "stride", "padding"},
-         "fc": {"units", "activation"}, "drop": {"rate"}, "gap": set(), "bn": set(), "act": set()}
-_ALIASES = {"num_output": None, "kernel_size": "kernel", "p": "rate"}  # None: filters or units
+# --- model files -------------------------------------------------------------------------------
 
 
 def load_yaml_layers(path: str | Path, text: str | None = None) -> list[Layer]:
-    """Read a YAML layer list (a ``layers:`` key or a bare list) into :class:`Layer` objects;
-    ``text``: the file's content as stored in a run (then ``path`` only names it)."""
-    import yaml
+    """A YAML layer list's layers (:func:`cnnlab.models.spec_yaml.load_layers`)."""
+    from cnnlab.models.spec_yaml import load_layers
 
-    path = Path(path)
-    if text is None:
-        text = read_model_file(path)
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as error:
-        raise ModelError(f"{path}: not valid YAML ({error})") from None
-    entries = data.get("layers") if isinstance(data, dict) else data
-    if not isinstance(entries, list) or not entries:
-        raise ModelError(f"{path}: expected a non-empty list of layers under 'layers:'")
-    layers: list[Layer] = []
-    for i, entry in enumerate(entries, start=1):
-        layers += _yaml_layer(entry, f"{path.name}: layer {i}")
-    return layers
+    return load_layers(path, text)
 
 
 MAX_MODEL_FILE_BYTES = 1 << 20  # a layer list is a few kB; more is not a model file
@@ -158,79 +143,21 @@ def read_model_file(path: Path) -> str:
         raise ModelError(f"{path}: not a UTF-8 text file") from None
 
 
-def _yaml_layer(entry: object, where: str) -> list[Layer]:
-    """One YAML mapping -> its layer, plus an activation layer when it has ``activation:``."""
-    if not isinstance(entry, dict) or "type" not in entry:
-        raise ModelError(f"{where}: expected a mapping with a 'type', got {entry!r}")
-    values = dict(entry)
-    type_name = str(values.pop("type"))
-    if "name" in values:
-        where = f"{where} {values.pop('name')!r}"
-    kind = _TYPES.get(type_name.lower())
-    if kind is None:
-        raise ModelError(f"{where}: unknown type {type_name!r}; choose one of: "
-                         f"{', '.join(sorted(_TYPES))}")
-    where = f"{where} ({type_name})"
-    values = _resolve_aliases(values, kind)
-    unknown = set(values) - _KEYS[kind]
-    if unknown:
-        raise ModelError(f"{where}: unknown key {sorted(unknown)[0]!r}; this type takes: "
-                         f"{', '.join(sorted(_KEYS[kind])) or '(no keys)'}")
-    layer = _layer_from_values(kind, values, where, type_name.lower())
-    activation = values.get("activation")
-    if activation is None:
-        return [layer]
-    if activation not in ACTIVATION_NAMES:
-        raise ModelError(f"{where}: unknown activation {activation!r}; choose one of: "
-                         f"{', '.join(ACTIVATION_NAMES)}")
-    return [layer, Layer("act", f"{where} activation", activation=ACTIVATION_NAMES[activation])]
-
-
-def _resolve_aliases(values: dict, kind: str) -> dict:
-    resolved = {}
-    for key, value in values.items():
-        if key in _ALIASES:
-            key = _ALIASES[key] or ("units" if kind == "fc" else "filters")
-        resolved[key] = value
-    return resolved
-
-
-def _layer_from_values(kind: str, values: dict, where: str, type_name: str) -> Layer:
-    def integer(key: str, default: int | None = None) -> int:
-        value = values.get(key, default)
-        if isinstance(value, list) and len(value) == 2 and value[0] == value[1]:
-            value = value[0]  # TensorFlow's kernel_size: [5, 5]
-        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-            need = "missing" if value is None else f"{value!r} is not a non-negative integer"
-            raise ModelError(f"{where}: '{key}' {need} (square kernels only)")
-        return value
-
-    if kind in WEIGHT_KINDS:
-        units = integer("units" if kind == "fc" else "filters")
-        if kind == "fc":
-            return Layer(kind, where, units=units)
-        kernel = integer("kernel")
-        padding = values.get("padding", 0)
-        if padding in ("same", "valid"):
-            if padding == "same" and (kernel % 2 == 0 or values.get("stride", 1) != 1):
-                raise ModelError(f"{where}: padding 'same' needs an odd kernel and stride 1")
-            values = {**values, "padding": (kernel - 1) // 2 if padding == "same" else 0}
-        return Layer(kind, where, units, kernel, integer("stride", 1), integer("padding", 0))
-    if kind in ("maxpool", "avgpool"):
-        kernel = integer("kernel")
-        return Layer(kind, where, kernel=kernel, stride=integer("stride", kernel),
-                     padding=integer("padding", 0))
-    if kind == "drop":
-        rate = values.get("rate", 0.5)
-        if not isinstance(rate, int | float) or isinstance(rate, bool):
-            raise ModelError(f"{where}: 'rate' {rate!r} is not a number")
-        return Layer(kind, where, rate=float(rate))
-    if kind == "act":
-        return Layer(kind, where, activation=ACTIVATION_NAMES[type_name])
-    return Layer(kind, where)
-
-
 # --- building -----------------------------------------------------------------------------------
+
+
+def tf_same_padding(n: int, kernel: int, stride: int) -> tuple[int, int]:
+    """TensorFlow's ``padding="same"`` along one axis of ``n`` pixels: ``out = ceil(n / s)``,
+    ``total = max((out - 1) s + k - n, 0)``, split ``(total // 2, the rest)``: the extra pixel
+    goes to the bottom/right.
+
+    Example:
+        >>> tf_same_padding(7, 4, 2)  # out 4: (4 - 1) * 2 + 4 - 7 = 3 -> 1 before, 2 after
+        (1, 2)
+    """
+    out = -(-n // stride)
+    total = max((out - 1) * stride + kernel - n, 0)
+    return total // 2, total - total // 2
 
 
 def _positions(n: int, layer: Layer, axis: str, strict: bool = True) -> int:
@@ -238,19 +165,61 @@ def _positions(n: int, layer: Layer, axis: str, strict: bool = True) -> int:
 
     ``strict=False`` rounds down like torch does (the last rows are silently ignored), so
     ``cnnlab summary`` can build such a net and warn about it instead of refusing it.
+    TensorFlow's paddings round as TensorFlow does: ``same`` gives ``ceil(W / S)``, ``valid``
+    ``ceil((W - F + 1) / S)``.
     """
-    span = n + 2 * layer.padding - layer.kernel
     if layer.kernel < 1 or layer.stride < 1:
         raise ModelError(f"{layer.where}: kernel and stride must be at least 1")
+    if layer.tf_padding == "same":
+        return -(-n // layer.stride)
+    span = n + 2 * layer.padding - layer.kernel
     if span < 0:
         raise ModelError(f"{layer.where}: a {layer.kernel}x{layer.kernel} window does not fit "
                          f"the {n}-pixel {axis} (padding {layer.padding}); the map has shrunk "
                          "too far: use padding, a smaller kernel or fewer pooling layers")
-    if span % layer.stride and strict:
+    if span % layer.stride and strict and not layer.tf_padding:
         raise ModelError(f"{layer.where}: {axis} ({n} - {layer.kernel} + 2*{layer.padding}) / "
                          f"{layer.stride} + 1 = {span / layer.stride + 1:g} is not a whole number "
                          "of positions; change the stride, padding or input size")
     return span // layer.stride + 1
+
+
+class TFAvgPool2d(nn.Module):
+    """TensorFlow's average pooling with ``same`` padding ``(left, right, top, bottom)``: each
+    window's sum over the number of input pixels in it (padding not counted)."""
+
+    def __init__(self, kernel_size: int, stride: int, padding: tuple[int, int, int, int]) -> None:
+        super().__init__()
+        self.kernel_size, self.stride, self.padding = kernel_size, stride, padding
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        inside = F.pad(torch.ones_like(x[:1, :1]), self.padding)  # (1, 1, H', W'): 1 = pixel
+        return (F.avg_pool2d(F.pad(x, self.padding), self.kernel_size, self.stride)
+                / F.avg_pool2d(inside, self.kernel_size, self.stride))  # (B, C, out_h, out_w)
+
+
+def _window_modules(layer: Layer, c: int, out: int, hw: tuple[int, int]) -> list[nn.Module]:
+    """The module(s) of one window layer; TensorFlow's asymmetric ``same`` padding becomes a
+    padding module before it (zeros for conv, -inf for max pooling) or :class:`TFAvgPool2d`."""
+    k, s = layer.kernel, layer.stride
+    if layer.tf_padding == "same":
+        (top, bottom), (left, right) = (tf_same_padding(n, k, s) for n in hw)
+        pad4, padding = (left, right, top, bottom), (top, left)
+        symmetric = top == bottom and left == right
+    else:
+        pad4, padding, symmetric = None, layer.padding, True
+    if layer.kind == "lc":
+        return [LocallyConnected2d(c, out, hw, k, s, pad4 or padding, bias=layer.bias)]
+    if layer.kind == "conv":
+        conv = nn.Conv2d(c, out, k, s, padding if symmetric else 0, bias=layer.bias)
+        return [conv] if symmetric else [nn.ZeroPad2d(pad4), conv]
+    if layer.kind == "maxpool":
+        pool = nn.MaxPool2d(k, s, padding if symmetric else 0)
+        return [pool] if symmetric else [nn.ConstantPad2d(pad4, float("-inf")), pool]
+    if not layer.tf_padding:
+        return [nn.AvgPool2d(k, s, padding)]
+    return [nn.AvgPool2d(k, s, padding, count_include_pad=False) if symmetric
+            else TFAvgPool2d(k, s, pad4)]
 
 
 class _Builder:
@@ -261,6 +230,7 @@ class _Builder:
         self.shape: tuple[int, ...] = tuple(input_size)  # (C, H, W), or (F,) once flattened
         self.features: list[nn.Module] = []
         self.classifier: list[nn.Module] = []
+        self.notes: list[str] = []
 
     @property
     def flat(self) -> bool:
@@ -280,36 +250,42 @@ class _Builder:
         c, h, w = self.shape
         out = (layer.units * grow or c, _positions(h, layer, "height", self.strict),
                _positions(w, layer, "width", self.strict))
-        if layer.kind == "conv":
-            module: nn.Module = nn.Conv2d(c, out[0], layer.kernel, layer.stride, layer.padding)
-        elif layer.kind == "lc":
-            module = LocallyConnected2d(c, out[0], (h, w), layer.kernel, layer.stride,
-                                        layer.padding)
-        elif layer.kind == "maxpool":
-            module = nn.MaxPool2d(layer.kernel, layer.stride, layer.padding)
-        else:
-            module = nn.AvgPool2d(layer.kernel, layer.stride, layer.padding)
-        self.add(module, out)
+        modules = _window_modules(layer, c, out[0], (h, w))
+        for module in modules[:-1]:
+            self.add(module)  # TensorFlow's asymmetric padding
+        self.add(modules[-1], out)
+
+    def flatten(self) -> None:
+        if not self.flat:
+            self.classifier.append(nn.Flatten())  # (B, C, H, W) -> (B, C*H*W)
+            self.shape = (self.shape[0] * self.shape[1] * self.shape[2],)
 
     def fc(self, layer: Layer, grow: int = 1) -> None:
         if layer.units < 1:
             raise ModelError(f"{layer.where}: needs at least 1 unit")
-        if not self.flat:
-            self.classifier.append(nn.Flatten())  # (B, C, H, W) -> (B, C*H*W)
-            self.shape = (self.shape[0] * self.shape[1] * self.shape[2],)
-        self.add(nn.Linear(self.shape[0], layer.units * grow), (layer.units * grow,))
+        self.flatten()
+        self.add(nn.Linear(self.shape[0], layer.units * grow, bias=layer.bias),
+                 (layer.units * grow,))
 
     def other(self, layer: Layer) -> None:
         if layer.kind == "gap":
             if self.flat:
                 raise ModelError(f"{layer.where}: global pooling must come before the first fc")
             self.add(nn.AdaptiveAvgPool2d(1), (self.shape[0], 1, 1))
+        elif layer.kind == "flatten":
+            self.flatten()
         elif layer.kind == "bn":
-            self.add(nn.BatchNorm1d(self.shape[0]) if self.flat else nn.BatchNorm2d(self.shape[0]))
+            norm = nn.BatchNorm1d if self.flat else nn.BatchNorm2d
+            self.add(norm(self.shape[0], eps=layer.eps, momentum=layer.momentum))
         elif layer.kind == "drop":
             if not 0.0 <= layer.rate < 1.0:
                 raise ModelError(f"{layer.where}: dropout rate must be in [0, 1)")
             self.add(nn.Dropout(layer.rate))
+        elif layer.activation == "softmax":
+            raise ModelError(f"{layer.where}: softmax is accepted only as the last layer (it is "
+                             "dropped there: training uses the logits)")
+        elif layer.activation == "leaky_relu" and layer.slope != 0.1:
+            self.add(nn.LeakyReLU(layer.slope, inplace=True))  # TensorFlow's 0.2, Keras's 0.3
         else:
             pieces = activation_pieces(layer.activation)  # maxout: (2C, ...) -> (C, ...)
             self.add(make_activation(layer.activation),
@@ -329,6 +305,7 @@ class SpecNet(ImageClassifier):
         self.classifier = nn.Sequential(*builder.classifier)
         self.head_path = f"classifier.{len(self.classifier) - 1}"
         self.input_size, self.spec = tuple(input_size), spec
+        self.notes = list(builder.notes)  # what was dropped (a final softmax)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if tuple(x.shape[1:]) != self.input_size:
@@ -343,11 +320,17 @@ def build_layers(layers: list[Layer], *, num_classes: int | None,
     """Build every layer in order, appending an fc head unless the last layer is one.
 
     ``num_classes=None``: the last layer's units when it is ``fN``, else :data:`DEFAULT_CLASSES`.
+    A final softmax (Keras's ``Dense(10, activation="softmax")``) is left out: cnnlab trains on
+    the logits (cross-entropy applies the softmax); ``builder.notes`` says so.
     """
+    builder = _Builder(input_size, strict)
+    if len(layers) > 1 and layers[-1].activation == "softmax":
+        builder.notes.append(f"{layers[-1].where}: the final softmax is left out of the model: "
+                             "training uses the logits (cross-entropy applies the softmax)")
+        layers = layers[:-1]
     last = layers[-1]
     if num_classes is None:
         num_classes = last.units if last.kind == "fc" else DEFAULT_CLASSES
-    builder = _Builder(input_size, strict)
     for index, layer in enumerate(layers):
         following = layers[index + 1] if index + 1 < len(layers) else None
         # a weight layer followed by maxout gets one unit per affine piece
@@ -382,6 +365,8 @@ def build_from_spec(spec: str, *, num_classes: int | None, input_size: tuple[int
         strict: refuse a layer whose output size is not a whole number (False: round down).
         text: a YAML file's content stored in a run (``spec`` then only names the file).
 
+    Notes on what was left out (a final softmax) are in ``model.notes`` and logged once.
+
     Example:
         >>> build_from_spec("c3x8p1-relu-p2-f10", num_classes=10, input_size=(1, 8, 8))(
         ...     torch.zeros(2, 1, 8, 8)).shape
@@ -392,4 +377,8 @@ def build_from_spec(spec: str, *, num_classes: int | None, input_size: tuple[int
     else:
         layers = parse_spec(spec)
     builder = build_layers(layers, num_classes=num_classes, input_size=input_size, strict=strict)
-    return SpecNet(builder, input_size, spec)
+    model = SpecNet(builder, input_size, spec)
+    if model.notes and hash((spec, text)) not in _NOTED:  # once per definition and process
+        _NOTED.add(hash((spec, text)))
+        log.warning("%s", "; ".join(model.notes))
+    return model

@@ -22,15 +22,19 @@ Example (lecture 000, "2D Convolution with Padding"; the slide prints -2 for the
 
 from __future__ import annotations
 
+import numbers
+
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-Pair = int | tuple[int, int]
+Pair = int | np.integer | tuple[int, int]
 
 
 def pair(value: Pair) -> tuple[int, int]:
-    """``3 -> (3, 3)``; ``(3, 2) -> (3, 2)``."""
-    return (value, value) if isinstance(value, int) else (int(value[0]), int(value[1]))
+    """``3 -> (3, 3)``; ``(3, 2) -> (3, 2)``; NumPy integers too (``np.int64(2) -> (2, 2)``)."""
+    if isinstance(value, numbers.Integral):
+        return (int(value), int(value))
+    return (int(value[0]), int(value[1]))
 
 
 def output_size(size: int, kernel: int, stride: int = 1, padding: int = 0,

@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-THRESHOLD = 0.5  # multilabel decision threshold on the sigmoid output
+from cnnlab.choices import THRESHOLD
 
 
 class Meter:

@@ -21,27 +21,25 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cnnlab.config import TrainConfig
-from cnnlab.errors import ConfigError, ModelError, choices_hint
-from cnnlab.files import atomic_write_bytes
-from cnnlab.runs import RunFolder
-from cnnlab.runs.checkpoint import read_checkpoint
-from cnnlab.runs.layout import FINETUNE
+from cnnlab.choices import FINETUNE_MODES
+from cnnlab.config import TrainConfig, load_config
+from cnnlab.errors import CheckpointError, ConfigError, ModelError, choices_hint
+from cnnlab.runs.layout import CONFIG, FINETUNE
 from cnnlab.runs.reader import open_run
-from cnnlab.train.fit import Run, RunResult, fit
-from cnnlab.train.optim import lr_at, parameter_groups, set_lr
-from cnnlab.train.rundir import new_run_dir
-from cnnlab.train.session import resolve_device
-from cnnlab.weightfile import load_state_checked, model_state
+from cnnlab.train.epochs import EpochTrainer
+from cnnlab.train.fit import RunResult, fit
+from cnnlab.train.loop import StepInfo
+from cnnlab.train.observers import Observer
+from cnnlab.train.optim import apply_param_options, parameter_groups, set_lr
+from cnnlab.weightfile import load_state_checked
 
-MODES = ("finetune", "features", "scratch")
+MODES = FINETUNE_MODES
 
 
 class FrozenBatchNorm(nn.Module):
@@ -123,7 +121,7 @@ def discriminative_groups(model: nn.Module, *, new_head: bool, lr_pretrained: fl
             groups.append({**group, "lr_scale": scale})
     if not groups:
         raise ConfigError("nothing left to train: every parameter is frozen")
-    return groups
+    return apply_param_options(groups, model, weight_decay)  # a Caffe net's lr_mult/decay_mult
 
 
 @dataclasses.dataclass
@@ -148,16 +146,21 @@ def target_config(source: Source, data: str, **overrides: object) -> TrainConfig
     values.update(model=spec["name"], model_options=dict(spec.get("options", {})), data=data,
                   image_size=spec["input_size"][1], name=None, snapshot_epochs=[])
     values.update({k: v for k, v in overrides.items() if v is not None})
+    unknown = sorted(set(values) - {f.name for f in dataclasses.fields(TrainConfig)})
+    if unknown:
+        raise ConfigError(f"finetune: unknown setting {unknown[0]!r} (settings are the fields "
+                          f"of cnnlab.TrainConfig)")
     return TrainConfig(**{k: v for k, v in values.items() if v is not None})
 
 
-def make_prepare(source: Source, config: TrainConfig, *, freeze: str | None, new_head: bool,
-                 lr_pretrained: float, lr_new: float, head_at_lr_new: bool | None = None,
-                 pretrained: bool = True):
+def make_prepare(source: Source | None, config: TrainConfig, *, freeze: str | None,
+                 new_head: bool, lr_pretrained: float, lr_new: float,
+                 head_at_lr_new: bool | None = None, pretrained: bool = True):
     """``fit``'s ``prepare`` hook: load source weights, freeze, return discriminative groups.
 
     ``head_at_lr_new`` (default: ``new_head``) trains the classifier at ``lr_new`` even when it
-    is kept; ``pretrained=False`` loads nothing (training from scratch, every layer at lr_new).
+    is kept; ``pretrained=False`` loads nothing (training from scratch, every layer at lr_new);
+    ``source=None`` (resuming) loads nothing but freezes and groups as the run started.
     """
     fast_head = new_head if head_at_lr_new is None else head_at_lr_new
 
@@ -166,6 +169,10 @@ def make_prepare(source: Source, config: TrainConfig, *, freeze: str | None, new
             raise ModelError(f"{config.model}: transfer needs a zoo/spec model with a head")
         if not pretrained:
             return discriminative_groups(model, new_head=True, lr_pretrained=lr_new,
+                                         lr_new=lr_new, weight_decay=config.weight_decay)
+        if source is None:  # resuming: the run's own checkpoint holds the weights
+            freeze_layers(model, frozen_names(model, freeze))
+            return discriminative_groups(model, new_head=fast_head, lr_pretrained=lr_pretrained,
                                          lr_new=lr_new, weight_decay=config.weight_decay)
         state = dict(source.state)
         if new_head:  # "different labels -> delete the layer and start over"
@@ -203,7 +210,8 @@ def check_freeze(source: Source, freeze: str | None, num_classes: int) -> None:
 
 def finetune(checkpoint: str | Path, *, data: str, mode: str = "finetune",
              freeze: str | None = None, lr_pretrained: float = 0.001, lr_new: float = 0.01,
-             limit_per_class: int | None = None, log=print, **overrides: object) -> RunResult:
+             limit_per_class: int | None = None, log=print, observers: list = (),
+             **overrides: object) -> RunResult:
     """Transfer ``checkpoint`` to ``data``; returns the new run's :class:`RunResult`.
 
     ``mode``: ``finetune`` (all unfrozen layers train), ``features`` (the head alone, on
@@ -240,12 +248,39 @@ def finetune(checkpoint: str | Path, *, data: str, mode: str = "finetune",
                 "limit_per_class": limit_per_class}
     log(f"transfer {source.path} -> {data}: {json.dumps(settings)}")
     definition = source.meta["model"].get("definition")  # a file-defined model's own text
-    if mode == "features":
-        result = train_head_on_features(config, prepare, log=log, definition=definition)
-    else:
-        result = fit(config, prepare=prepare, log=log, definition=definition)
-    atomic_write_bytes(result.run_dir / FINETUNE, json.dumps(settings, indent=2).encode())
-    return result
+    trainer = HeadOnFeatures() if mode == "features" else None
+    return fit(config, prepare=prepare, log=log, definition=definition, trainer=trainer,
+               observers=[SaveSettings(settings), *observers])
+
+
+class SaveSettings(Observer):
+    """Writes ``RUN/finetune.json`` as the run starts, so an interrupted run can resume."""
+
+    def __init__(self, settings: dict) -> None:
+        self.settings = settings
+
+    def on_run_start(self, run) -> None:
+        if run.dist.is_main:
+            run.folder.write_bytes(FINETUNE, json.dumps(self.settings, indent=2).encode())
+
+
+def resume_finetune(run_dir: str | Path, *, log=print, stop_after_epochs: int | None = None,
+                    observers: list = (), break_lock: bool = False) -> RunResult:
+    """Continue an interrupted fine-tuning run with the freezing, learning rates and mode it
+    started with (``RUN/finetune.json``); ``cnnlab train --resume RUN`` calls this."""
+    try:
+        settings = json.loads((Path(run_dir) / FINETUNE).read_text())
+        config = load_config(Path(run_dir) / CONFIG)
+        prepare = make_prepare(None, config, freeze=settings["freeze"],
+                               new_head=bool(settings["new_head"]),
+                               lr_pretrained=float(settings["lr_pretrained"]),
+                               lr_new=float(settings["lr_new"]),
+                               head_at_lr_new=settings["new_head"] or settings["mode"] == "features")
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise CheckpointError(f"{run_dir}: unreadable {FINETUNE} ({error})") from None
+    trainer = HeadOnFeatures() if settings["mode"] == "features" else None
+    return fit(config, resume=run_dir, prepare=prepare, log=log, trainer=trainer,
+               stop_after_epochs=stop_after_epochs, observers=observers, break_lock=break_lock)
 
 
 @torch.no_grad()
@@ -263,81 +298,50 @@ def head_inputs(model: nn.Module, source) -> torch.Tensor:
     return torch.cat(captured)
 
 
-def train_head_on_features(config: TrainConfig, prepare, *, log=print,
-                           definition: dict | None = None) -> RunResult:
-    """Solution II: cache the head's inputs, train the head alone with the run's optimizer and
-    schedule, save the whole network as a normal run (best epoch chosen on validation)."""
-    config.validate()
-    torch.manual_seed(config.seed)
-    folder = new_run_dir(config)  # claimed and locked
-    try:
-        return _train_head(config, folder, prepare, log, definition)
-    except BaseException:
-        if not folder.has_checkpoint():
-            folder.abandon()  # failed before training: leave nothing behind
-        raise
-    finally:
-        folder.release()
+class HeadOnFeatures(EpochTrainer):
+    """Solution II, "use h_S as a feature extractor": the frozen body's output (the head's
+    input) is computed once for every image, then only the head trains on it, with the run's
+    optimizer, schedule, stop signals, checkpoints and observers (the whole network is saved).
+    Batches follow ``(seed, epoch)`` so a resumed run sees the same ones."""
 
+    def __init__(self) -> None:
+        self.train_x: torch.Tensor | None = None
+        self.val_x: torch.Tensor | None = None
 
-def _train_head(config: TrainConfig, folder: RunFolder, prepare, log,
-                definition: dict | None) -> RunResult:
-    run_dir = folder.path
-    run = Run(config, folder, resolve_device(config.device), prepare, definition=definition)
-    run.write_setup()
-    head, state = run.model.get_classifier(), run.state
-    train_x, train_y = head_inputs(run.model, run.train), run.train.labels
-    val = (head_inputs(run.model, run.val), run.val.labels) if run.val is not None else None
-    for epoch in range(config.epochs):
-        order = torch.randperm(len(train_y), generator=torch.Generator().manual_seed(
-            config.seed * 1_000_003 + epoch)).to(train_y.device)
+    def _cache(self, run) -> None:
+        if self.train_x is None:
+            self.train_x = head_inputs(run.model, run.train)
+            self.val_x = head_inputs(run.model, run.val) if run.val is not None else None
+
+    def train_epoch(self, run, stop, on_step) -> bool:
+        self._cache(run)
+        config, state, head = run.config, run.state, run.model.get_classifier()
+        labels = run.train.labels
+        order = torch.randperm(len(labels), generator=torch.Generator().manual_seed(
+            config.seed * 1_000_003 + state.epoch)).to(labels.device)
         head.train()
-        for index in order.split(config.batch_size):
-            set_lr(run.optimizer, lr_at(state.step, run.schedule.total_steps,
-                                        run.schedule.steps_per_epoch, config))
-            logits = head(train_x[index])
-            loss = F.cross_entropy(logits, train_y[index])
+        for index in list(order.split(config.batch_size))[state.batch:]:
+            set_lr(run.optimizer, run.schedule.lr(state.step))
+            logits = head(self.train_x[index])
+            loss = run.task.loss(logits, labels[index], config.label_smoothing)
             run.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             run.optimizer.step()
-            state.step += 1
+            correct = run.task.correct(logits, labels[index])
+            state.step, state.batch, state.seen = state.step + 1, state.batch + 1, \
+                state.seen + len(index)
             state.loss_sum += loss.item() * len(index)
-            state.correct += int((logits.argmax(1) == train_y[index]).sum())
-            state.seen += len(index)
-        _end_head_epoch(run, head, val, log)
-    run.write_index("completed")
-    test_acc = None
-    if run.test is not None:
-        tensors, _ = read_checkpoint(run_dir / "best.safetensors")
-        run.model.load_state_dict(model_state(tensors))
-        test_acc = run.evaluate(run.test)["acc"]
-        log(f"test accuracy {test_acc:.4f} on {len(run.test)} images")
-    val_acc = None if math.isinf(state.best_metric) else state.best_metric
-    return RunResult(run_dir, "completed", state.epoch, val_acc, test_acc, state.best_epoch + 1)
+            state.correct += correct
+            on_step(StepInfo(state.epoch, state.batch, state.step, loss.item(), correct,
+                             len(index), run.optimizer.param_groups[0]["lr"]))
+            if stop:
+                return False
+        return True
 
-
-@torch.no_grad()
-def _end_head_epoch(run: Run, head: nn.Module, val, log) -> None:
-    state = run.state
-    record = {"epoch": state.epoch + 1, "step": state.step,
-              "train_loss": state.loss_sum / max(state.seen, 1),
-              "train_acc": state.correct / max(state.seen, 1),
-              "lr": run.optimizer.param_groups[0]["lr"]}
-    if val is not None:
-        head.eval()
-        logits = head(val[0])
-        record.update(val_loss=float(F.cross_entropy(logits, val[1])),
-                      val_acc=float((logits.argmax(1) == val[1]).float().mean()))
-    metric = record.get("val_acc", record["train_acc"])
-    improved = metric > state.best_metric
-    if improved:
-        state.best_metric, state.best_epoch = metric, state.epoch
-    state.epoch += 1
-    state.start_epoch()
-    run.log(record)
-    log(f"epoch {record['epoch']}/{run.config.epochs}  loss {record['train_loss']:.4f}  "
-        f"val_acc {record.get('val_acc', float('nan')):.4f}")
-    if improved:
-        run.save("best", record)
-    if state.epoch == run.config.epochs:
-        run.save("last", record)
+    @torch.no_grad()
+    def validate(self, run) -> dict:
+        self._cache(run)
+        head = run.model.get_classifier().eval()
+        meter = run.task.meter(0)
+        meter.update(head(self.val_x), run.val.labels)
+        return meter.result()

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import math
-import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 import torch
@@ -103,19 +103,42 @@ class StepTotals:
     stop: bool
 
 
+@dataclass(frozen=True)
+class StepInfo:
+    """What one optimizer step did, for the observers (:mod:`cnnlab.train.observers`).
+
+    ``batch`` and ``step`` count the steps taken so far (this one included); ``loss`` is the
+    step's mean loss, ``correct`` and ``seen`` its samples (summed over data-parallel ranks).
+    """
+
+    epoch: int
+    batch: int
+    step: int
+    loss: float
+    correct: float
+    seen: int
+    lr: float
+
+
 @dataclass
 class Schedule:
-    """What ``lr_at`` needs: total steps, steps per epoch and the config."""
+    """What ``lr_at`` needs: total steps, steps per epoch and the config; ``lr_scale``
+    multiplies the scheduled rate (a control an observer may change between steps)."""
 
     total_steps: int
     steps_per_epoch: int
     config: object
+    lr_scale: float = 1.0
+
+    def lr(self, step: int) -> float:
+        return self.lr_scale * lr_at(step, self.total_steps, self.steps_per_epoch, self.config)
 
 
 def train_one_epoch(
     model: nn.Module, source: BatchSource, optimizer: torch.optim.Optimizer, state: TrainState,
     *, schedule: Schedule, seed: int, precision: str, label_smoothing: float = 0.0,
-    stop: StopFlag | None = None, progress: object | None = None, sync: object | None = None,
+    stop: StopFlag | None = None, on_step: Callable[[StepInfo], None] | None = None,
+    sync: object | None = None,
     task: Task = CLASSIFY, lookahead: object | None = None,
 ) -> bool:
     """Train from ``state.batch`` to the end of ``state.epoch``; False if stopped early.
@@ -131,8 +154,7 @@ def train_one_epoch(
     model.train()
     device = source.images.device
     for x, y in source.batches(seed=seed, epoch=state.epoch, shuffle=True, start=state.batch):
-        set_lr(optimizer, lr_at(state.step, schedule.total_steps, schedule.steps_per_epoch,
-                                schedule.config))
+        set_lr(optimizer, schedule.lr(state.step))
         where = f"at epoch {state.epoch + 1}, batch {state.batch}, step {state.step}"
         with out_of_memory_as_error(where, source.batch_size, device):
             with autocast(device, precision):
@@ -155,8 +177,9 @@ def train_one_epoch(
         state.loss_sum += totals.loss_sum
         state.correct += totals.correct
         state.seen += totals.seen
-        if progress is not None:
-            progress.update(totals.seen, state)
+        if on_step is not None:
+            on_step(StepInfo(state.epoch, state.batch, state.step, totals.loss_sum / totals.seen,
+                             totals.correct, totals.seen, optimizer.param_groups[0]["lr"]))
         if totals.stop:
             return False
     return True
@@ -168,13 +191,17 @@ AUX_WEIGHT = 0.3  # GoogLeNet's auxiliary classifiers (Szegedy et al. 2014, sec.
 def training_loss(outputs: torch.Tensor | tuple, y: torch.Tensor, task: Task,
                   label_smoothing: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
     """(loss, main logits); a tuple output is (main, *auxiliary heads), each auxiliary loss
-    "added to the total loss of the network with a discount weight" of 0.3 (GoogLeNet)."""
+    "added to the total loss of the network with a discount weight" of 0.3 (GoogLeNet), or
+    the tuple's own ``loss_weights`` (a Caffe net's ``loss_weight``, main first)."""
     if not isinstance(outputs, tuple):
         return task.loss(outputs, y, label_smoothing), outputs
     logits, *auxiliary = outputs
+    weights = getattr(outputs, "loss_weights", None) or (1.0,) + (AUX_WEIGHT,) * len(auxiliary)
     loss = task.loss(logits, y, label_smoothing)
-    for extra in auxiliary:
-        loss = loss + AUX_WEIGHT * task.loss(extra, y, label_smoothing)
+    if weights[0] != 1.0:
+        loss = weights[0] * loss
+    for weight, extra in zip(weights[1:], auxiliary, strict=True):
+        loss = loss + weight * task.loss(extra, y, label_smoothing)
     return loss, logits
 
 
@@ -213,32 +240,3 @@ def evaluate(model: nn.Module, source: BatchSource, *, precision: str = "fp32",
         meter = meter or task.meter(logits.shape[1])
         meter.update(logits, y.cpu())
     return meter.result()
-
-
-class Progress:
-    """A tqdm bar per epoch showing loss, accuracy and images/s (silent when disabled)."""
-
-    def __init__(self, enabled: bool, total: int, epoch: int, epochs: int, done: int) -> None:
-        self.bar = None
-        self.start, self.images = time.perf_counter(), 0
-        if enabled:
-            from tqdm import tqdm
-
-            self.bar = tqdm(total=total, initial=done, desc=f"epoch {epoch + 1}/{epochs}",
-                            unit="img", leave=False, dynamic_ncols=True)
-
-    def update(self, n: int, state: TrainState) -> None:
-        self.images += n
-        if self.bar is not None:
-            self.bar.update(n)
-            if state.batch % 10 == 0:
-                self.bar.set_postfix(loss=f"{state.loss_sum / state.seen:.4f}",
-                                     acc=f"{state.correct / state.seen:.4f}",
-                                     ips=f"{self.rate():.0f}", refresh=False)
-
-    def rate(self) -> float:
-        return self.images / max(time.perf_counter() - self.start, 1e-9)
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()

@@ -3,7 +3,9 @@
 A schedule is a pure function of the global step (``lr_at``), applied to each parameter group
 before the step; nothing about it needs saving beyond the step counter, which makes resume exact.
 Groups may carry an ``lr_scale`` (discriminative learning rates for fine-tuning, lecture 001:
-0.001 for pre-trained layers vs 0.01 for new ones).
+0.001 for pre-trained layers vs 0.01 for new ones). A model may set its own per-parameter
+rates and decays (``param_group_options()``, a Caffe net's ``lr_mult``/``decay_mult``):
+:func:`apply_param_options`.
 """
 
 from __future__ import annotations
@@ -38,7 +40,33 @@ def parameter_groups(model: nn.Module, weight_decay: float,
               {"params": no_decay, "weight_decay": 0.0}]
     if bias_lr_scale != 1.0:
         groups[1].update(lr_scale=bias_lr_scale, weight_decay=weight_decay / bias_lr_scale)
-    return [g for g in groups if g["params"]]
+    return apply_param_options([g for g in groups if g["params"]], model, weight_decay)
+
+
+def apply_param_options(groups: list[dict], model: nn.Module, weight_decay: float) -> list[dict]:
+    """Split ``groups`` by the model's own per-parameter options, when it has
+    ``param_group_options() -> {name: {"lr_scale": x, "weight_decay_scale": y}}`` (a Caffe
+    net's ``param { lr_mult: x decay_mult: y }``): such a parameter learns at its group's rate
+    times x and decays by ``weight_decay`` times y (biases too, as in Caffe). Works on any
+    groups over the model's parameters (fine-tuning's discriminative ones included)."""
+    hook = getattr(model, "param_group_options", None)
+    if hook is None:
+        return groups
+    options = hook()
+    by_id = {id(p): options[name] for name, p in model.named_parameters() if name in options}
+    split = []
+    for group in groups:
+        own: dict[tuple[float, float], list] = {}
+        rest = [p for p in group["params"] if id(p) not in by_id]
+        for param in group["params"]:
+            if id(param) in by_id:
+                scales = by_id[id(param)]
+                own.setdefault((scales["lr_scale"], scales["weight_decay_scale"]), []).append(param)
+        if rest:
+            split.append({**group, "params": rest})
+        split += [{**group, "params": params, "lr_scale": group.get("lr_scale", 1.0) * lr,
+                   "weight_decay": weight_decay * decay} for (lr, decay), params in own.items()]
+    return split
 
 
 def orthogonalize(matrix: torch.Tensor, steps: int = NEWTON_SCHULZ_STEPS) -> torch.Tensor:

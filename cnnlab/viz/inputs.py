@@ -1,13 +1,12 @@
-"""What every visualisation starts from: a trained model, its preprocessing, and images.
+"""Model inputs for pictures: images of a run's data or a user's file, and back to pixels.
 
-A run directory or checkpoint is opened with :func:`cnnlab.train.checkpoint.load_model`; data go
-through the run's own :class:`~cnnlab.data.pipeline.Preprocess` exactly as in evaluation
-(:func:`cnnlab.data.pipeline.to_batch_source`), and a user's image file exactly as in prediction
-(:func:`cnnlab.predict.prepare_image`).
+A run is opened with :func:`cnnlab.runs.open_run`; its data go through the run's own
+:class:`~cnnlab.data.pipeline.Preprocess` exactly as in evaluation (``run.source(split)``), and
+a user's image file exactly as in prediction (:func:`cnnlab.predict.prepare_image`).
 
 Example:
     >>> run = open_run("runs/lenet5-digits")  # doctest: +SKIP
-    >>> source = run.source("test")  # doctest: +SKIP
+    >>> x = source_inputs(run.source("test"), [0, 1])  # doctest: +SKIP
 """
 
 from __future__ import annotations

@@ -41,6 +41,7 @@ from .helpers import (
 
 pytestmark = [pytest.mark.reliability, pytest.mark.slow]
 fit_module = importlib.import_module("cnnlab.train.fit")  # the module, not the function
+run_module = importlib.import_module("cnnlab.train.run")
 TOTAL_STEPS = 2 * STEPS_PER_EPOCH
 DROPOUT_MODEL = "c3x8p1-relu-p2-f32-relu-drop0.3-f10"  # digits at their own 8x8 size
 
@@ -196,7 +197,7 @@ def test_without_restoring_the_rng_the_resumed_weights_would_differ(reference, m
     ``restore_rng`` disabled gives other dropout masks, hence other weights."""
     out, ref_dir = reference[0], reference[1]
     part = fit(resume_config(out, name="no-rng"), stop_after_epochs=1, log=lambda *_: None)
-    monkeypatch.setattr(fit_module, "restore_rng", lambda tensors: None)
+    monkeypatch.setattr(run_module, "restore_rng", lambda tensors: None)
     fit(None, resume=part.run_dir, log=lambda *_: None)
     resumed, straight = (checkpoint_tensors(d / "last.safetensors") for d in (part.run_dir,
                                                                                ref_dir))

@@ -19,7 +19,7 @@ from cnnlab.train.fit import fit
 from .helpers import STEPS_PER_EPOCH, quick_config
 
 pytestmark = pytest.mark.reliability
-fit_module = importlib.import_module("cnnlab.train.fit")
+run_module = importlib.import_module("cnnlab.train.run")
 checkpoint_module = importlib.import_module("cnnlab.runs.checkpoint")
 
 
@@ -141,7 +141,7 @@ def test_out_of_memory_moving_the_data_set_to_the_device_is_actionable(good_run,
     def to_batch_source(*args, **kwargs):
         raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
 
-    monkeypatch.setattr(fit_module, "to_batch_source", to_batch_source)
+    monkeypatch.setattr(run_module, "to_batch_source", to_batch_source)
     with pytest.raises(ResourceError, match=r"out of memory moving the data set to cpu with "
                                             r"--batch-size 64 on cpu; the digits split \(\d+ "
                                             r"images of 1x32x32\) does not fit; try a smaller "

@@ -1,0 +1,235 @@
+"""Reading a run: one :func:`open_run` for every command that reads a run directory.
+
+The run directory (:mod:`cnnlab.runs.layout`) is opened lazily: its checkpoint file is read at
+most once (on first use of the metadata or the model, both come from that one read), the model
+is built only when asked for, and the run's own data split is loaded on request with the data
+set, root and preprocessing it was trained with.
+
+Example:
+    >>> run = open_run("runs/lenet5-digits")  # doctest: +SKIP
+    >>> run.task.name, run.classes[:3], run.model(run.inputs("test", limit=2)).shape  # doctest: +SKIP
+    ('classify', ['0', '1', '2'], torch.Size([2, 10]))
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import math
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from cnnlab.data.base import ImageSet
+from cnnlab.data.pipeline import BatchSource, Preprocess, to_batch_source
+from cnnlab.data.request import DataRequest
+from cnnlab.errors import CheckpointError
+from cnnlab.runs.checkpoint import check_model_meta, read_checkpoint, resolve_checkpoint
+from cnnlab.runs.layout import INDEX, METRICS, SNAPSHOTS
+from cnnlab.tasks import Task, task_of
+from cnnlab.weightfile import load_state_checked, model_state
+
+NETWORK = "network"  # run.json "kind" of a trained network (the default)
+
+
+class OpenRun:
+    """A run directory (or one checkpoint file) opened for reading.
+
+    Attributes are computed on first use: ``meta`` (the checkpoint's metadata), ``model`` (in
+    eval mode on ``device``), ``config``, ``task``, ``classes``, ``preprocess``, ``index``
+    (``run.json``), ``kind``.
+    """
+
+    def __init__(self, path: str | Path, *, which: str = "best", device: str = "cpu",
+                 threshold: float | None = None) -> None:
+        self.path, self.which, self.device = Path(path), which, torch.device(device)
+        self.threshold = threshold
+
+    @property
+    def run_dir(self) -> Path:
+        """The run directory (a checkpoint's folder; ``snapshots/``' parent)."""
+        if self.path.is_dir():
+            return self.path
+        folder = self.path.parent
+        return folder.parent if folder.name == SNAPSHOTS else folder
+
+    @functools.cached_property
+    def checkpoint(self) -> Path:
+        return resolve_checkpoint(self.path, self.which)
+
+    @functools.cached_property
+    def _contents(self) -> tuple[dict[str, torch.Tensor], dict]:
+        tensors, meta = read_checkpoint(self.checkpoint)  # the one read of the file
+        check_model_meta(self.checkpoint, meta)
+        return tensors, meta
+
+    def _needs(self, field: str) -> object:
+        if field not in self.meta:
+            raise CheckpointError(f"{self.checkpoint}: checkpoint has no {field} metadata "
+                                  "(weights only?)")
+        return self.meta[field]
+
+    @property
+    def meta(self) -> dict:
+        return self._contents[1]
+
+    def weights(self) -> dict[str, torch.Tensor]:
+        """The checkpoint's model state dict (CPU tensors), without building the model."""
+        return model_state(self._contents[0])
+
+    @functools.cached_property
+    def model(self) -> nn.Module:
+        model = build_model(self.checkpoint, self.meta)
+        load_state_checked(model, self.weights(), source=str(self.checkpoint))
+        return model.to(self.device).eval()
+
+    @property
+    def config(self) -> dict:
+        config = self.meta.get("config")
+        return config if isinstance(config, dict) else {}
+
+    @functools.cached_property
+    def task(self) -> Task:
+        return task_of(self.meta, threshold=self.threshold)
+
+    @property
+    def classes(self) -> list[str]:
+        return list(self._needs("classes"))
+
+    @functools.cached_property
+    def preprocess(self) -> Preprocess:
+        return Preprocess.from_dict(self._needs("preprocess"))
+
+    @property
+    def input_size(self) -> tuple[int, int, int]:
+        return tuple(self.meta["model"]["input_size"])
+
+    @property
+    def data_name(self) -> str:
+        return self.config.get("data", "")
+
+    @functools.cached_property
+    def index(self) -> dict:
+        """``run.json`` (empty when missing or unreadable)."""
+        return read_index(self.run_dir)
+
+    @property
+    def kind(self) -> str:
+        return str(self.index.get("kind", NETWORK))
+
+    def metrics(self) -> list[dict]:
+        """The epoch records of ``metrics.jsonl`` (a torn or odd line is skipped)."""
+        return read_metrics(self.run_dir)
+
+    def load_split(self, split: str = "test", *, data: DataRequest | str | None = None,
+                   root: str | None = None, limit: int | None = None) -> ImageSet:
+        """``split`` of the data set the run was trained on (or ``data``: a name or a
+        :class:`~cnnlab.data.request.DataRequest`), its first ``limit`` images; the run's own
+        ``--data-root`` unless one is given."""
+        request = DataRequest.of(data).with_defaults(None, root)
+        dataset = request.with_defaults(self.data_name, self.config.get("data_root")).load(split)
+        if limit is not None and limit < len(dataset):
+            dataset = dataset.subset(torch.arange(limit))
+        return dataset
+
+    def source(self, split: str | ImageSet = "test", *, batch_size: int = 256,
+               limit: int | None = None) -> BatchSource:
+        """The run's ``split`` (or a loaded ImageSet), fitted and normalised as in training."""
+        data = self.load_split(split, limit=limit) if isinstance(split, str) else split
+        return to_batch_source(data, self.preprocess, batch_size=batch_size,
+                               device=self.device)
+
+    def check_classes(self, data: ImageSet) -> None:
+        """CheckpointError when ``data`` has other classes than the model was trained on."""
+        want, have = self.classes, self.task.output_names(list(data.classes))
+        if want != have:
+            raise CheckpointError(f"{self.path}: trained on classes {want[:6]}..., the data has "
+                                  f"{have[:6]}...: wrong data set for this model?")
+
+
+def open_run(path: str | Path | OpenRun, *, checkpoint: str = "best", device: str = "cpu",
+             threshold: float | None = None) -> OpenRun:
+    """Open a run directory or checkpoint file for reading (lazily; see :class:`OpenRun`).
+
+    ``checkpoint``: ``best`` or ``last`` of a run directory; ``threshold``: a multilabel run's
+    decision threshold (default 0.5). An :class:`OpenRun` given again is returned as it is (so
+    a command that already opened a run reads its checkpoint once).
+    """
+    if isinstance(path, OpenRun):
+        return path
+    path = Path(path)
+    if not path.exists():
+        raise CheckpointError(f"no run directory or checkpoint at {path}")
+    return OpenRun(path, which=checkpoint, device=device, threshold=threshold)
+
+
+def load_model(path: str | Path, *, which: str = "best", device: str | torch.device = "cpu",
+               ) -> tuple[nn.Module, dict]:
+    """Rebuild the model of a run directory or checkpoint file, weights loaded, in eval mode.
+
+    Returns ``(model, meta)``; ``meta["classes"]`` and ``meta["preprocess"]`` describe the data.
+    A wrapper of :func:`open_run` for code that wants the pair.
+
+    Example:
+        >>> model, meta = load_model("runs/lenet5-digits")  # doctest: +SKIP
+    """
+    run = open_run(path, checkpoint=which, device=device)
+    return run.model, run.meta
+
+
+def build_model(file: Path, meta: dict) -> nn.Module:
+    """The architecture a checkpoint's metadata describes, freshly initialised."""
+    from cnnlab.models import create
+
+    spec = meta["model"]
+    try:
+        model = create(spec["name"], num_classes=spec["num_classes"],
+                       in_channels=spec["in_channels"], input_size=tuple(spec["input_size"]),
+                       definition=(spec.get("definition") or {}).get("text"),
+                       **spec.get("options", {}))
+    except (TypeError, ValueError) as error:
+        raise CheckpointError(f"{file}: metadata 'model' does not build a model "
+                              f"({error})") from None
+    classes = meta.get("classes")
+    if classes is not None and len(classes) != spec["num_classes"]:
+        raise CheckpointError(f"{file}: {len(classes)} class names for a model with "
+                              f"{spec['num_classes']} outputs; the checkpoint is inconsistent")
+    return model
+
+
+def read_index(run_dir: Path) -> dict:
+    """``run.json`` of a run directory as a dict; {} when missing, torn or not an object."""
+    try:
+        values = json.loads((Path(run_dir) / INDEX).read_text())
+    except (OSError, ValueError, RecursionError):
+        return {}
+    return values if isinstance(values, dict) else {}
+
+
+def read_metrics(run_dir: Path) -> list[dict]:
+    """``metrics.jsonl``'s epoch records: the finite numbers of each line; torn lines (a crash
+    mid-write), lines that are not objects or have no epoch number are skipped."""
+    path = Path(run_dir) / METRICS
+    if not path.is_file():
+        return []
+    records = []
+    for line in path.read_text(errors="replace").splitlines():
+        try:
+            record = json.loads(line)
+        except (ValueError, RecursionError):
+            continue
+        if isinstance(record, dict) and _finite_number(record.get("epoch")):
+            records.append({k: v for k, v in record.items() if _finite_number(v)})
+    return records
+
+
+def read_test_metrics(run_dir: Path) -> dict:
+    """The finite scalar ``test`` metrics ``run.json`` records ({} when none)."""
+    test = read_index(run_dir).get("test")
+    return {k: v for k, v in test.items() if _finite_number(v)} if isinstance(test, dict) else {}
+
+
+def _finite_number(value: object) -> bool:
+    return (isinstance(value, (int, float)) and not isinstance(value, bool)
+            and math.isfinite(value))

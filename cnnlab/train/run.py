@@ -1,0 +1,271 @@
+"""The objects of one training run (data, model, optimizer, schedule, state, observers) and the
+writing of its run directory (:mod:`cnnlab.runs.layout`): checkpoints, config, index."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from cnnlab.config import TrainConfig, config_yaml
+from cnnlab.data.base import ImageSet
+from cnnlab.data.pipeline import (
+    BatchSource,
+    Preprocess,
+    make_preprocess,
+    match_channels,
+    per_class_subset,
+    split_validation,
+    to_batch_source,
+)
+from cnnlab.errors import DataError
+from cnnlab.files import remove_stale_temporaries
+from cnnlab.models import create, default_input_size, is_spec, model_definition
+from cnnlab.runs import RunFolder, is_run_file
+from cnnlab.runs.checkpoint import save_checkpoint
+from cnnlab.runs.layout import CONFIG, INDEX, METRICS, MODEL_DEFINITION, SNAPSHOTS, checkpoint_name
+from cnnlab.tasks import get_task
+from cnnlab.train.distributed import (
+    SINGLE,
+    DistContext,
+    evaluate_sharded,
+    shard_batches,
+    step_sync,
+    wrap_model,
+)
+from cnnlab.train.lookahead import Lookahead
+from cnnlab.train.loop import Schedule, StopFlag, TrainState, evaluate, out_of_memory_as_error
+from cnnlab.train.observers import Observer, Observers, standard_observers
+from cnnlab.train.optim import build_optimizer, parameter_groups
+from cnnlab.train.resume import restore_optimizer, restore_rng
+from cnnlab.train.rundir import git_sha
+from cnnlab.version import __version__
+from cnnlab.weightfile import load_state_checked, model_state
+
+Prepare = Callable[[nn.Module], "list[dict] | None"]
+
+
+def load_splits(config: TrainConfig) -> tuple[ImageSet, ImageSet | None, ImageSet | None]:
+    """Training, validation (held out by seed) and test splits of ``config.data``."""
+    from cnnlab.data.datasets import load_dataset
+
+    kwargs = {"root": config.data_root, "download": config.download, "skip_bad": config.skip_bad}
+    train = load_dataset(config.data, "train", **kwargs)
+    try:
+        test = load_dataset(config.data, "test", **kwargs)
+    except DataError:
+        test = None  # e.g. a plain class folder has no test split
+    if config.train_per_class is not None:
+        train = per_class_subset(train, config.train_per_class, config.seed)
+    train, val = split_validation(train, config.val_fraction, config.seed)
+    return train, val, test
+
+
+def model_description(config: TrainConfig, train: ImageSet,
+                      definition: dict | None = None) -> dict:
+    """The part of a checkpoint's metadata that rebuilds the model. A model defined by a file
+    keeps the file's text (``definition``: read now, or the run's own copy on resume), so the
+    run never depends on that file again."""
+    side = config.image_size
+    if side:
+        size = (side, side)
+    elif is_spec(config.model):  # spec strings and model files take the data's own size
+        size = train.image_shape[1:]
+    else:
+        size = tuple(default_input_size(config.model)[1:])
+    task = get_task(config.task)
+    size = task.input_size(config, train, size)
+    description = {"name": config.model, "num_classes": task.num_outputs(train.classes),
+                   "in_channels": train.image_shape[0],
+                   "input_size": [train.image_shape[0], *size],
+                   "options": dict(config.model_options)}
+    definition = definition or model_definition(config.model)
+    if definition is not None:
+        description["definition"] = definition
+    return description
+
+
+class Run:
+    """The objects of one run, and the checkpoint/metrics writing that belongs to them."""
+
+    def __init__(self, config: TrainConfig, folder: RunFolder, device: torch.device,
+                 prepare: Prepare | None = None, dist: DistContext = SINGLE,
+                 definition: dict | None = None, observers: list[Observer] = (),
+                 log=print) -> None:
+        self.config, self.folder, self.device, self.dist = config, folder, device, dist
+        self.run_dir = folder.path
+        self.observers = Observers([*standard_observers(config, dist.is_main, log),
+                                    *observers])
+        self.stop: StopFlag | None = None  # while training: set by a signal or an observer
+        train, val, test = load_splits(config)
+        self.task = get_task(config.task).for_training(config, train)
+        self.classes = self.task.output_names(train.classes)  # one name per model output
+        self.model_meta = model_description(config, train, definition)
+        c, h, w = self.model_meta["input_size"]
+        self.preprocess = make_preprocess(train, c, (h, w), config.resize)
+        outputs = self.model_meta["num_classes"]  # segment: background + classes
+        text = self.model_meta.get("definition", {}).get("text")
+        self.model = create(config.model, num_classes=outputs, in_channels=c,
+                            input_size=(c, h, w), definition=text, **config.model_options)
+        check_input_fits(self.model, (c, h, w))
+        init_from_data(self.model, train, self.preprocess, config.seed)
+        # ``prepare`` (fine-tuning) may load weights, freeze layers and return parameter groups.
+        groups = prepare(self.model) if prepare is not None else None
+        self.model = self.model.to(device)
+        if config.channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
+        groups = groups or parameter_groups(self.model, config.weight_decay,
+                                            config.bias_lr_scale)
+        self.optimizer = build_optimizer(groups, config)
+        self.train = self._source(train, augment=True)
+        self.val = self._source(val) if val is not None else None
+        self.test = self._source(test) if test is not None else None
+        # data parallel: this rank's part of each batch, DDP, totals summed over ranks
+        self.train = shard_batches(self.train, dist)
+        self.train_model = wrap_model(self.model, dist, device, compile=config.compile)
+        self.sync = step_sync(dist)
+        steps = self.train.num_batches()
+        self.schedule = Schedule(steps * config.epochs, steps, config)
+        self.state = TrainState()
+        self.lookahead = None if not config.lookahead else Lookahead(
+            self.model, decay=config.lookahead, every=config.lookahead_every,
+            total_steps=self.schedule.total_steps)
+
+    def _source(self, data: ImageSet, augment: bool = False) -> BatchSource:
+        from cnnlab.data.augment import parse_augment
+
+        aug = parse_augment(self.config.augment) if augment and self.config.augment else None
+        c, h, w = self.model_meta["input_size"]
+        advice = (f"the {data.name} split ({len(data)} images of {c}x{h}x{w}) does not fit; "
+                  "try a smaller --image-size, or --device cpu")
+        with out_of_memory_as_error(f"moving the data set to {self.device}",
+                                    self.config.batch_size, self.device, advice=advice):
+            source = to_batch_source(data, self.preprocess, batch_size=self.config.batch_size,
+                                     device=self.device, augment=aug,
+                                     channels_last=self.config.channels_last)
+        return dataclasses.replace(source, labels=self.task.targets(data).to(self.device))
+
+    def meta(self, metrics: dict | None = None) -> dict:
+        return {"format": "cnnlab-checkpoint/1", "cnnlab_version": __version__,
+                "torch_version": torch.__version__, "git_sha": git_sha(),
+                "config": self.config.to_dict(), "model": self.model_meta,
+                "classes": self.classes, "preprocess": self.preprocess.to_dict(),
+                "state": self.state.to_dict(), "metrics": metrics or {}}
+
+    def evaluate(self, source: BatchSource, tta: str = "") -> dict:
+        """Loss and accuracy on ``source`` (sharded over the ranks when data parallel);
+        ``tta``: test-time augmentation views (classification only)."""
+        if not self.task.shardable:  # dense metrics: every rank scores the whole split
+            return evaluate(self.model, source, precision=self.config.precision, task=self.task)
+        return evaluate_sharded(self.model, source, self.dist, precision=self.config.precision,
+                                tta=tta)
+
+    def save(self, name: str, metrics: dict | None = None) -> None:
+        if not self.dist.is_main:  # rank 0 writes the run directory
+            return
+        extra = self.lookahead.state_tensors() if self.lookahead is not None else None
+        path = self.run_dir / checkpoint_name(name)
+        save_checkpoint(path, model=self.model, optimizer=self.optimizer,
+                        meta=self.meta(metrics), extra=extra)
+        self.folder.record(path, path.with_suffix(".json"))
+
+    def write_setup(self) -> None:
+        """``config.yaml`` and, for a model defined by a file, ``model.<ext>`` (rank 0)."""
+        if not self.dist.is_main:
+            return
+        self.folder.write_bytes(CONFIG, config_yaml(self.config).encode())
+        definition = self.model_meta.get("definition")
+        if definition is not None:
+            self.folder.write_bytes(f"{MODEL_DEFINITION}{definition['format']}",
+                                    definition["text"].encode())
+
+    def resume(self, newest: tuple[Path, dict, dict]) -> Path:
+        """Continue from ``newest`` (:func:`newest_checkpoint`'s ``(path, tensors, meta)``);
+        forget metrics logged after it."""
+        path, tensors, meta = newest
+        load_state_checked(self.model, model_state(tensors), source=str(path))
+        restore_optimizer(self.optimizer, tensors, meta)
+        restore_rng(tensors)
+        if self.lookahead is not None:
+            self.lookahead.load_state_tensors(tensors)
+        self.state = TrainState.from_dict(meta["state"])
+        metrics = self.run_dir / METRICS
+        if metrics.is_file() and self.dist.is_main:  # later epochs will be trained again
+            lines = [line for line in metrics.read_text().splitlines()
+                     if _logged_epoch(line) <= self.state.epoch]
+            self.folder.write_bytes(METRICS, "".join(f"{line}\n" for line in lines).encode())
+        return path
+
+    def remove_temporaries(self) -> None:
+        """Delete ``.NAME.*.tmp`` files torn by a crash mid-write (rank 0, before any write)."""
+        if self.dist.is_main:
+            remove_stale_temporaries(self.run_dir, is_run_file)
+            remove_stale_temporaries(self.run_dir / SNAPSHOTS,
+                                     lambda name: is_run_file(f"{SNAPSHOTS}/{name}"))
+
+    @property
+    def main_metric(self) -> str:
+        """``val_acc``, ``val_map`` or ``val_miou`` (``train_acc`` without a validation split)."""
+        return f"val_{self.task.main_metric}" if self.val is not None else "train_acc"
+
+    def write_index(self, status: str, test: dict | None = None) -> None:
+        """``run.json``: status, versions, git SHA, which epoch ``last`` and ``best`` hold and,
+        once tested, the ``best`` checkpoint's scalar test metrics (``test``)."""
+        if not self.dist.is_main:
+            return
+        best = None if math.isinf(self.state.best_metric) else self.state.best_metric
+        index = {"status": status, "epochs": self.config.epochs,
+                 "cnnlab_version": __version__, "torch_version": torch.__version__,
+                 "git_sha": git_sha(),
+                 "last": {"file": "last.safetensors", "epoch": self.state.epoch,
+                          "batch": self.state.batch},
+                 "best": {"file": "best.safetensors", "epoch": self.state.best_epoch + 1,
+                          "metric": self.main_metric, "value": best}}
+        if self.main_metric == "val_acc":
+            index["best"]["val_acc"] = best  # the key of earlier versions
+        if test is not None:
+            index["test"] = {k: float(v) for k, v in test.items()
+                             if isinstance(v, (int, float)) and not isinstance(v, bool)}
+        self.folder.write_bytes(INDEX, json.dumps(index, indent=2).encode())
+
+
+def check_input_fits(model: nn.Module, input_size: tuple[int, int, int]) -> None:
+    """One forward of a blank ``(1, C, H, W)`` image, so that a model that cannot take the
+    input size fails with its own message before anything is trained or written."""
+    was_training = model.training
+    model.eval()  # batch norm cannot train on one image
+    try:
+        with torch.inference_mode():
+            model(torch.zeros(1, *input_size))
+    finally:
+        model.train(was_training)
+
+
+def init_from_data(model: nn.Module, train: ImageSet, preprocess: Preprocess, seed: int,
+                   count: int = 5000) -> None:
+    """Call ``model.init_from_data(x)`` when the model has it (airbench's whitening layer).
+
+    ``x``: ``count`` training images chosen by ``seed``, fitted and normalised exactly like the
+    model's input, float ``(count, C, H, W)``. A resumed run then loads its saved weights over it.
+    """
+    hook = getattr(model, "init_from_data", None)
+    if hook is None:
+        return
+    pick = torch.randperm(len(train), generator=torch.Generator().manual_seed(seed))[:count]
+    images = match_channels(train.images[pick], preprocess.channels, source=train.name)
+    hook(preprocess.normalize(preprocess.fit_images(images).float() / 255))
+
+
+def _logged_epoch(line: str) -> float:
+    """The epoch of one ``metrics.jsonl`` line; a line torn by a crash counts as infinitely late."""
+    try:
+        return json.loads(line)["epoch"]
+    except (ValueError, KeyError, TypeError):
+        return math.inf
+
+
