@@ -37,7 +37,7 @@ def detect_centernet(model: torch.nn.Module, images: torch.Tensor, *, top_k: int
         result["learned"] = with_learned_masks(model, out, confident, size)
     if "baseline" in masks or "baseline-any" in masks:
         semantic = out["semantic"].argmax(1)  # (B, H, W): 0 = background, c + 1 = class c
-        for kind in {"baseline", "baseline-any"} & set(masks):
+        for kind in [k for k in masks if k in ("baseline", "baseline-any")]:
             result[kind] = [baseline_masks(f, semantic[i], same_class=kind == "baseline")
                             for i, f in enumerate(confident)]
     return result
