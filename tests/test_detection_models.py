@@ -49,7 +49,7 @@ def test_detector_pads_sides_that_are_not_multiples_of_the_stride():
 
 
 @pytest.mark.parametrize("name", ["fcn", "segnet", "unet"])
-def test_segmentation_models_adapt_and_their_strides_are_true(name):
+def test_zoo_backbones_and_their_strides_are_true(name):
     backbone = feature_backbone(create(name, num_classes=5))
     x = torch.rand(1, 1, 64, 64)
     for level, feature in zip(backbone.feature_info(), backbone.forward_features(x), strict=True):
@@ -59,14 +59,14 @@ def test_segmentation_models_adapt_and_their_strides_are_true(name):
     assert out["heatmap"].shape == (1, 5, 16, 16) and out["semantic"].shape == (1, 6, 64, 64)
 
 
-def test_a_model_without_the_feature_interface_is_one_line_model_error():
-    with pytest.raises(ModelError, match=r"LeNet exposes no feature_info\(\)") as error:
-        Detector(create("lenet5"), 10)
+def test_a_backbone_without_the_feature_interface_is_one_line_model_error():
+    plain = nn.Sequential(nn.Conv2d(1, 4, 3))
+    with pytest.raises(ModelError, match=r"Sequential exposes no feature_info\(\)") as error:
+        Detector(plain, 10)
     assert "\n" not in str(error.value)
-    with pytest.raises(ModelError, match="powers of two"):
-        bad = TinyBackbone()
-        bad.feature_info = lambda: [{"channels": 8, "stride": 3}]
-        Detector(bad, 2)
+    with pytest.raises(ModelError, match=r"strides \[1, 2, 3, 6\]: .* powers of two") as error:
+        Detector(create("lenet5"), 10)  # unpadded 5x5 convs: 32 -> 28 -> 14 -> 10 -> 5
+    assert "\n" not in str(error.value)
 
 
 def test_gradients_reach_the_backbone_through_every_head():

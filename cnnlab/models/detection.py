@@ -2,8 +2,8 @@
 
 Lecture 002, "Detection": "Horse (x, y, w, h)". Every detector here sits on a *backbone*: any
 module with ``forward_features(x) -> [maps]`` and ``feature_info() -> [{"channels", "stride"}]``
-(one entry per map, strides powers of two, finest first). :func:`feature_backbone` adapts
-``fcn``, ``segnet`` and ``unet`` (their encoders) until every zoo model offers that interface.
+(one entry per map, finest first) -- every zoo model (:class:`~cnnlab.models.base.ImageClassifier`);
+the fusion to stride 4 needs strides that are powers of two (fcn, segnet, unet, resnets...).
 
 | model             | paper                                | output                              |
 |-------------------|--------------------------------------|-------------------------------------|
@@ -27,7 +27,6 @@ from torch import nn
 
 from cnnlab.errors import ModelError
 from cnnlab.layers.roi import roi_align
-from cnnlab.models.segmentation import FCN, EncoderDecoder, UNet
 
 HEATMAP_PRIOR = 0.1  # CenterNet: heatmap bias -log((1 - 0.1) / 0.1) = -2.19
 
@@ -37,57 +36,26 @@ def conv_bn_relu(cin: int, cout: int, kernel: int = 3) -> nn.Sequential:
                          nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
 
 
-class SegmentationEncoder(nn.Module):
-    """Adapter: the encoder of ``fcn``/``segnet``/``unet`` as a feature backbone.
-
-    Temporary: delete once the models expose ``forward_features``/``feature_info`` themselves.
-    Holds only the encoder's modules (the decoder and classifier are left out).
-    """
-
-    def __init__(self, model: nn.Module) -> None:
-        super().__init__()
-        if isinstance(model, FCN):  # conv block + pool per stage: strides 2, 4, 8
-            self.kind, self.blocks = "fcn", model.stages
-            self.info = [{"channels": s[0][0].out_channels, "stride": 2 ** (i + 1)}
-                         for i, s in enumerate(model.stages)]
-        elif isinstance(model, (EncoderDecoder, UNet)):  # blocks at strides 1, 2, 4...
-            self.kind = "segnet" if isinstance(model, EncoderDecoder) else "unet"
-            self.blocks = model.encoder if self.kind == "segnet" else model.down
-            self.info = [{"channels": b[0].out_channels, "stride": 2 ** i}
-                         for i, b in enumerate(self.blocks)]
-        else:
-            raise ModelError(f"no encoder adapter for {type(model).__name__}")
-
-    def forward_features(self, x: torch.Tensor) -> list[torch.Tensor]:
-        maps = []
-        for i, block in enumerate(self.blocks):
-            if self.kind != "fcn" and i:
-                x = F.max_pool2d(x, 2)
-            x = block(x)
-            maps.append(x)  # (B, C_i, H / s_i, W / s_i)
-        return maps
-
-    def feature_info(self) -> list[dict]:
-        return [dict(level) for level in self.info]
-
-
 def feature_backbone(model: nn.Module) -> nn.Module:
-    """``model`` itself when it exposes the feature interface, the encoder adapter for
-    fcn/segnet/unet, else a one-line ModelError."""
+    """``model`` if it exposes ``forward_features``/``feature_info`` (every zoo model does,
+    :class:`~cnnlab.models.base.ImageClassifier`), else a one-line ModelError."""
     if callable(getattr(model, "forward_features", None)) and callable(
             getattr(model, "feature_info", None)):
         return model
-    if isinstance(model, (FCN, EncoderDecoder, UNet)):
-        return SegmentationEncoder(model)
     raise ModelError(f"{type(model).__name__} exposes no feature_info()/forward_features(): "
-                     f"detection heads attach to fcn, segnet, unet or a model that does")
+                     f"detection heads need a backbone that does (any cnnlab zoo model)")
+
+
+def backbone_info(backbone: nn.Module, input_shape: tuple[int, int, int] | None) -> list[dict]:
+    """The backbone's stages, traced at ``input_shape`` ``(C, H, W)`` when given."""
+    return backbone.feature_info(input_shape) if input_shape else backbone.feature_info()
 
 
 def check_strides(info: list[dict]) -> list[int]:
     strides = [int(level["stride"]) for level in info]
     if not strides or any(s < 1 or s & (s - 1) for s in strides) or strides != sorted(strides):
-        raise ModelError(f"backbone feature strides {strides}: expected powers of two, finest "
-                         f"first, e.g. [2, 4, 8]")
+        raise ModelError(f"backbone feature strides {strides}: the detection heads need powers "
+                         f"of two, finest first (e.g. [1, 2, 4, 8]: fcn, unet, resnet...)")
     if strides[-1] < 4:
         raise ModelError(f"backbone feature strides {strides}: the deepest map must have stride "
                          f">= 4 for the stride-4 detection heads")
@@ -183,10 +151,10 @@ class Detector(nn.Module):
     def __init__(self, backbone: nn.Module, num_classes: int, *, channels: int = 64,
                  head_channels: int = 64, masks: bool = False, semantic: bool = False,
                  mask_stride: int = 2, fine_channels: int = 32, mask_channels: int = 32,
-                 in_channels: int = 1) -> None:
+                 in_channels: int = 1, input_shape: tuple[int, int, int] | None = None) -> None:
         super().__init__()
         self.backbone = feature_backbone(backbone)
-        info = self.backbone.feature_info()
+        info = backbone_info(self.backbone, input_shape)
         self.num_classes, self.mask_stride = num_classes, mask_stride
         self.with_masks, self.with_semantic = masks, semantic
         finest = min(self.stride, mask_stride) if (masks or semantic) else self.stride
@@ -249,12 +217,13 @@ class YoloGrid(nn.Module):
 
     def __init__(self, backbone: nn.Module, num_classes: int, *, grid: int = 8,
                  boxes_per_cell: int = 2, head: str = "conv", reduce: int = 32,
-                 hidden: int = 256, dropout: float = 0.0) -> None:
+                 hidden: int = 256, dropout: float = 0.0,
+                 input_shape: tuple[int, int, int] | None = None) -> None:
         super().__init__()
         if head not in ("conv", "fc"):
             raise ModelError(f"YOLO head {head!r}: choose conv or fc")
         self.backbone = feature_backbone(backbone)
-        deepest = self.backbone.feature_info()[-1]["channels"]
+        deepest = backbone_info(self.backbone, input_shape)[-1]["channels"]
         self.grid, self.boxes_per_cell, self.num_classes = grid, boxes_per_cell, num_classes
         per_cell = 5 * boxes_per_cell + num_classes
         if head == "fc":
