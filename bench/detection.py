@@ -241,7 +241,8 @@ def run_one(name: str, train, test, args) -> list[dict]:
         model, seconds, steps = train_sliding(train, args, name == "sliding-regress")
         model.eval()
         found, speed = timed_detection(lambda x: detect_windows(model, x), test)
-    params = sum(p.numel() for p in model.parameters())
+    # parameters that learnt (a zoo backbone keeps its unused decoder/head: not counted)
+    params = sum(p.numel() for p in model.parameters() if p.grad is not None)
     rows = []
     for kind, detections in found.items():
         types = ("bbox",) if kind == "boxes" else ("bbox", "segm")
