@@ -9,7 +9,11 @@ and later detection and instance segmentation:
 - ``instances`` ``(N, H, W)`` uint8: per-pixel object number, 0 = background, ``j + 1`` = object j;
 - ``boxes`` ``(N, M, 4)`` int64: ``(x, y, w, h)`` of each object's visible pixels, ``-1`` rows for
   absent objects; ``box_labels`` ``(N, M)`` int64, ``-1`` for absent objects (an object hidden
-  entirely under brighter strokes counts as absent, so ``present`` matches ``masks``).
+  entirely under brighter strokes counts as absent, so ``present`` matches ``masks``);
+- ``ink_area`` ``(N, M)`` int64: each object's ink pixels as if it were alone on the canvas
+  (0 for empty slots); ``ignore`` ``(N, M)`` bool: a present object so hidden that nobody
+  could be asked to find it -- its visible ink is < 25% of its own ink, or < 16 px -- becomes an
+  ignore region (COCO ``iscrowd=1``: neither a miss nor a false alarm when detected).
 
 Generation is vectorised (one ``grid_sample`` per chunk of scenes) and a pure function of the
 seed, so scenes are built on the fly in well under a second per thousand; nothing is cached.
@@ -35,6 +39,8 @@ from cnnlab.data.registry import DataSource, LoadRequest, register_source
 from cnnlab.errors import DataError
 
 INK = 0.3  # a pixel belongs to an object where its stroke is at least this bright (0..1)
+IGNORE_FRACTION = 0.25  # visible ink below this fraction of the object's own ink: ignore region
+IGNORE_PIXELS = 16  # or fewer visible ink pixels than this
 
 
 @dataclass
@@ -50,12 +56,18 @@ class SceneSet(ImageSet):
     instances: torch.Tensor = field(default=None, repr=False)  # uint8 (N, H, W)
     boxes: torch.Tensor = field(default=None, repr=False)  # int64 (N, M, 4) as x, y, w, h
     box_labels: torch.Tensor = field(default=None, repr=False)  # int64 (N, M)
+    ink_area: torch.Tensor | None = field(default=None, repr=False)  # int64 (N, M)
+    ignore: torch.Tensor | None = field(default=None, repr=False)  # bool (N, M), iscrowd
 
     def subset(self, index: torch.Tensor) -> SceneSet:
         """A new SceneSet holding the scenes at ``index``."""
+        def part(values):
+            return values[index] if values is not None else None
+
         return SceneSet(self.images[index], self.labels[index], list(self.classes), self.name,
                         None, self.present[index], self.masks[index], self.instances[index],
-                        self.boxes[index], self.box_labels[index])
+                        self.boxes[index], self.box_labels[index], part(self.ink_area),
+                        part(self.ignore))
 
 
 @dataclass(frozen=True)
@@ -108,11 +120,12 @@ def make_scenes(source: ImageSet, n: int, spec: SceneSpec = SceneSpec(), *, seed
     layout = sample_layout(n, len(source), max(source.image_shape[1:]), spec, gen)
     parts = [render(source, {k: v[i:i + chunk] for k, v in layout.items()}, spec.canvas)
              for i in range(0, n, chunk)]
-    images, masks, instances, boxes, box_labels = (torch.cat(p) for p in zip(*parts, strict=True))
+    images, masks, instances, boxes, box_labels, ink_area, ignore = (
+        torch.cat(p) for p in zip(*parts, strict=True))
     k = len(source.classes)
     present = F.one_hot(box_labels.clamp(min=0), k).bool() & (box_labels >= 0)[..., None]
     return SceneSet(images, box_labels[:, 0].clone(), list(source.classes), name, None,
-                    present.any(1), masks, instances, boxes, box_labels)
+                    present.any(1), masks, instances, boxes, box_labels, ink_area, ignore)
 
 
 def sample_layout(n: int, pool: int, side: int, spec: SceneSpec,
@@ -138,7 +151,8 @@ def sample_layout(n: int, pool: int, side: int, spec: SceneSpec,
 
 
 def render(source: ImageSet, layout: dict[str, torch.Tensor], canvas: int) -> tuple:
-    """Paint one chunk of scenes: images, masks, instances, boxes and box labels."""
+    """Paint one chunk of scenes: images, masks, instances, boxes, box labels, each object's
+    own ink area and the ignore flags."""
     alive, index, size, x, y = (layout[k] for k in ("alive", "index", "size", "x", "y"))
     n, m = alive.shape
     objects = source.images[index.flatten()].float() / 255  # (n*M, 1, s, s)
@@ -159,8 +173,15 @@ def render(source: ImageSet, layout: dict[str, torch.Tensor], canvas: int) -> tu
     boxes = ink_boxes(owned)  # (n, M, 4) around each object's visible pixels
     labels = torch.where(boxes[..., 2] > 0, labels, -1)  # hidden or too faint: absent
     boxes[labels < 0] = -1
+    ink_area = (layers >= INK).sum((2, 3))  # (n, M) each object's ink, alone on the canvas
+    ignore = (labels >= 0) & is_ignore_region(owned.sum((2, 3)), ink_area)
     images = (brightest * 255).round().clamp(0, 255).to(torch.uint8)[:, None]
-    return images, masks.long(), instances, boxes, labels
+    return images, masks.long(), instances, boxes, labels, ink_area, ignore
+
+
+def is_ignore_region(visible: torch.Tensor, own_ink: torch.Tensor) -> torch.Tensor:
+    """True where an object's visible ink is < 25% of its own ink or < 16 px (integer math)."""
+    return (visible * round(1 / IGNORE_FRACTION) < own_ink) | (visible < IGNORE_PIXELS)
 
 
 def ink_boxes(ink: torch.Tensor) -> torch.Tensor:
