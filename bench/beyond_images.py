@@ -167,7 +167,7 @@ def run_words(args: argparse.Namespace) -> list[Result]:
     test = load_sequences("words", "test", per_language=per_language)
     return [ngram_baseline(train, test, (1, 1)), ngram_baseline(train, test, (1, 3)),
             train_and_test("words", "char1d", zoo.char1d, train, test,
-                           Recipe(epochs=args.epochs or 12, batch_size=128, lr=3e-3))]
+                           Recipe(epochs=args.epochs or 6, batch_size=128, lr=3e-3))]
 
 
 def run_moving(args: argparse.Namespace) -> list[Result]:

@@ -39,21 +39,25 @@ AVGPOOL = {1: nn.AdaptiveAvgPool1d, 2: nn.AdaptiveAvgPool2d, 3: nn.AdaptiveAvgPo
 GLOBAL_MAXPOOL = {1: nn.AdaptiveMaxPool1d, 2: nn.AdaptiveMaxPool2d, 3: nn.AdaptiveMaxPool3d}
 
 
-def conv_block(dims: int, in_channels: int, out_channels: int, kernel: int) -> nn.Sequential:
+def conv_block(dims: int, in_channels: int, out_channels: int, kernel: int,
+               stride: int | tuple[int, ...] = 1) -> nn.Sequential:
     """Convolution ("same" padding, no bias) -> batch norm -> ReLU, in ``dims`` dimensions."""
     return nn.Sequential(
-        CONV[dims](in_channels, out_channels, kernel, padding=kernel // 2, bias=False),
+        CONV[dims](in_channels, out_channels, kernel, stride=stride, padding=kernel // 2,
+                   bias=False),
         NORM[dims](out_channels), nn.ReLU(inplace=True))
 
 
 def conv_stack(dims: int, in_channels: int, widths: Sequence[int], kernel: int,
-               pool: int | tuple[int, ...] = 2) -> nn.Sequential:
-    """``conv_block`` per width, max-pooling by ``pool`` between blocks (not after the last)."""
+               pool: int | tuple[int, ...] = 2, stem_stride: int | tuple[int, ...] = 1
+               ) -> nn.Sequential:
+    """``conv_block`` per width (the first with ``stem_stride``), max-pooling by ``pool``
+    between blocks (not after the last)."""
     layers: list[nn.Module] = []
     for i, width in enumerate(widths):
         if i:
             layers.append(MAXPOOL[dims](pool))
-        layers.append(conv_block(dims, in_channels, width, kernel))
+        layers.append(conv_block(dims, in_channels, width, kernel, 1 if i else stem_stride))
         in_channels = width
     return nn.Sequential(*layers)
 
@@ -115,9 +119,11 @@ def char1d(*, in_channels: int = 50, num_classes: int = 6,
 
 def c3d_small(*, in_channels: int = 1, num_classes: int = 8,
               widths: Sequence[int] = (16, 32, 64)) -> nn.Module:
-    """A small C3D (Tran et al. 2015): 3x3x3 conv blocks, pooling 2 between them, global
-    average pooling, linear. Sees motion: each kernel spans three frames."""
-    return ConvClassifier(3, conv_stack(3, in_channels, widths, 3), widths[-1], num_classes)
+    """A small C3D (Tran et al. 2015): 3x3x3 conv blocks (the first strided 2 in space, not
+    time), pooling 2 between them, global average pooling, linear. Sees motion: each kernel
+    spans three frames."""
+    features = conv_stack(3, in_channels, widths, 3, stem_stride=(1, 2, 2))
+    return ConvClassifier(3, features, widths[-1], num_classes)
 
 
 class LateFusion(nn.Module):
@@ -147,16 +153,15 @@ class EarlyFusion(nn.Module):
 def late_fusion(*, in_channels: int = 1, num_classes: int = 8,
                 widths: Sequence[int] = (28, 56, 112)) -> nn.Module:
     """Late fusion (Karpathy et al. 2014): mean of per-frame 2-D CNN logits."""
-    frame = ConvClassifier(2, conv_stack(2, in_channels, widths, 3), widths[-1], num_classes)
-    return LateFusion(frame)
+    features = conv_stack(2, in_channels, widths, 3, stem_stride=2)
+    return LateFusion(ConvClassifier(2, features, widths[-1], num_classes))
 
 
 def early_fusion(*, frames: int = 8, in_channels: int = 1, num_classes: int = 8,
                  widths: Sequence[int] = (28, 56, 110)) -> nn.Module:
     """Early fusion (Karpathy et al. 2014): the T frames stacked as T input channels."""
-    model = ConvClassifier(2, conv_stack(2, in_channels * frames, widths, 3), widths[-1],
-                           num_classes)
-    return EarlyFusion(model)
+    features = conv_stack(2, in_channels * frames, widths, 3, stem_stride=2)
+    return EarlyFusion(ConvClassifier(2, features, widths[-1], num_classes))
 
 
 def parameter_count(model: nn.Module) -> int:
