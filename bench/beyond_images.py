@@ -116,7 +116,7 @@ def train_and_test(experiment: str, name: str, build, train: SequenceSet, test: 
 
 def run_mnist1d(args: argparse.Namespace) -> list[Result]:
     train, test = load_sequences("mnist1d", "train"), load_sequences("mnist1d", "test")
-    cnn = Recipe(epochs=args.epochs or 40)
+    cnn = Recipe(epochs=args.epochs or 20)
     mlp = cnn  # the same recipe for both
     shuffled = shuffle_positions(train, 0), shuffle_positions(test, 0)
     return [train_and_test("mnist1d", "mnist1d_cnn", zoo.mnist1d_cnn, train, test, cnn),
