@@ -8,9 +8,7 @@ the ensemble's error is reported next to each member's.
 
 from __future__ import annotations
 
-import csv
 import dataclasses
-import io
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,7 +19,7 @@ from cnnlab.data.base import ImageSet
 from cnnlab.data.pipeline import fit_to_size
 from cnnlab.data.request import DataRequest
 from cnnlab.errors import ConfigError
-from cnnlab.runs.outputs import write_text_output
+from cnnlab.runs.outputs import csv_text, write_text_output
 from cnnlab.runs.reader import OpenRun, open_run
 from cnnlab.tasks import THRESHOLD, label_set
 from cnnlab.train.loop import evaluate, predict_logits
@@ -225,13 +223,6 @@ def write_report(report: Report, out_dir: Path) -> list[Path]:
     return [write_text_output(out_dir / "metrics.json", json.dumps(metrics, indent=2)),
             write_text_output(out_dir / "confusion.csv", csv_text(confusion)),
             write_text_output(out_dir / "errors.csv", csv_text(errors))]
-
-
-def csv_text(rows: list[list]) -> str:
-    """``rows`` as CSV text (the first row is the header)."""
-    text = io.StringIO(newline="")
-    csv.writer(text).writerows(rows)
-    return text.getvalue()
 
 
 def _summary(s: Scores) -> dict:

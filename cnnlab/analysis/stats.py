@@ -141,8 +141,7 @@ def write_stats(result: ShiftCorrelation, out: str | Path) -> list[Path]:
     """``stats.csv`` and ``stats.png`` in ``out`` (never over a file cnnlab did not write)."""
     import matplotlib.pyplot as plt
 
-    from cnnlab.evaluate import csv_text
-    from cnnlab.runs.outputs import save_figure, write_text_output
+    from cnnlab.runs.outputs import csv_text, save_figure, write_text_output
 
     out = Path(out)
     paths = [write_text_output(out / "stats.csv", csv_text(table_rows(result)))]

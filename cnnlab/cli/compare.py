@@ -45,8 +45,7 @@ def _cell(value: float | int | None, percent: bool = False) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from cnnlab.evaluate import csv_text
-    from cnnlab.runs.outputs import write_text_output
+    from cnnlab.runs.outputs import csv_text, write_text_output
     from cnnlab.viz.curves import compare_figure, compare_rows, figure_image, read_metrics, read_test_metrics
     from cnnlab.viz.grids import save_png
 

@@ -41,6 +41,15 @@ def write_text_output(path: str | Path, text: str, flag: str = "--out") -> Path:
     return write_output(path, text.encode("utf-8"), flag)
 
 
+def csv_text(rows: list[list]) -> str:
+    """``rows`` as CSV text (the first row is the header)."""
+    import csv
+
+    text = io.StringIO(newline="")
+    csv.writer(text).writerows(rows)
+    return text.getvalue()
+
+
 def save_figure(fig, path: str | Path, *, dpi: int = 100, flag: str = "--out") -> Path:
     """A matplotlib figure as PNG at ``path`` (through :func:`write_output`)."""
     buffer = io.BytesIO()
@@ -48,5 +57,5 @@ def save_figure(fig, path: str | Path, *, dpi: int = 100, flag: str = "--out") -
     return write_output(path, buffer.getvalue(), flag)
 
 
-__all__ = ["OutputExists", "check_output_path", "save_figure", "write_output",
+__all__ = ["OutputExists", "check_output_path", "csv_text", "save_figure", "write_output",
            "write_text_output"]
