@@ -39,6 +39,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "compare": ("cnnlab.cli.compare", "training curves of several runs on shared axes"),
     "visualize": ("cnnlab.cli.visualize", "filters, feature maps, top patches, saliency as PNGs"),
     "report": ("cnnlab.cli.report", "one self-contained HTML page per run"),
+    "stats": ("cnnlab.cli.stats", "correlation of values against shift, per axis (why convolution)"),
     "serve": ("cnnlab.cli.serve", "browse finished runs in a local web page (curves, reports, play)"),
     "bovw": ("cnnlab.cli.bovw", "bag of visual words + spatial pyramids, texture, hand-crafted filters"),
 }
