@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 
-from cnnlab.analysis.stats import data_stats, format_table, write_stats
 from cnnlab.cli.flags import add_output
 
 
@@ -36,6 +35,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from cnnlab.analysis.stats import data_stats, format_table, write_stats
+
     result = data_stats(args.data, split=args.split, root=args.data_root, samples=args.samples,
                         max_shift=args.max_shift, shuffle=args.shuffle, seed=args.seed)
     print(f"{result.name}: correlation vs shift, {result.samples} {args.split} samples of "
