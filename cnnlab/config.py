@@ -50,6 +50,9 @@ class TrainConfig:
                              help="download a missing named data set from its official source")
     skip_bad: bool = setting(False, group="data",
                              help="skip unreadable images with a warning instead of stopping")
+    data_budget: float | None = setting(None, group="data", low=0, low_open=True,
+                                        help="GiB of memory a data set may take (default: "
+                                             "min(8, half the RAM))")
     val_fraction: float = setting(0.1, group="data", low=0, high=1, high_open=True,
                                   help="fraction of the training split held out for validation")
     train_per_class: int | None = setting(None, group="data", low=1,

@@ -51,5 +51,6 @@ def run(args: argparse.Namespace) -> int:
     finetune(args.checkpoint, data=args.data, mode=args.mode, freeze=args.freeze,
              lr_pretrained=args.lr_pretrained, lr_new=args.lr_new,
              limit_per_class=args.limit_per_class, data_root=args.data_root,
-             download=args.download, skip_bad=args.skip_bad, **overrides)
+             download=args.download, skip_bad=args.skip_bad, data_budget=args.data_budget,
+             **overrides)
     return 0

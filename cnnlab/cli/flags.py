@@ -20,7 +20,7 @@ from cnnlab.errors import ConfigError
 
 OVERWRITE_HELP = ("replace output files that exist and were not written by cnnlab (a run's own "
                   "checkpoints and settings are never replaced)")
-DATA_FLAGS = ("data", "data_root", "download", "skip_bad")
+DATA_FLAGS = ("data", "data_root", "download", "skip_bad", "data_budget")
 
 
 def add_output(parser: argparse.ArgumentParser, help: str, *, default: str | None = None,
@@ -45,7 +45,8 @@ def add_data(parser: argparse.ArgumentParser, *, data_help: str | None = None,
 
 def data_request(args: argparse.Namespace) -> DataRequest:
     """The :class:`~cnnlab.data.request.DataRequest` of :func:`add_data`'s flags."""
-    return DataRequest(args.data, args.data_root, bool(args.download), bool(args.skip_bad))
+    return DataRequest(args.data, args.data_root, bool(args.download), bool(args.skip_bad),
+                       args.data_budget)
 
 
 def _field(name: str) -> dataclasses.Field:

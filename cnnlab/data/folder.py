@@ -25,6 +25,7 @@ import torch
 from PIL import Image
 
 from cnnlab.data.base import ImageSet
+from cnnlab.data.budget import check_budget
 from cnnlab.data.images import IMAGE_EXTENSIONS, load_image
 from cnnlab.errors import DataError
 from cnnlab.files import atomic_write_bytes
@@ -70,12 +71,21 @@ def list_images(folder: Path, _visited: set[tuple[int, int]] | None = None) -> l
                 continue
             if _is_dir(entry):
                 found += list_images(Path(entry.path), visited)
-            elif os.path.splitext(entry.name)[1].lower() in IMAGE_EXTENSIONS:
+            elif os.path.splitext(entry.name)[1].lower() in IMAGE_EXTENSIONS \
+                    and _is_regular_file(entry):  # a FIFO named x.png would hang the reader
                 found.append(entry)
     except OSError as error:
         where = error.filename or folder
         raise DataError(f"{where}: cannot list the folder ({error.strerror or error})") from None
     return found
+
+
+def _is_regular_file(entry: os.DirEntry) -> bool:
+    """A regular file or a link to one (not a FIFO, socket or device)."""
+    try:
+        return entry.is_file()
+    except OSError:
+        return False
 
 
 def _is_dir(entry: os.DirEntry) -> bool:
@@ -98,7 +108,13 @@ def scan_folder(root: Path) -> tuple[list[os.DirEntry], list[int], list[str]]:
             raise DataError(f"{folder}: class folder has no images ({extensions})")
         files += images
         labels += [index] * len(images)
-    return files, labels, [f.name for f in folders]
+    return files, labels, [class_name(f) for f in folders]
+
+
+def class_name(folder: Path) -> str:
+    """A class folder's name as text; bytes that are not UTF-8 (a Latin-1 file system name)
+    are shown as escapes (``caf\\xe9``) instead of failing when the name is printed or saved."""
+    return folder.name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
 def cache_path(root: Path, channels: int | None, size: tuple[int, int] | None,
@@ -111,11 +127,14 @@ def cache_path(root: Path, channels: int | None, size: tuple[int, int] | None,
 
 
 def content_key(files: list[os.DirEntry]) -> str:
-    """Hash of every file's path, size and mtime: any edit, addition or removal changes it."""
+    """Hash of every file's path, size, mtime, ctime and inode: any edit, addition or removal
+    changes it, also one that keeps the size and the modification time (``cp -p``,
+    ``rsync -t``): neither can preserve the change time or the inode."""
     digest = hashlib.sha256(f"cnnlab-folder-cache-v{CACHE_VERSION}\n".encode())
     for file in files:
         stat = file.stat()
-        digest.update(f"{file.path}\t{stat.st_size}\t{stat.st_mtime_ns}\n".encode())
+        digest.update(f"{file.path}\t{stat.st_size}\t{stat.st_mtime_ns}\t{stat.st_ctime_ns}\t"
+                      f"{stat.st_ino}\n".encode("utf-8", "surrogateescape"))
     return digest.hexdigest()
 
 
@@ -142,11 +161,17 @@ def decode_all(files: list[str], channels: int | None, size: tuple[int, int] | N
     """Decode every file in order with a thread pool; stops early at a bad file if asked."""
     chunks = [files[i:i + CHUNK] for i in range(0, len(files), CHUNK)]
     results: list[np.ndarray | str] = []
+    decoded_bytes = 0
     pool = ThreadPoolExecutor(max_workers=workers)
     try:
         futures = [pool.submit(decode_chunk, chunk, channels, size) for chunk in chunks]
         for future in futures:
-            results += future.result()
+            chunk = future.result()
+            results += chunk
+            decoded_bytes += sum(r.nbytes for r in chunk if not isinstance(r, str))
+            # the decoded images and their stacked copy are both in memory for a moment
+            check_budget(2 * decoded_bytes, f"{Path(files[0]).parent.parent} ({len(files)} "
+                                            f"images, {len(results)} decoded so far)")
             if stop_at_first_bad and any(isinstance(r, str) for r in results[-CHUNK:]):
                 break
     finally:

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from cnnlab.data.base import ImageSet
+from cnnlab.data.budget import check_budget
 from cnnlab.data.registry import DataSource, LoadRequest, RemoteFile, find_folder, register_source
 from cnnlab.errors import DataError
 
@@ -41,19 +42,37 @@ IDX_DTYPES: dict[int, str] = {
 
 
 def read_file_bytes(path: Path) -> bytes:
-    """The file's bytes, gunzipped when it starts with the gzip magic."""
+    """The file's bytes, gunzipped when it starts with the gzip magic. The decompression is
+    streamed: it stops one byte past the size the IDX header declares (checked against the
+    data budget first), so a 1 MB file that inflates to gigabytes never does."""
     try:
-        raw = path.read_bytes()
+        with open(path, "rb") as handle:
+            gzipped = handle.read(2) == GZIP_MAGIC
     except FileNotFoundError:
         raise DataError(f"{path}: file not found") from None
     except OSError as error:
         raise DataError(f"{path}: cannot read ({error.strerror or error})") from None
-    if not raw.startswith(GZIP_MAGIC):
-        return raw
+    opener = gzip.open if gzipped else open
     try:
-        return gzip.decompress(raw)
+        with opener(path, "rb") as stream:
+            return _read_declared(stream, path)
     except (EOFError, OSError, zlib.error) as error:
         raise DataError(f"{path}: corrupt or truncated gzip data ({error})") from None
+
+
+def _read_declared(stream, path: Path) -> bytes:
+    """Header, then at most the payload it declares + 1 byte (to see a file that is longer)."""
+    head = stream.read(4)
+    if len(head) < 4 or head[0] != 0 or head[1] != 0 or head[2] not in IDX_DTYPES:
+        return head + stream.read(1 << 16)  # not IDX: parse_idx names the problem
+    dims = stream.read(4 * head[3])
+    shape = [int.from_bytes(dims[i:i + 4], "big") for i in range(0, len(dims) - 3, 4)]
+    expected = math.prod(shape) * np.dtype(IDX_DTYPES[head[2]]).itemsize
+    if expected <= MAX_IDX_BYTES:
+        check_budget(expected, f"{path} (IDX {tuple(shape)})")
+    else:  # parse_idx names the impossible header
+        return head + dims
+    return head + dims + stream.read(expected + 1)
 
 
 def parse_idx(data: bytes, path: Path) -> np.ndarray:
@@ -100,11 +119,13 @@ def load_idx_pair(
     """MNIST-style image + label files -> ImageSet with uint8 images ``(N, 1, H, W)``."""
     images = read_idx(images_path)  # (N, H, W)
     labels = read_idx(labels_path)  # (N,)
-    if images.ndim != 3 or images.dtype != np.uint8:
-        raise DataError(f"{images_path}: expected uint8 images (N, H, W), "
-                        f"got {images.dtype} {images.shape}")
+    if images.ndim != 3 or images.dtype != np.uint8 or 0 in images.shape[1:]:
+        raise DataError(f"{images_path}: expected uint8 images (N, H, W) of at least 1x1 "
+                        f"pixels, got {images.dtype} {images.shape}")
     if labels.ndim != 1:
         raise DataError(f"{labels_path}: expected a 1-D label file, got shape {labels.shape}")
+    if labels.dtype.kind not in "iu":
+        raise DataError(f"{labels_path}: labels must be integers, got {labels.dtype.name}")
     if len(labels) != len(images):
         raise DataError(f"{labels_path}: {len(labels)} labels but {images_path} has "
                         f"{len(images)} images")

@@ -14,6 +14,7 @@ class DataRequest:
     root: str | None = None
     download: bool = False
     skip_bad: bool = False
+    budget: float | None = None  # GiB (--data-budget); None: min(8 GiB, half the RAM)
 
     @classmethod
     def of(cls, value: DataRequest | str | None) -> DataRequest:
@@ -26,7 +27,9 @@ class DataRequest:
 
     def load(self, split: str = "train"):
         """``split`` of this data set (:func:`cnnlab.data.datasets.load_dataset`)."""
+        from cnnlab.data.budget import data_budget
         from cnnlab.data.datasets import load_dataset  # the readers: torch, NumPy, Pillow
 
-        return load_dataset(self.name, split, root=self.root, download=self.download,
-                            skip_bad=self.skip_bad)
+        with data_budget(self.budget):
+            return load_dataset(self.name, split, root=self.root, download=self.download,
+                                skip_bad=self.skip_bad)

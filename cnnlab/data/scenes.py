@@ -35,6 +35,7 @@ import torch
 import torch.nn.functional as F
 
 from cnnlab.data.base import ImageSet
+from cnnlab.data.budget import check_budget
 from cnnlab.data.registry import DataSource, LoadRequest, register_source
 from cnnlab.errors import DataError
 
@@ -112,6 +113,8 @@ def make_scenes(source: ImageSet, n: int, spec: SceneSpec = SceneSpec(), *, seed
     """
     if n < 1:
         raise DataError(f"{name}: n={n} scenes: expected at least 1")
+    # images, masks (int64), instances and the float canvas while rendering: ~14 bytes a pixel
+    check_budget(n * spec.canvas ** 2 * 14, f"{name} ({n} scenes of {spec.canvas}x{spec.canvas})")
     if source.image_shape[0] != 1:
         raise DataError(f"{source.name}: scenes are built from grey images, got "
                         f"{source.image_shape[0]} channels")

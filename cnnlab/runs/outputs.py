@@ -38,7 +38,8 @@ def write_output(path: str | Path, data: bytes, flag: str = "--out") -> Path:
 
 
 def write_text_output(path: str | Path, text: str, flag: str = "--out") -> Path:
-    return write_output(path, text.encode("utf-8"), flag)
+    """UTF-8 text; a file name that is not UTF-8 appears as escapes, never an error."""
+    return write_output(path, text.encode("utf-8", "backslashreplace"), flag)
 
 
 def csv_text(rows: list[list]) -> str:

@@ -15,6 +15,7 @@ from torch import nn
 
 from cnnlab.config import TrainConfig, config_yaml
 from cnnlab.data.base import ImageSet
+from cnnlab.data.budget import data_budget
 from cnnlab.data.pipeline import (
     BatchSource,
     Preprocess,
@@ -105,7 +106,8 @@ class Run:
         self.stop: StopFlag | None = None  # while training: set by a signal or an observer
         self.saved: tuple[Path, int, int] | None = None  # newest checkpoint: path, epoch, step
         self.config_pending = False
-        train, val, test = load_splits(config)
+        with data_budget(config.data_budget):
+            train, val, test = load_splits(config)
         self.task = get_task(config.task).for_training(config, train)
         self.classes = self.task.output_names(train.classes)  # one name per model output
         self.model_meta = model_description(config, train, definition)
