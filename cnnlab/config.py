@@ -17,6 +17,7 @@ from pathlib import Path
 import yaml
 
 from cnnlab.errors import ConfigError
+from cnnlab.yamltext import load_yaml
 
 GROUPS = ("data", "model", "optimisation", "schedule", "augmentation", "speed", "run")
 MAX_IMAGE_SIZE = 4096  # pixels per side (issue 18: bounded before anything is allocated)
@@ -270,12 +271,11 @@ def save_config(config: TrainConfig, path: Path) -> None:
 
 
 MAX_CONFIG_BYTES = 1 << 20
-MAX_ALIASES = 50  # YAML anchors a config may use (a few is normal; an alias bomb uses many)
 
 
 def load_config(path: str | Path) -> TrainConfig:
     """Read a config written by :func:`save_config` (or by hand): at most 1 MiB and a few YAML
-    aliases (nested aliases can grow a 539-byte file past gigabytes), then type-checked."""
+    aliases (:func:`cnnlab.yamltext.load_yaml`), then type-checked."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")
@@ -286,22 +286,7 @@ def load_config(path: str | Path) -> TrainConfig:
 
 def config_from_text(text: str, source: str) -> TrainConfig:
     """A TrainConfig from YAML ``text`` (``source`` names it in errors), checked like a file."""
-    path = source
-    try:
-        aliases = sum(1 for token in yaml.scan(text) if isinstance(token, yaml.AliasToken))
-        if aliases > MAX_ALIASES:
-            raise ConfigError(f"{path}: {aliases} YAML aliases (at most {MAX_ALIASES}); write "
-                              "the values out")
-        values = yaml.safe_load(text) or {}
-    except yaml.YAMLError as error:
-        raise ConfigError(f"{path}: not valid YAML ({_yaml_problem(error)})") from None
+    values = load_yaml(text, source) or {}
     if not isinstance(values, dict):
-        raise ConfigError(f"{path}: expected a mapping of settings")
-    return TrainConfig.from_dict(values, source=str(path))
-
-
-def _yaml_problem(error: yaml.YAMLError) -> str:
-    """One line: the problem and where (YAML's own message spans four)."""
-    problem = getattr(error, "problem", None) or str(error).splitlines()[0]
-    mark = getattr(error, "problem_mark", None)
-    return f"{problem} at line {mark.line + 1}, column {mark.column + 1}" if mark else problem
+        raise ConfigError(f"{source}: expected a mapping of settings")
+    return TrainConfig.from_dict(values, source=source)

@@ -21,13 +21,13 @@ import json
 from pathlib import Path
 
 import torch
-import yaml
 
 from cnnlab.analysis.summary import summary
 from cnnlab.errors import CnnlabError, DataError
 from cnnlab.files import atomic_write_bytes
 from cnnlab.models.catalog import default_classes
 from cnnlab.models.registry import list_models, model_info
+from cnnlab.yamltext import load_yaml
 
 
 def zoo_complexity(names: list[str] | None = None) -> list[dict]:
@@ -75,11 +75,12 @@ def run_points(runs_dir: str | Path) -> list[dict]:
         config_path = run_dir / "config.yaml"
         if found is None or not config_path.is_file():
             continue
-        config = yaml.safe_load(config_path.read_text()) or {}
         try:
+            config = load_yaml(config_path.read_text(errors="replace"), str(config_path))
             model, size = resolve_model(str(run_dir), None)
-        except CnnlabError:  # no complete checkpoint (yet): nothing to place
+        except CnnlabError:  # no complete checkpoint (yet), or a broken config: not placed
             continue
+        config = config if isinstance(config, dict) else {}
         result = summary(model, size)
         points.append({"run": str(run_dir), "model": str(config.get("model")),
                        "data": str(config.get("data")), "accuracy": found[0],

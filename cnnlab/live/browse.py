@@ -20,13 +20,12 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
-import yaml
-
-from cnnlab.errors import DataError
+from cnnlab.errors import ConfigError, DataError
 from cnnlab.live.server import HttpError, LiveServer
 from cnnlab.live.snapshot import effective_kernels, kernels_uri
 from cnnlab.runs.layout import CONFIG, INDEX, METRICS, SNAPSHOTS, checkpoint_name, is_run_dir
 from cnnlab.runs.reader import read_index, read_metrics
+from cnnlab.yamltext import load_yaml
 
 MAX_DEPTH = 3  # runs may sit in sub-folders: runs/experiment/run
 MAX_RUNS = 1000
@@ -74,8 +73,8 @@ def read_config(run: Path) -> dict:
     try:
         if path.stat().st_size > MAX_CONFIG_BYTES:
             return {}
-        values = yaml.safe_load(path.read_text(errors="replace"))
-    except (OSError, yaml.YAMLError):
+        values = load_yaml(path.read_text(errors="replace"), str(path))
+    except (OSError, ConfigError):
         return {}
     return values if isinstance(values, dict) else {}
 

@@ -35,8 +35,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from cnnlab.errors import ModelError
+from cnnlab.errors import ConfigError, ModelError
 from cnnlab.models.spec_layers import ACTIVATION_NAMES, Layer, read_model_file
+from cnnlab.yamltext import load_yaml
 
 TF_ACTIVATIONS = {"relu": "relu", "tanh": "tanh", "sigmoid": "sigmoid", "elu": "elu",
                   "leaky_relu": "leaky_relu", "softmax": "softmax", "linear": "linear",
@@ -66,15 +67,13 @@ ALIASES = {"num_output": None, "kernel_size": "kernel", "pool_size": "kernel", "
 def load_layers(path: str | Path, text: str | None = None) -> list[Layer]:
     """Read a YAML layer list (a ``layers:`` key or a bare list) into :class:`Layer` objects;
     ``text``: the file's content as stored in a run (then ``path`` only names it)."""
-    import yaml
-
     path = Path(path)
     if text is None:
         text = read_model_file(path)
     try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as error:
-        raise ModelError(f"{path}: not valid YAML ({error})") from None
+        data = load_yaml(text, str(path))
+    except ConfigError as error:  # not YAML, or an alias bomb
+        raise ModelError(str(error)) from None
     entries = data.get("layers") if isinstance(data, dict) else data
     if not isinstance(entries, list) or not entries:
         raise ModelError(f"{path}: expected a non-empty list of layers under 'layers:'")

@@ -321,3 +321,13 @@ def test_config_values_are_type_checked_from_python_too():
     with pytest.raises(ConfigError, match="epochs"):
         TrainConfig(epochs="1").validate()
     _ = load_file  # (imported for crafting files above)
+
+
+def test_a_model_yaml_alias_bomb_is_one_error(tmp_path, capsys):
+    """Item 10 for model files too: a YAML layer list with nested aliases is refused."""
+    lines = ["a: &a [1, 1]"] + [f"{chr(98 + i)}: &{chr(98 + i)} [*{chr(97 + i)}, *{chr(97 + i)}]"
+                                for i in range(8)]
+    lines.append("layers: [" + ", ".join(["*i"] * 60) + "]")
+    (tmp_path / "net.yaml").write_text("\n".join(lines) + "\n")
+    code, err = cli(["summary", str(tmp_path / "net.yaml"), "--input", "1x8x8"], capsys)
+    assert code == 2 and "YAML aliases" in err and err.count("\n") == 1
