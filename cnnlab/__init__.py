@@ -13,8 +13,7 @@ Example:
 
 from __future__ import annotations
 
-import importlib
-
+from cnnlab.lazy import lazy_attributes
 from cnnlab.version import __version__ as __version__
 
 # public name -> the module that defines it (imported when the name is first used)
@@ -33,14 +32,4 @@ _EXPORTS = {
 
 __all__ = sorted([*_EXPORTS, "__version__"])
 
-
-def __getattr__(name: str):
-    if name not in _EXPORTS:
-        raise AttributeError(f"module 'cnnlab' has no attribute {name!r}")
-    value = getattr(importlib.import_module(_EXPORTS[name]), name)
-    globals()[name] = value  # later lookups skip this function
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *_EXPORTS])
+__getattr__, __dir__ = lazy_attributes(__name__, _EXPORTS)

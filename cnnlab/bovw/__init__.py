@@ -10,17 +10,11 @@ Example:
 
 from __future__ import annotations
 
-import importlib
+from cnnlab.lazy import lazy_attributes
 
 _EXPORTS = {"BovwConfig": "cnnlab.bovw.config", "BovwResult": "cnnlab.bovw.pipeline",
             "run_bovw": "cnnlab.bovw.pipeline", "load_bovw": "cnnlab.bovw.store",
             "save_bovw": "cnnlab.bovw.store"}
 __all__ = sorted(_EXPORTS)
 
-
-def __getattr__(name: str):  # imported on first use: ``cnnlab bovw --help`` needs no torch
-    if name not in _EXPORTS:
-        raise AttributeError(f"module 'cnnlab.bovw' has no attribute {name!r}")
-    value = getattr(importlib.import_module(_EXPORTS[name]), name)
-    globals()[name] = value
-    return value
+__getattr__, __dir__ = lazy_attributes(__name__, _EXPORTS)

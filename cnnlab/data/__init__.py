@@ -5,14 +5,8 @@ Names are imported on first use, so a light module of this package (``request``)
 
 from __future__ import annotations
 
-import importlib
+from cnnlab.lazy import lazy_attributes
 
-__all__ = ["ImageSet"]
-
-
-def __getattr__(name: str):
-    if name != "ImageSet":
-        raise AttributeError(f"module 'cnnlab.data' has no attribute {name!r}")
-    value = importlib.import_module("cnnlab.data.base").ImageSet
-    globals()[name] = value
-    return value
+_EXPORTS = {"ImageSet": "cnnlab.data.base"}
+__all__ = sorted(_EXPORTS)
+__getattr__, __dir__ = lazy_attributes(__name__, _EXPORTS)

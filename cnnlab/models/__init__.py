@@ -7,7 +7,7 @@ The registry (:mod:`cnnlab.models.registry`) imports the family modules listed i
 
 from __future__ import annotations
 
-import importlib
+from cnnlab.lazy import lazy_attributes
 
 _EXPORTS = {"ImageClassifier": "cnnlab.models.base", "ModelInfo": "cnnlab.models.registry",
             "create": "cnnlab.models.registry", "default_input_size": "cnnlab.models.registry",
@@ -15,10 +15,4 @@ _EXPORTS = {"ImageClassifier": "cnnlab.models.base", "ModelInfo": "cnnlab.models
             "model_definition": "cnnlab.models.registry", "model_info": "cnnlab.models.registry"}
 __all__ = sorted(_EXPORTS)
 
-
-def __getattr__(name: str):
-    if name not in _EXPORTS:
-        raise AttributeError(f"module 'cnnlab.models' has no attribute {name!r}")
-    value = getattr(importlib.import_module(_EXPORTS[name]), name)
-    globals()[name] = value
-    return value
+__getattr__, __dir__ = lazy_attributes(__name__, _EXPORTS)

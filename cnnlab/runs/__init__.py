@@ -6,7 +6,7 @@ Every command that reads a run goes through :func:`open_run`. Names are imported
 
 from __future__ import annotations
 
-import importlib
+from cnnlab.lazy import lazy_attributes
 
 _EXPORTS = {
     "LAYOUT": "cnnlab.runs.layout", "is_run_dir": "cnnlab.runs.layout",
@@ -20,10 +20,4 @@ _EXPORTS = {
 
 __all__ = sorted(_EXPORTS)
 
-
-def __getattr__(name: str):
-    if name not in _EXPORTS:
-        raise AttributeError(f"module 'cnnlab.runs' has no attribute {name!r}")
-    value = getattr(importlib.import_module(_EXPORTS[name]), name)
-    globals()[name] = value
-    return value
+__getattr__, __dir__ = lazy_attributes(__name__, _EXPORTS)
