@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from cnnlab.data.kdsets import read_sample
 from cnnlab.data.pipeline import Preprocess, border_mean, fit_to_size
 from cnnlab.errors import ConfigError, DataError
 from cnnlab.runs.reader import OpenRun, open_run
@@ -83,8 +84,12 @@ def prepare_image(path: Path, preprocess: Preprocess) -> torch.Tensor:
 @torch.inference_mode()
 def predict_images(run: str | Path, inputs: list[str], *, k: int = 3, which: str = "best",
                    device: str = "cpu", out: str | Path | None = None,
-                   threshold: float = THRESHOLD, skip_bad: bool = False) -> list[dict]:
+                   threshold: float = THRESHOLD, skip_bad: bool = False,
+                   texts: list[str] = ()) -> list[dict]:
     """Top-``k`` labels with probabilities for each image file (or folder of images).
+
+    Runs on 1-D or 3-D data read their own kind of input instead (:func:`predict_samples`):
+    ``.wav`` files for spoken-digits runs, ``texts`` (``--text WORD``) for words runs.
 
     Runs that predict sets of labels or masks give each image's set of ``labels`` instead;
     mask runs also write a coloured mask PNG per image into ``out`` (default ``RUN/masks``).
@@ -98,6 +103,8 @@ def predict_images(run: str | Path, inputs: list[str], *, k: int = 3, which: str
     if k < 1:
         raise ConfigError(f"--top-k {k}: expected 1 or more")
     opened = open_run(run, checkpoint=which, device=device, threshold=threshold)
+    if texts or len(opened.input_size) != 3:  # sequences, clips, volumes
+        return predict_samples(opened, list(inputs), list(texts), k)
     paths = collect_images(inputs)
     out = Path(out) if out else opened.run_dir / "masks"
     predict = PREDICTORS[opened.task.output_kind]
@@ -164,6 +171,30 @@ def predict_mask(run: OpenRun, path: Path, k: int, out: Path) -> dict:
     return {"path": str(path), "labels": sorted(pixels, key=pixels.get, reverse=True),
             "pixels": pixels, "mask": str(target), "top": [],
             "colours": {name: colours[name] for name in pixels}}
+
+
+def predict_samples(run: OpenRun, files: list[str], texts: list[str], k: int) -> list[dict]:
+    """Top-``k`` classes of a 1-D/3-D run for each ``.wav`` file or word, read as the run's
+    data set reads its samples (:func:`cnnlab.data.kdsets.read_sample`: a spectrogram, one-hot
+    letters) and normalised as in training."""
+    if len(run.input_size) == 3:
+        raise ConfigError(f"--text: {run.path} is a 2-D image run; give image files instead")
+    if not files and not texts:
+        raise ConfigError(f"{run.path} was trained on {run.data_name}: give .wav files "
+                          "(spoken-digits) or --text WORD (words)")
+    results = []
+    for kind, value in [("file", f) for f in files] + [("text", t) for t in texts]:
+        sample = read_sample(run.data_name, kind, value)  # (C, *spatial)
+        if tuple(sample.shape) != tuple(run.input_size):
+            raise DataError(f"{value}: a sample of {'x'.join(map(str, sample.shape))}, the "
+                            f"model takes {'x'.join(map(str, run.input_size))}")
+        x = run.preprocess.normalize(sample[None].float().div(255)).to(run.device)
+        probs = run.model(x).float().softmax(1)[0].cpu()
+        top = probs.topk(min(k, len(run.classes)))
+        results.append({"path" if kind == "file" else "text": value,
+                        "top": [(run.classes[i], round(float(p), 4))
+                                for p, i in zip(top.values, top.indices, strict=True)]})
+    return results
 
 
 PREDICTORS = {"class": predict_class, "labels": predict_labels, "mask": predict_mask}

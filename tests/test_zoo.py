@@ -38,6 +38,9 @@ SMALLEST_RUN = {
                                   "plain18", "plain34")},
     **{f"{kind}{depth}": (4, 2) for kind in ("resnet", "plain") for depth in (20, 32, 44, 56, 110)},
     **{name: (8, 2) for name in ("fcn", "segnet", "unet", "patchnet")},  # dense: any size
+    # k-D (issue 23): side of every spatial axis; mlp and spectro1d read their own length
+    "mnist1d_cnn": (8, 2), "mlp": (40, 2), "spectro1d": (8, 2), "char1d": (4, 2),
+    **{name: (8, 2) for name in ("c3d_small", "late_fusion", "early_fusion")},
 }
 # Run on CPU by the slow tier only (~3 s each: building and stepping 120M+ FC weights): the same
 # class as vgg11/vgg11_bn at more depth; their shapes are also checked on the meta device.
@@ -89,12 +92,13 @@ def forward_backward(model: torch.nn.Module, x: torch.Tensor, num_classes: int) 
 def test_every_registered_model_trains_on_cpu(name: str) -> None:
     assert name in SMALLEST_RUN, f"{name}: add its smallest input to SMALLEST_RUN"
     side, batch = SMALLEST_RUN[name]
-    channels = model_info(name).input_size[0]
+    info = model_info(name)
+    channels, dims = info.input_size[0], info.dims  # 1-D, 2-D or 3-D input
     torch.manual_seed(0)
     model = create(name, num_classes=3)
     if hasattr(model, "init_from_data"):  # airbench's data-fitted whitening, as fit() does it
         model.init_from_data(torch.randn(64, channels, side, side))
-    forward_backward(model, torch.randn(batch, channels, side, side), 3)
+    forward_backward(model, torch.randn(batch, channels, *[side] * dims), 3)
 
 
 def test_the_run_table_lists_exactly_the_registry() -> None:
@@ -214,10 +218,12 @@ def test_alexnet_paper_splits_conv2_4_5_over_two_groups() -> None:
                if isinstance(c, torch.nn.Conv2d))
 
 
-@pytest.mark.parametrize("name", [m.name for m in list_models()] + ["c3x8p1-relu-p2-c3x16p1-relu-p2-f3"])
+@pytest.mark.parametrize("name", [m.name for m in list_models() if m.dims == 2]
+                         + ["c3x8p1-relu-p2-c3x16p1-relu-p2-f3"])
 def test_every_model_exposes_its_feature_stages(name):
     """Issue 17: ``feature_info()`` (channels, stride per stage) and ``forward_features()`` on
-    every zoo model (and spec nets), so heads and probes attach without special cases."""
+    every 2-D zoo model (and spec nets), so heads and probes attach without special cases.
+    (The 1-D/3-D models of issue 23 are plain classifiers: no detection or probe heads.)"""
     c, h, _ = default_input_size(name)
     side = h if h <= 64 else 96  # ImageNet nets at 96 px: the same stages, smaller maps
     model = create(name, num_classes=3, input_size=(c, side, side)).eval()

@@ -1,4 +1,5 @@
-"""List the model zoo: name, classes and parameters of the paper's head, input size, paper.
+"""List the model zoo: name, classes and parameters of the paper's head, input size, its
+spatial dimensions (1-D sequences, 2-D images, 3-D clips and volumes), paper.
 
 --plot draws lecture 002's "Comparing complexity" chart (Canziani et al. 2017) for the zoo:
 multiply-adds against parameters at each model's input size (bubble area ~ parameters), and,
@@ -47,10 +48,11 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
-    print(f"{'model':<14} {'family':<12} {'classes':>7} {'parameters':>13}  {'input':<11} paper")
+    print(f"{'model':<14} {'family':<12} {'classes':>7} {'parameters':>13}  {'input':<11} "
+          f"{'dims':<4} paper")
     for row in rows:
         size = "x".join(str(v) for v in row["input_size"])
+        dims = f"{row.get('dims', len(row['input_size']) - 1)}-D"
         print(f"{row['name']:<14} {row['family']:<12} {row['classes']:>7} {row['parameters']:>13,}  "
-              f"{size:<11} "
-              f"{row['paper']}")
+              f"{size:<11} {dims:<4} {row['paper']}")
     return 0

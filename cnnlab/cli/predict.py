@@ -8,6 +8,8 @@ examples:
   cnnlab predict runs/lenet5-mnist photos/ --top-k 5 --json
   cnnlab predict runs/fcn-scenes scene.png --out masks/   # segment run: coloured mask PNGs
   cnnlab predict runs/lenet5-scenes scene.png --threshold 0.3  # multilabel run: label set
+  cnnlab predict runs/spectro1d-spoken-digits seven.wav      # 1-D sound run: .wav files
+  cnnlab predict runs/char1d-words --text Straße --text house  # words run: --text WORD
 """
 
 from __future__ import annotations
@@ -20,7 +22,10 @@ from cnnlab.cli.flags import add_output
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("run", metavar="RUN", help="run directory or checkpoint")
-    parser.add_argument("images", nargs="+", metavar="IMAGE", help="image files or folders")
+    parser.add_argument("images", nargs="*", metavar="IMAGE",
+                        help="image files or folders (spoken-digits runs: .wav files)")
+    parser.add_argument("--text", action="append", default=[], metavar="WORD",
+                        help="words run: a word to classify (repeatable)")
     parser.add_argument("--top-k", type=int, default=3, help="labels per image (default 3)")
     parser.add_argument("--checkpoint", choices=["best", "last"], default="best")
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
@@ -39,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
 
     results = predict_images(args.run, args.images, k=args.top_k, which=args.checkpoint,
                              device=args.device, out=args.out, threshold=args.threshold,
-                             skip_bad=args.skip_bad)
+                             skip_bad=args.skip_bad, texts=args.text)
     if args.json:
         print(json.dumps(results, indent=2))
         return 0
@@ -48,5 +53,5 @@ def run(args: argparse.Namespace) -> int:
         if "labels" in r:  # multilabel / segment: the set of classes found
             guesses = f"{{{', '.join(r['labels'])}}}  {guesses}" + (
                 f"  mask {r['mask']}" if "mask" in r else "")
-        print(f"{r['path']}: {guesses}")
+        print(f"{r['path'] if 'path' in r else repr(r['text'])}: {guesses}")
     return 0

@@ -48,7 +48,7 @@ def load_sources() -> None:
     # The format modules register their named sets when imported. They are imported here, at
     # the first lookup, rather than by cnnlab.data.registry: they import the registry, so the
     # registry importing them would be a cycle. A new format module is added to this line.
-    from cnnlab.data import cifar, digits, idx, scenes, xo  # noqa: F401
+    from cnnlab.data import cifar, digits, idx, kdsets, scenes, xo  # noqa: F401
 
 
 def unknown_name(name: str) -> DataError:

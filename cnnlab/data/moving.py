@@ -77,13 +77,15 @@ def render_clip(digit: np.ndarray, corner: tuple[int, int], move: tuple[int, int
 
 def load_moving_mnist(split: str = "train", *, target: str = "direction", count: int | None = None,
                       frames: int = 8, size: int = 48, speed: int = 2, seed: int = 0,
-                      root: str | Path | None = None) -> SequenceSet:
+                      root: str | Path | None = None,
+                      digits: ImageSet | None = None) -> SequenceSet:
     """``count`` clips (default 6,000 train / 1,000 test) of MNIST digits moving in 8 directions;
-    uint8 ``(N, 1, frames, size, size)``."""
+    uint8 ``(N, 1, frames, size, size)``. ``digits``: MNIST's ``split`` already loaded (the
+    data-set table passes it), else read from ``root``."""
     if target not in TARGETS:
         raise DataError(f"moving-mnist: unknown target {choices_hint(target, list(TARGETS))}")
     count = count if count is not None else (6000 if split == "train" else 1000)
-    digits = mnist_digits(split, root)
+    digits = digits if digits is not None else mnist_digits(split, root)
     travel = speed * (frames - 1)
     rng = np.random.default_rng([seed, 0 if split == "train" else 1])
     moves = list(DIRECTIONS.values())

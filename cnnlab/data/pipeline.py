@@ -55,9 +55,10 @@ class Preprocess:
         return fit_to_size(images, self.size, self.fit)
 
     def normalize(self, x: torch.Tensor) -> torch.Tensor:
-        """float ``(B, C, H, W)`` in [0, 1] -> standardised input."""
-        mean = torch.tensor(self.mean, device=x.device, dtype=x.dtype).view(1, -1, 1, 1)
-        std = torch.tensor(self.std, device=x.device, dtype=x.dtype).view(1, -1, 1, 1)
+        """float ``(B, C, H, W)`` (or ``(B, C, *spatial)``) in [0, 1] -> standardised input."""
+        shape = (1, -1, *[1] * (x.dim() - 2))
+        mean = torch.tensor(self.mean, device=x.device, dtype=x.dtype).view(shape)
+        std = torch.tensor(self.std, device=x.device, dtype=x.dtype).view(shape)
         return (x - mean) / std
 
 
@@ -204,12 +205,33 @@ def make_preprocess(train: ImageSet, channels: int, size: tuple[int, int], resiz
     """Derive the preprocessing (fit, mean/std, background) from the training split."""
     from cnnlab.data.augment import channel_stats
 
+    if train.images.dim() != 4:  # sequences, clips, volumes (cnnlab.data.sequences)
+        return sequence_preprocess(train)
+
     fit = choose_fit(train.image_shape[1:], size, resize)
     sample = match_channels(train.images[:20000], channels, source=train.name)
     mean, std = channel_stats(sample)
     fitted = fit_to_size(sample[:2000], tuple(size), fit)
     return Preprocess(channels, tuple(size), fit, mean, [max(s, 1e-6) for s in std],
                       border_mean(sample), ink_fraction(fitted))
+
+
+def sequence_preprocess(train: ImageSet) -> Preprocess:
+    """The preprocessing of a 1-D or 3-D set (:class:`cnnlab.data.sequences.SequenceSet`): its
+    own size, no fitting. Batches are ``x / 255`` like images, so float data (signals,
+    log-spectrograms) are standardised per channel with the training split's statistics, uint8
+    pixels just scaled to [0, 1] and 0/1 one-hot codes kept 0/1 (``std = 1/255``): the inputs
+    of ``bench/beyond_images.py``."""
+    data = train.images
+    channels = data.shape[1]
+    if data.dtype == torch.uint8:
+        scale = 1.0 if int(data.max()) > 1 else 1 / 255
+        mean, std = [0.0] * channels, [scale] * channels
+    else:
+        dims = [0, *range(2, data.dim())]
+        mean = (data.mean(dim=dims) / 255).tolist()
+        std = (data.std(dim=dims) / 255).clamp_min(1e-6).tolist()
+    return Preprocess(channels, tuple(int(n) for n in data.shape[2:]), "none", mean, std, 0.0)
 
 
 def ink_fraction(images: torch.Tensor) -> float:

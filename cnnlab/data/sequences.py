@@ -87,6 +87,22 @@ class SequenceSet:
         """How many spatial axes: 1 (sequences) or 3 (clips, volumes)."""
         return self.data.dim() - 2
 
+    # The ImageSet interface, so the training pipeline, evaluate and predict read both alike.
+    @property
+    def images(self) -> torch.Tensor:
+        """The samples ``(N, C, *spatial)`` (ImageSet's name for them)."""
+        return self.data
+
+    @property
+    def image_shape(self) -> tuple[int, ...]:
+        """``(C, *spatial)``, as ImageSet's ``(C, H, W)``."""
+        return self.sample_shape
+
+    @property
+    def paths(self) -> None:
+        """Generated samples come from no file."""
+        return None
+
     def subset(self, index: torch.Tensor) -> SequenceSet:
         """A new SequenceSet holding the samples at ``index``."""
         return SequenceSet(self.data[index], self.labels[index], list(self.classes), self.name,

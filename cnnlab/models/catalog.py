@@ -38,7 +38,8 @@ def counted_table(num_classes: int | None = None) -> list[dict]:
             model = info.builder(num_classes=classes)
         rows.append({"name": info.name, "family": info.family, "classes": classes,
                      "parameters": count_parameters(model),
-                     "input_size": list(info.input_size), "paper": info.paper})
+                     "input_size": list(info.input_size), "dims": info.dims,
+                     "paper": info.paper})
     return rows
 
 

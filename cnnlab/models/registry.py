@@ -29,16 +29,21 @@ class ModelInfo:
 
     name: str
     builder: Builder
-    input_size: tuple[int, int, int]  # default (C, H, W)
+    input_size: tuple[int, ...]  # default (C, H, W); (C, L) for 1-D, (C, D, H, W) for 3-D
     paper: str
     family: str
+
+    @property
+    def dims(self) -> int:
+        """Spatial dimensions of the input: 1 (sequences), 2 (images), 3 (clips, volumes)."""
+        return len(self.input_size) - 1
 
 
 _MODELS: dict[str, ModelInfo] = {}
 
 
 def register(
-    name: str, *, input_size: tuple[int, int, int], paper: str
+    name: str, *, input_size: tuple[int, ...], paper: str
 ) -> Callable[[Builder], Builder]:
     """Decorator registering ``builder`` under ``name`` with its default input and paper."""
 
@@ -54,7 +59,7 @@ def register(
 # The family modules; each registers its builders with @register when imported. A new family
 # is one module plus one name here.
 FAMILIES = ("airbench", "alexnet", "cifarnets", "googlenet", "lenet", "resnet", "segmentation",
-            "vgg", "xonet")
+            "sequence", "vgg", "xonet")
 
 
 def _load_families() -> None:

@@ -1,8 +1,8 @@
 """1-D and 3-D convolutional networks, and the baselines they are measured against.
 
 Lecture 001, "K-D filters": "if images are k-D, parameters should also be k-D"; lecture 003,
-"Not just images": sound and text, where near positions are related. Each builder is a plain
-function returning an ``nn.Module`` (not in the zoo yet):
+"Not just images": sound and text, where near positions are related. Each builder is registered
+in the zoo (``cnnlab models`` lists it with its dimension, ``--model NAME`` trains it):
 
 ============  ================================================  ==========================
 builder       what                                              input
@@ -31,6 +31,8 @@ from collections.abc import Sequence
 
 import torch
 from torch import nn
+
+from cnnlab.models.registry import register
 
 CONV = {1: nn.Conv1d, 2: nn.Conv2d, 3: nn.Conv3d}
 NORM = {1: nn.BatchNorm1d, 2: nn.BatchNorm2d, 3: nn.BatchNorm3d}
@@ -76,6 +78,7 @@ class ConvClassifier(nn.Module):
         return self.head(self.pool(self.features(x)).flatten(1))  # (B, num_classes)
 
 
+@register("mnist1d_cnn", input_size=(1, 40), paper="Greydanus 2020 (MNIST-1D CNN, widened)")
 def mnist1d_cnn(*, num_classes: int = 10, in_channels: int = 1,
                 widths: Sequence[int] = (32, 64, 64), kernel: int = 5) -> nn.Module:
     """A small 1-D CNN for MNIST-1D: three conv blocks (kernel 5, pooling by 2), global average
@@ -98,17 +101,22 @@ class ResidualMLP(nn.Module):
         return self.linear3(h)
 
 
-def mlp(*, in_features: int = 40, num_classes: int = 10, hidden: int = 100) -> nn.Module:
-    """Greydanus (2020)'s MLP baseline (68% on MNIST-1D); any input, flattened."""
-    return ResidualMLP(in_features, hidden, num_classes)
+@register("mlp", input_size=(1, 40), paper="Greydanus 2020 (MNIST-1D MLP baseline)")
+def mlp(*, num_classes: int = 10, in_channels: int = 1, length: int = 40,
+        hidden: int = 100) -> nn.Module:
+    """Greydanus (2020)'s MLP baseline (68% on MNIST-1D): the ``in_channels x length`` input
+    flattened (``--option length=N`` for other sequence lengths)."""
+    return ResidualMLP(in_channels * length, hidden, num_classes)
 
 
+@register("spectro1d", input_size=(64, 63), paper="1-D CNN over spectrogram frames")
 def spectro1d(*, in_channels: int = 64, num_classes: int = 10,
               widths: Sequence[int] = (64, 96, 128), kernel: int = 5) -> nn.Module:
     """A 1-D CNN over spectrogram frames: frequency bins are channels, time the one axis."""
     return ConvClassifier(1, conv_stack(1, in_channels, widths, kernel), widths[-1], num_classes)
 
 
+@register("char1d", input_size=(50, 20), paper="Kim 2014 style character CNN")
 def char1d(*, in_channels: int = 50, num_classes: int = 6,
            widths: Sequence[int] = (128, 128, 128), kernel: int = 3) -> nn.Module:
     """A 1-D CNN over one-hot characters (letters are channels, position the axis), global max
@@ -117,6 +125,7 @@ def char1d(*, in_channels: int = 50, num_classes: int = 6,
                           num_classes, global_pool="max")
 
 
+@register("c3d_small", input_size=(1, 8, 48, 48), paper="Tran et al. 2015 (C3D, small)")
 def c3d_small(*, in_channels: int = 1, num_classes: int = 8,
               widths: Sequence[int] = (16, 32, 64)) -> nn.Module:
     """A small C3D (Tran et al. 2015): 3x3x3 conv blocks (the first strided 2 in space, not
@@ -150,6 +159,8 @@ class EarlyFusion(nn.Module):
         return self.model(clip.flatten(1, 2))  # (B, C*T, H, W) -> (B, num_classes)
 
 
+@register("late_fusion", input_size=(1, 8, 48, 48),
+          paper="Karpathy et al. 2014 (late fusion)")
 def late_fusion(*, in_channels: int = 1, num_classes: int = 8,
                 widths: Sequence[int] = (28, 56, 112)) -> nn.Module:
     """Late fusion (Karpathy et al. 2014): mean of per-frame 2-D CNN logits."""
@@ -157,6 +168,8 @@ def late_fusion(*, in_channels: int = 1, num_classes: int = 8,
     return LateFusion(ConvClassifier(2, features, widths[-1], num_classes))
 
 
+@register("early_fusion", input_size=(1, 8, 48, 48),
+          paper="Karpathy et al. 2014 (early fusion)")
 def early_fusion(*, frames: int = 8, in_channels: int = 1, num_classes: int = 8,
                  widths: Sequence[int] = (28, 56, 110)) -> nn.Module:
     """Early fusion (Karpathy et al. 2014): the T frames stacked as T input channels."""

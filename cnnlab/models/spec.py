@@ -17,6 +17,11 @@ Spec strings (one token per layer, joined by ``-``, any case; any layer may come
 | ``bn``         | batch norm (2-d before the first ``f``, 1-d after)                     |
 | ``drop0.5``    | dropout with that rate (``drop`` alone: 0.5)                           |
 
+The input's shape sets the dimension (lecture 001, "K-D filters"): on a ``(C, L)`` sequence
+``c5x16`` is a Conv1d with a 5-wide kernel, ``p2`` a MaxPool1d, ``bn`` a BatchNorm1d, ``gap``
+pools to length 1; on a ``(C, D, H, W)`` volume they are the 3-d layers with cubic windows.
+``lc`` and TensorFlow's ``same``/``valid`` paddings are 2-D only.
+
 ``maxout`` must directly follow a ``c``/``lc``/``f`` layer, which then gets twice the units
 (each unit is the max of its 2 affine pieces), so ``f84-maxout`` still outputs 84 values.
 
@@ -40,6 +45,7 @@ Example:
 from __future__ import annotations
 
 import logging
+import math
 import re
 
 import torch
@@ -179,10 +185,35 @@ def _window_modules(layer: Layer, c: int, out: int, hw: tuple[int, int]) -> list
             else TFAvgPool2d(k, s, pad4)]
 
 
+# k-D spec strings (lecture 001, "K-D filters"): the same tokens on a (C, L) input build 1-d
+# layers, on a (C, D, H, W) input 3-d ones; 2-d layers are built by _window_modules.
+AXIS_NAMES = {1: ("length",), 2: ("height", "width"), 3: ("depth", "height", "width")}
+KD_WINDOWS = {"conv": {1: nn.Conv1d, 3: nn.Conv3d}, "maxpool": {1: nn.MaxPool1d, 3: nn.MaxPool3d},
+              "avgpool": {1: nn.AvgPool1d, 3: nn.AvgPool3d}}
+GLOBAL_AVGPOOL = {1: nn.AdaptiveAvgPool1d, 2: nn.AdaptiveAvgPool2d, 3: nn.AdaptiveAvgPool3d}
+BATCHNORM = {1: nn.BatchNorm1d, 2: nn.BatchNorm2d, 3: nn.BatchNorm3d}
+
+
+def _kd_window_module(layer: Layer, c: int, out: int, dims: int) -> nn.Module:
+    """The 1-d or 3-d conv/pool module of one window layer (cubic windows, symmetric padding)."""
+    if layer.kind == "lc" or layer.tf_padding:
+        what = "locally connected layers" if layer.kind == "lc" else "TensorFlow paddings"
+        raise ModelError(f"{layer.where}: {what} are 2-D only; on {dims}-D input use c, p or a "
+                         "layers")
+    k, s, p = layer.kernel, layer.stride, layer.padding
+    module = KD_WINDOWS[layer.kind][dims]
+    if layer.kind == "conv":
+        return module(c, out, k, s, p, bias=layer.bias)
+    return module(k, s, p)
+
+
 class _Builder:
     """Turns layers into ``features`` (until the first fc) and ``classifier``, tracking shapes."""
 
-    def __init__(self, input_size: tuple[int, int, int], strict: bool = True) -> None:
+    def __init__(self, input_size: tuple[int, ...], strict: bool = True) -> None:
+        if len(input_size) not in (2, 3, 4):
+            raise ModelError(f"input size {'x'.join(map(str, input_size))}: give (C, L), "
+                             "(C, H, W) or (C, D, H, W)")
         self.strict = strict
         self.shape: tuple[int, ...] = tuple(input_size)  # (C, H, W), or (F,) once flattened
         self.features: list[nn.Module] = []
@@ -204,18 +235,22 @@ class _Builder:
             raise ModelError(f"{layer.where}: needs at least 1 filter")
         if layer.kind not in WEIGHT_KINDS and 2 * layer.padding > layer.kernel:
             raise ModelError(f"{layer.where}: pooling padding may be at most half the window")
-        c, h, w = self.shape
-        out = (layer.units * grow or c, _positions(h, layer, "height", self.strict),
-               _positions(w, layer, "width", self.strict))
-        modules = _window_modules(layer, c, out[0], (h, w))
+        c, *sizes = self.shape
+        out = (layer.units * grow or c,
+               *(_positions(n, layer, axis, self.strict)
+                 for n, axis in zip(sizes, AXIS_NAMES[len(sizes)], strict=True)))
+        if len(sizes) == 2:
+            modules = _window_modules(layer, c, out[0], tuple(sizes))
+        else:
+            modules = [_kd_window_module(layer, c, out[0], len(sizes))]
         for module in modules[:-1]:
             self.add(module)  # TensorFlow's asymmetric padding
         self.add(modules[-1], out)
 
     def flatten(self) -> None:
         if not self.flat:
-            self.classifier.append(nn.Flatten())  # (B, C, H, W) -> (B, C*H*W)
-            self.shape = (self.shape[0] * self.shape[1] * self.shape[2],)
+            self.classifier.append(nn.Flatten())  # (B, C, *spatial) -> (B, C*prod(spatial))
+            self.shape = (math.prod(self.shape),)
 
     def fc(self, layer: Layer, grow: int = 1) -> None:
         if layer.units < 1:
@@ -228,11 +263,12 @@ class _Builder:
         if layer.kind == "gap":
             if self.flat:
                 raise ModelError(f"{layer.where}: global pooling must come before the first fc")
-            self.add(nn.AdaptiveAvgPool2d(1), (self.shape[0], 1, 1))
+            dims = len(self.shape) - 1
+            self.add(GLOBAL_AVGPOOL[dims](1), (self.shape[0], *[1] * dims))
         elif layer.kind == "flatten":
             self.flatten()
         elif layer.kind == "bn":
-            norm = nn.BatchNorm1d if self.flat else nn.BatchNorm2d
+            norm = BATCHNORM[max(1, len(self.shape) - 1)]  # (B, F) and (B, C, L): 1-d
             self.add(norm(self.shape[0], eps=layer.eps, momentum=layer.momentum))
         elif layer.kind == "drop":
             if not 0.0 <= layer.rate < 1.0:

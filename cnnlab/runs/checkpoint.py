@@ -191,10 +191,13 @@ def check_model_meta(path: Path, meta: dict) -> dict:
         if not (_is_int(spec.get(key), 1) and spec[key] <= most):
             raise _bad(path, f"model.{key}", f"an integer from 1 to {most:,}", spec.get(key))
     size = spec.get("input_size")
-    if not (isinstance(size, list) and len(size) == 3 and all(_is_int(v, 1) for v in size)
+    dims = spec.get("dims", 2)  # k-D runs (issue 23) say how many spatial axes; images 2
+    if not (dims in (1, 2, 3) and isinstance(size, list) and len(size) == dims + 1
+            and all(_is_int(v, 1) for v in size)
             and size[0] == spec["in_channels"] and max(size[1:]) <= MAX_SIDE):
-        raise _bad(path, "model.input_size", f"[in_channels, height, width] with sides up to "
-                   f"{MAX_SIDE:,}", size)
+        raise _bad(path, "model.input_size", f"[in_channels, height, width] (1-D: "
+                   f"[in_channels, length]; 3-D: [in_channels, depth, height, width], with "
+                   f"model.dims) with sides up to {MAX_SIDE:,}", size)
     if not isinstance(spec.get("options", {}), dict):
         raise _bad(path, "model.options", "an object", spec.get("options"))
     definition = spec.get("definition")
@@ -218,8 +221,9 @@ def _check_preprocess(path: Path, values: object) -> None:
     if not isinstance(values, dict):
         raise _bad(path, "preprocess", "an object", values)
     checks = {"channels": (lambda v: _is_int(v, 1), "a positive integer"),
-              "size": (lambda v: isinstance(v, list) and len(v) == 2
-                       and all(_is_int(x, 1) for x in v), "[height, width]"),
+              "size": (lambda v: isinstance(v, list) and 1 <= len(v) <= 3
+                       and all(_is_int(x, 1) for x in v),
+                       "[height, width] (k-D: [length] or [depth, height, width])"),
               "fit": (lambda v: isinstance(v, str), "a string"),
               "mean": (lambda v: isinstance(v, list) and v and all(map(_is_finite, v)),
                        "finite numbers"),

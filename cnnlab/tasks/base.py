@@ -113,17 +113,17 @@ def check_output_shape(task: Task, model: str, options: dict | None = None) -> N
 
     batch, classes = 2, 3
     try:
-        c, h, w = default_input_size(model)
+        c, *size = default_input_size(model)  # (C, H, W); k-D models (C, L), (C, D, H, W)
         with torch.device("meta"), torch.no_grad():
-            net = create(model, num_classes=classes, in_channels=c, input_size=(c, h, w),
+            net = create(model, num_classes=classes, in_channels=c, input_size=(c, *size),
                          **(options or {}))
-            got = tuple(net.eval()(torch.zeros(batch, c, h, w)).shape)
+            got = tuple(net.eval()(torch.zeros(batch, c, *size)).shape)
     except Exception:  # noqa: BLE001 - unknown options, YAML files...: reported later
         return
-    want = task.expected_shape(batch, classes, (h, w))
+    want = task.expected_shape(batch, classes, tuple(size))
     if got != want:
         raise ConfigError(f"--model {model} gives outputs of shape {got} for a batch of shape "
-                          f"{(batch, c, h, w)} with {classes} classes, but --task {task.name} "
+                          f"{(batch, c, *size)} with {classes} classes, but --task {task.name} "
                           f"needs {want}: {task.model_hint()}")
 
 

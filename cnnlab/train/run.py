@@ -25,9 +25,10 @@ from cnnlab.data.pipeline import (
     split_validation,
     to_batch_source,
 )
-from cnnlab.errors import CheckpointError, DataError
+from cnnlab.errors import CheckpointError, ConfigError, DataError, ModelError
 from cnnlab.files import remove_stale_temporaries
-from cnnlab.models import create, default_input_size, is_spec, model_definition
+from cnnlab.models import create, default_input_size, is_spec, list_models, model_definition
+from cnnlab.models.registry import is_caffe_file
 from cnnlab.runs import RunFolder, is_run_file
 from cnnlab.runs.checkpoint import save_checkpoint, write_sidecar
 from cnnlab.runs.layout import CONFIG, INDEX, METRICS, MODEL_DEFINITION, SNAPSHOTS, checkpoint_name
@@ -74,7 +75,14 @@ def model_description(config: TrainConfig, train: ImageSet,
     keeps the file's text (``definition``: read now, or the run's own copy on resume), so the
     run never depends on that file again."""
     side = config.image_size
-    if side:
+    check_dimensions(config.model, train)
+    if len(train.image_shape) != 3:  # sequences, clips, volumes: always the data's own size
+        if side:
+            raise ConfigError(f"--image-size {side}: {train.name} is "
+                              f"{len(train.image_shape) - 1}-D data, used at its own size "
+                              f"{_shape(train.image_shape)}; leave --image-size out")
+        size = tuple(train.image_shape[1:])
+    elif side:
         size = (side, side)
     elif is_spec(config.model):  # spec strings and model files take the data's own size
         size = train.image_shape[1:]
@@ -86,10 +94,32 @@ def model_description(config: TrainConfig, train: ImageSet,
                    "in_channels": train.image_shape[0],
                    "input_size": [train.image_shape[0], *size],
                    "options": dict(config.model_options)}
+    if len(size) != 2:
+        description["dims"] = len(size)  # k-D runs say so; 2-D checkpoints stay as they were
     definition = definition or model_definition(config.model)
     if definition is not None:
         description["definition"] = definition
     return description
+
+
+def _shape(shape: tuple[int, ...]) -> str:
+    return "x".join(map(str, shape))
+
+
+def check_dimensions(model: str, train: ImageSet) -> None:
+    """A ConfigError naming both when a zoo or Caffe model takes another number of spatial
+    axes than the data has (a 2-D model on 1-D sequences...); spec strings and YAML layer
+    lists take the data's dimension (lecture 001, "K-D filters")."""
+    if is_spec(model) and not is_caffe_file(model):
+        return
+    want, have = default_input_size(model), tuple(train.image_shape)
+    if len(want) == len(have):
+        return
+    fitting = [m.name for m in list_models() if m.dims == len(have) - 1]
+    raise ConfigError(f"--model {model} takes {len(want) - 1}-D input ({_shape(want)}) but "
+                      f"--data {train.name} is {len(have) - 1}-D ({_shape(have)}); choose a "
+                      f"{len(have) - 1}-D model ({', '.join(fitting[:6])}"
+                      f"{', ...' if len(fitting) > 6 else ''}) or a spec string")
 
 
 class Run:
@@ -111,13 +141,13 @@ class Run:
         self.task = get_task(config.task).for_training(config, train)
         self.classes = self.task.output_names(train.classes)  # one name per model output
         self.model_meta = model_description(config, train, definition)
-        c, h, w = self.model_meta["input_size"]
-        self.preprocess = make_preprocess(train, c, (h, w), config.resize)
+        c, *size = self.model_meta["input_size"]  # (C, H, W); (C, L) or (C, D, H, W) k-D
+        self.preprocess = make_preprocess(train, c, tuple(size), config.resize)
         outputs = self.model_meta["num_classes"]  # segment: background + classes
         text = self.model_meta.get("definition", {}).get("text")
         self.model = create(config.model, num_classes=outputs, in_channels=c,
-                            input_size=(c, h, w), definition=text, **config.model_options)
-        check_input_fits(self.model, (c, h, w))
+                            input_size=(c, *size), definition=text, **config.model_options)
+        check_input_fits(self.model, (c, *size))
         init_from_data(self.model, train, self.preprocess, config.seed)
         # ``prepare`` (fine-tuning) may load weights, freeze layers and return parameter groups.
         groups = prepare(self.model) if prepare is not None else None
@@ -145,8 +175,8 @@ class Run:
         from cnnlab.data.augment import parse_augment
 
         aug = parse_augment(self.config.augment) if augment and self.config.augment else None
-        c, h, w = self.model_meta["input_size"]
-        advice = (f"the {data.name} split ({len(data)} images of {c}x{h}x{w}) does not fit; "
+        shape = "x".join(map(str, self.model_meta["input_size"]))
+        advice = (f"the {data.name} split ({len(data)} images of {shape}) does not fit; "
                   "try a smaller --image-size, or --device cpu")
         with out_of_memory_as_error(f"moving the data set to {self.device}",
                                     self.config.batch_size, self.device, advice=advice):
@@ -275,6 +305,10 @@ def check_input_fits(model: nn.Module, input_size: tuple[int, int, int]) -> None
     try:
         with torch.inference_mode():
             model(torch.zeros(1, *input_size))
+    except RuntimeError as error:  # e.g. a sequence too short for the model's pooling
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise ModelError(f"the model cannot take inputs of {_shape(input_size)}: {first}; use "
+                         f"longer inputs or a model with less pooling") from None
     finally:
         model.train(was_training)
 
