@@ -25,6 +25,7 @@ import torch
 from torch import nn
 
 from cnnlab.analysis.fields import Field
+from cnnlab.analysis.kd_fields import chain_fields
 from cnnlab.analysis.summary_result import Comparison, Summary
 from cnnlab.analysis.tracer import (
     DEPTH,
@@ -78,7 +79,8 @@ def _parameter_rows(module: nn.Module, rows: list[LayerRow], called: set[nn.Modu
 
 def summary(module: nn.Module, input_size: tuple[int, ...], *, name: str | None = None
             ) -> Summary:
-    """Summarise ``module`` on one ``input_size`` = (C, H, W) image.
+    """Summarise ``module`` on one ``input_size`` = (C, H, W) image (or a (C, L) sequence,
+    a (C, D, H, W) clip or volume: receptive fields per axis, :mod:`.kd_fields`).
 
     Returns a :class:`Summary`: one :class:`LayerRow` per leaf-module call (a module called
     twice gets two rows, its parameters counted once) and per concatenation, totals, warnings
@@ -107,6 +109,8 @@ def summary(module: nn.Module, input_size: tuple[int, ...], *, name: str | None 
     output, error = _run(module, x, tracer)
     if error is not None and not rows:
         raise ModelError(error)  # nothing ran: a table of zeros would only hide the message
+    if len(input_size) in (2, 4):  # sequences (C, L), volumes and clips (C, D, H, W)
+        chain_fields(rows, len(input_size) - 1)
     if any(r.field is None for r in rows if r.output_shape):
         lost = next(r.name for r in rows if r.field is None and r.output_shape)
         warnings.append(f"{lost}: receptive field unknown from here on (an operation changed "
@@ -115,10 +119,13 @@ def summary(module: nn.Module, input_size: tuple[int, ...], *, name: str | None 
         _parameter_rows(module, rows, tracer.called, warnings)
     params = list(module.parameters())
     first = next(iter(_tensors((output,), {})), None)
+    out_field = getattr(first, FIELD, None)
+    if len(input_size) in (2, 4):
+        out_field = next((r.field for r in reversed(rows) if r.output_shape), None)
     return Summary(name or type(module).__name__, tuple(input_size), rows,
                    sum(p.numel() for p in params),
                    sum(p.numel() for p in params if p.requires_grad), warnings, error,
-                   getattr(first, FIELD, None), getattr(first, DEPTH, 0))
+                   out_field, getattr(first, DEPTH, 0))
 
 
 def compare(a: nn.Module, b: nn.Module, input_size: tuple[int, ...], *,

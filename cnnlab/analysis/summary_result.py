@@ -138,7 +138,8 @@ def _table(header: tuple[str, ...], lines: list[list[str]]) -> list[str]:
 def render_summary(s: Summary) -> str:
     """The summary as an aligned table, totals, then warnings (one per line)."""
     size = "x".join(str(v) for v in s.input_size)
-    out = [f"{s.model} on a {size} input (C x H x W, batch 1)", ""]
+    axes = {2: "C x L", 4: "C x D x H x W"}.get(len(s.input_size), "C x H x W")
+    out = [f"{s.model} on a {size} input ({axes}, batch 1)", ""]
     groups = any((r.groups or 1) > 1 for r in s.rows)
     header = (*HEADER[:5], "G", *HEADER[5:]) if groups else HEADER
     out += _table(header, [_row_cells(r, groups) for r in s.rows])

@@ -16,6 +16,7 @@ from torch import nn
 from torch.overrides import TorchFunctionMode
 
 from cnnlab.analysis.fields import Field, union
+from cnnlab.analysis.kd_fields import AxisField
 from cnnlab.analysis.layer_field import to_receptive_field
 from cnnlab.analysis.ops import Op, describe, setitem_field
 from cnnlab.analysis.window_checks import check_window
@@ -53,7 +54,9 @@ class LayerRow:
                 "receptive_field": rf_dict(self.field)}
 
 
-def rf_dict(field: Field | None) -> dict | None:
+def rf_dict(field: Field | AxisField | None) -> dict | None:
+    if isinstance(field, AxisField):  # 1-D/3-D networks: size and jump per axis
+        return field.to_dict()
     return to_receptive_field(field)._asdict() if field is not None else None
 
 
@@ -188,8 +191,8 @@ def module_window(module: nn.Module) -> tuple:
     def pair(v: object) -> tuple[int, int] | None:
         if isinstance(v, int):
             return (v, v)
-        if isinstance(v, tuple) and len(v) == 2 and all(isinstance(i, int) for i in v):
-            return v  # type: ignore[return-value]
+        if isinstance(v, tuple) and len(v) in (1, 2, 3) and all(isinstance(i, int) for i in v):
+            return v  # type: ignore[return-value]  (1-D and 3-D windows: one value per axis)
         if isinstance(v, tuple) and len(v) == 4:  # (left, right, top, bottom)
             return (v[2], v[0])
         return None
@@ -263,7 +266,8 @@ def finish_row(row: LayerRow, ops: list[Op], module: nn.Module, inputs: tuple,
         row.activation_bytes = _bytes(outs)
         row.field = getattr(outs[0], FIELD, None)
         x = next((t for t in inputs if isinstance(t, torch.Tensor) and hasattr(t, FIELD)), None)
-        if row.field is None and x is not None and getattr(x, FIELD) and row.kernel:
+        if row.field is None and x is not None and getattr(x, FIELD) and row.kernel \
+                and len(row.kernel) == 2:  # (1-D/3-D windows: cnnlab.analysis.kd_fields)
             # a custom windowed layer (e.g. LocallyConnected2d): trust its attributes
             out_hw = (int(outs[0].shape[-2]), int(outs[0].shape[-1]))
             row.field = getattr(x, FIELD).window(row.kernel, row.stride, row.padding, out_hw)
