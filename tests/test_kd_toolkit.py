@@ -14,6 +14,7 @@ import pytest
 import torch
 from torch import nn
 
+from cnnlab.analysis.explain_kd import explain_conv1d, explain_pool1d
 from cnnlab.analysis.summary import summary
 from cnnlab.cli.main import main
 from cnnlab.config import TrainConfig
@@ -148,7 +149,7 @@ def test_a_2d_model_on_1d_data_is_one_line(tmp_path, capsys):
 
 
 def test_training_a_3d_net_on_voxels(tmp_path, capsys):
-    assert main(["train", "--data", "voxel-shapes:count=24,grid=8", "--model",
+    assert main(["train", "--data", "voxel-shapes:count=24,test_count=12,grid=8", "--model",
                  "c3x4p1-relu-p2-gap", "--epochs", "1", "--out", str(tmp_path), "--name", "vox",
                  "--threads", "2", "--no-progress", "--val-fraction", "0"]) == 0
     run = tmp_path / "vox"
@@ -214,3 +215,20 @@ def test_predict_text_on_a_words_run(tmp_path, monkeypatch, capsys):
     assert "characters outside the alphabet ['1']" in error_line(capsys)
     assert main(["predict", str(run)]) == 2
     assert "give .wav files (spoken-digits) or --text WORD (words)" in error_line(capsys)
+
+
+# --- explain on 1-D sequences ---------------------------------------------------------------------
+
+def test_1d_explain_matches_numpy(capsys):
+    rng = np.random.default_rng(0)
+    x, w = rng.integers(-3, 4, size=11).astype(float), rng.integers(-2, 3, size=(2, 3))
+    e = explain_conv1d(x, w.astype(float), bias=np.array([1.0, -1.0]), stride=2, padding=1)
+    padded = np.pad(x, 1)
+    expected = np.stack([np.correlate(padded, k, mode="valid")[::2] for k in w]) + [[1], [-1]]
+    assert np.array_equal(e.grids["output"], expected) and len(e.steps) == expected.size
+    pooled = explain_pool1d(x, 3, 2, "avg").grids["output"]
+    assert np.allclose(pooled, [x[i:i + 3].mean() for i in range(0, 9, 2)])
+    assert main(["explain", "conv", "--input", "[1,3,1,0,-1]", "--kernel", "[1,0,-1]"]) == 0
+    assert "y[0] = 1*1 + 1*(-1) = 0" in capsys.readouterr().out
+    assert main(["explain", "conv", "--input", "[1,3]", "--kernel", "[1,0,-1]"]) == 2
+    assert "larger than the 1x2 input" in error_line(capsys)

@@ -6,6 +6,7 @@ import argparse
 
 from cnnlab.analysis.explain import Style, explain_conv, explain_fc, explain_pool, explain_relu
 from cnnlab.analysis.explain_backward import explain_conv_backward, explain_pool_backward
+from cnnlab.analysis.explain_kd import explain_conv1d, explain_pool1d
 from cnnlab.analysis.explain_text import Explanation, read_matrix
 from cnnlab.analysis.explain_upsampling import explain_transpose_conv, explain_unpool
 
@@ -30,6 +31,8 @@ def explain_from_args(args: argparse.Namespace) -> Explanation:
     style = Style(args.decimals, args.truncate, args.round)
     x = _matrix(args, "input")
     op = args.operation
+    if op in ("conv", "pool") and x.ndim == 1:  # a 1-D sequence (issue 23)
+        return explain_1d(args, x, style)
     if op == "conv":
         return explain_conv(x, _matrix(args, "kernel"), _matrix(args, "bias", False),
                             _or(args.stride, 1), _or(args.padding, 0), args.flip, args.normalize,
@@ -52,3 +55,11 @@ def explain_from_args(args: argparse.Namespace) -> Explanation:
         return explain_conv_backward(x, _matrix(args, "kernel"), grad, _or(args.stride, 1),
                                      _or(args.padding, 0), style)
     return explain_pool_backward(x, grad, args.size, args.stride, args.op[:3], style)
+
+
+def explain_1d(args: argparse.Namespace, x, style: Style) -> Explanation:  # noqa: ANN001
+    """``conv``/``pool`` on a 1-D input: :mod:`cnnlab.analysis.explain_kd`."""
+    if args.operation == "conv":
+        return explain_conv1d(x, _matrix(args, "kernel"), _matrix(args, "bias", False),
+                              _or(args.stride, 1), _or(args.padding, 0), args.flip, style)
+    return explain_pool1d(x, args.size, args.stride, args.mode or "max", style)

@@ -14,6 +14,8 @@ examples:
   cnnlab explain conv --input-file lecture:step_edge \
       --kernel "[[1,1,1,1],[1,1,1,1],[1,1,1,1],[1,1,1,1]]" --normalize --decimals 0
   cnnlab explain pool --input "[[1,2,6,3],[3,5,2,1],[1,2,2,1],[7,3,4,8]]" --mode max
+  cnnlab explain conv --input "[1,3,1,0,-1,2]" --kernel "[1,0,-1]"   # 1-D: Conv1d
+  cnnlab explain pool --input "[1,3,1,0,-1,2]" --size 2 --mode max
   cnnlab explain relu --input "[[0.77,-0.11],[-0.33,1]]"
   cnnlab explain fc --input "[1,2,3]" --weights "[[1,0,-1],[2,1,0]]" --bias "[0.5,-1]"
   cnnlab explain transpose-conv --input "[[1,2],[3,4]]" --kernel "[[1,1,1],[1,1,1],[1,1,1]]"

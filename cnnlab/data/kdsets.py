@@ -5,7 +5,8 @@ predicted like images: ``cnnlab train --data mnist1d --model mnist1d_cnn``. Each
 offline by its module (:data:`cnnlab.data.sequences.GENERATORS`) as a
 :class:`~cnnlab.data.sequences.SequenceSet`. Every set takes ``shuffle=SEED``: the positions
 of every sample permuted by one fixed permutation (lecture 003's "Limitations": customer data
-whose column order means nothing), e.g. ``--data mnist1d:shuffle=0``.
+whose column order means nothing), e.g. ``--data mnist1d:shuffle=0``. Generated sets take
+``count`` (training samples) and ``test_count``, e.g. ``--data moving-mnist:count=4000``.
 
     >>> from cnnlab.data.datasets import load_dataset
     >>> load_dataset("mnist1d:shuffle=0", "test").name      # doctest: +SKIP
@@ -39,10 +40,10 @@ KD_SETS: dict[str, tuple[str, str | None, dict[str, Any]]] = {
     "words": ("six-language word identification: one-hot letters 50x20 (Debian word lists "
               "wamerican wfrench ...)", None, {"shuffle": None, "per_language": 5000, "seed": 0}),
     "moving-mnist": ("an MNIST digit moving in 8 directions: clips 1x8x48x48, target direction "
-                     "or digit", "mnist", {"shuffle": None, "target": "direction", "count": None,
-                                           "seed": 0}),
+                     "or digit", "mnist", {"shuffle": None, "target": "direction", "count": 6000,
+                                           "test_count": 1000, "seed": 0}),
     "voxel-shapes": ("six solids (sphere, cube...) in a voxel grid 1x24x24x24", None,
-                     {"shuffle": None, "count": None, "grid": 24, "seed": 0}),
+                     {"shuffle": None, "count": 1200, "test_count": 300, "grid": 24, "seed": 0}),
 }
 
 
@@ -63,7 +64,7 @@ def parse_options(name: str, text: str) -> dict[str, Any]:
             options[key] = int(value)
         elif value == "none":
             options[key] = None
-        elif key in ("shuffle", "count", "seed", "grid", "per_language"):
+        elif key in ("shuffle", "count", "test_count", "seed", "grid", "per_language"):
             raise DataError(f"{name}: option {key}={value!r} must be a whole number")
         else:
             options[key] = value
@@ -76,6 +77,9 @@ def kd_loader(name: str):  # noqa: ANN201 - a Loader
     def load(request: LoadRequest) -> SequenceSet:
         options = parse_options(name, request.options)
         shuffle = options.pop("shuffle")
+        test_count = options.pop("test_count", None)  # count: the training split's size
+        if request.split == "test" and test_count is not None:
+            options["count"] = test_count
         if request.source is not None:  # moving-mnist: the digits of MNIST's same split
             options["digits"] = request.source
         data = load_sequences(name, request.split, **options)
