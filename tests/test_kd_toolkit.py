@@ -158,6 +158,14 @@ def test_training_a_3d_net_on_voxels(tmp_path, capsys):
     assert main(["summary", str(run)]) == 0
     out = capsys.readouterr().out
     assert "(C x D x H x W, batch 1)" in out and "Conv3d" in out
+    assert main(["visualize", "filters", str(run), "--out", str(tmp_path / "viz")]) == 0
+    assert (tmp_path / "viz" / "filters-features-0.png").stat().st_size > 1000  # 3x3x3 slices
+    assert main(["visualize", "maps", str(run), "--out", str(tmp_path / "viz")]) == 2
+    assert "visualize maps: 2-D image runs only; this run is 3-D" in error_line(capsys)
+    assert main(["report", str(run)]) == 2
+    assert "report: 2-D image runs only" in error_line(capsys)
+    assert main(["compare", str(run), "--out", str(tmp_path / "cmp")]) == 0
+    assert "vox" in capsys.readouterr().out
 
 
 def write_wav(path, seconds: float = 0.6, rate: int = 8000) -> None:

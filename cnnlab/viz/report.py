@@ -391,6 +391,10 @@ def run_report(run: str | Path, *, out: str | Path | None = None, which: str = "
     if limit < 1:
         raise ConfigError(f"--limit {limit}: expected 1 or more")
     opened = open_run(run, checkpoint=which, device=device, threshold=threshold)
+    if len(opened.input_size) != 3:  # issue 23: sections draw images
+        raise ConfigError(f"report: 2-D image runs only; {opened.path} is a "
+                          f"{len(opened.input_size) - 1}-D run ({opened.data_name}): use cnnlab "
+                          f"evaluate, summary and visualize filters|curves|confusion")
     page = render_html(opened, build_sections(opened, limit=limit))
     path = Path(out) if out else opened.run_dir / "report.html"
     return write_text_output(path, page)

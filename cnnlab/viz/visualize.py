@@ -31,6 +31,7 @@ from cnnlab.runs.reader import OpenRun, open_run
 from cnnlab.tasks import get_task, task_names
 from cnnlab.viz.grids import make_grid, normalize_tiles, save_png
 from cnnlab.viz.inputs import image_input, to_display
+from cnnlab.viz.kd_filters import draw_kd_filters
 
 
 @dataclass
@@ -234,4 +235,17 @@ def visualize(kind: str, run: str | Path, *, out: str | Path | None = None,
                           f"{' or '.join(f'--task {n}' for n in serving)}, not a '{task.name}' "
                           f"run; its pictures are: {', '.join(task.picture_kinds)}")
     folder = Path(out) if out else opened.run_dir / "viz"
+    if len(opened.input_size) != 3:  # a 1-D or 3-D run (issue 23)
+        return kd_picture(kind, opened)(opened, Request(**options), folder)
     return KINDS[kind](opened, Request(**options), folder)
+
+
+def kd_picture(kind: str, run: OpenRun):  # noqa: ANN201 - a draw_KIND function
+    """The pictures of 1-D/3-D runs: filters as curves or slices, curves, confusion; other
+    kinds refuse in one line."""
+    kinds = {"filters": draw_kd_filters, "curves": draw_curves, "confusion": draw_confusion}
+    if kind not in kinds:
+        raise ConfigError(f"visualize {kind}: 2-D image runs only; this run is "
+                          f"{len(run.input_size) - 1}-D ({run.data_name}); its pictures are: "
+                          f"{', '.join(kinds)}")
+    return kinds[kind]
