@@ -16,7 +16,7 @@ from torch import nn
 
 from cnnlab.analysis.explain_kd import explain_conv1d, explain_pool1d
 from cnnlab.analysis.summary import summary
-from cnnlab.cli.main import main
+from cnnlab.cli.main import IMAGE_RUNS_ONLY, main
 from cnnlab.config import TrainConfig
 from cnnlab.data import spoken, words
 from cnnlab.data.datasets import load_dataset
@@ -240,3 +240,14 @@ def test_1d_explain_matches_numpy(capsys):
     assert "y[0] = 1*1 + 1*(-1) = 0" in capsys.readouterr().out
     assert main(["explain", "conv", "--input", "[1,3]", "--kernel", "[1,0,-1]"]) == 2
     assert "larger than the 1x2 input" in error_line(capsys)
+
+
+EXTRA_ARGS = {"embed": ["--layer", "features"], "finetune": ["--data", "digits"],
+              "ablate": ["--remove", "features.0"]}
+
+
+@pytest.mark.parametrize("command", IMAGE_RUNS_ONLY)
+def test_image_only_commands_refuse_a_1d_run_in_one_line(command, tmp_path, capsys):
+    (tmp_path / "best.json").write_text(json.dumps({"model": {"dims": 1, "name": "mlp"}}))
+    assert main([command, str(tmp_path), *EXTRA_ARGS.get(command, [])]) == 2
+    assert f"{command}: 2-D image runs only; {tmp_path} is a 1-D run" in error_line(capsys)

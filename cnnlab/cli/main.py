@@ -44,6 +44,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "bovw": ("cnnlab.cli.bovw", "bag of visual words + spatial pyramids, texture, hand-crafted filters"),
 }
 
+# commands that transform, shift or draw a run's images: they refuse 1-D/3-D runs (issue 23)
+IMAGE_RUNS_ONLY = ("invariance", "equivariance", "embed", "finetune", "ablate", "gradients",
+                   "sliding")
 EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130
 
@@ -77,6 +80,16 @@ def build_parser(chosen: str | None = None) -> argparse.ArgumentParser:
     return parser
 
 
+def check_image_runs(args: argparse.Namespace) -> None:
+    """Refuse a 1-D/3-D run given to an image-only command, in one line."""
+    from cnnlab.runs.dims import require_image_run  # JSON only: no torch
+
+    named = [getattr(args, key, None) for key in ("run", "checkpoint", "model")]
+    for path in [*named, *(getattr(args, "models", None) or [])]:
+        if isinstance(path, str) and os.path.exists(path):
+            require_image_run(args.command, path)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``cnnlab`` script; returns the process exit code."""
     argv = sys.argv[1:] if argv is None else argv
@@ -87,6 +100,8 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_USER_ERROR
     try:
         with overwriting(getattr(args, "overwrite", False)):  # --overwrite, where offered
+            if args.command in IMAGE_RUNS_ONLY:
+                check_image_runs(args)
             return int(args._run(args) or 0)
     except CnnlabError as error:
         print(f"cnnlab {args.command}: error: {error}", file=sys.stderr)
