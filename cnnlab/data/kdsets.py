@@ -33,16 +33,16 @@ from cnnlab.errors import DataError
 
 # name -> (description, derived from, the options the name takes with their defaults)
 KD_SETS: dict[str, tuple[str, str | None, dict[str, Any]]] = {
-    "mnist1d": ("MNIST-1D (Greydanus 2020): 1-D signals 1x40, 10 classes, 4,000/1,000 "
-                "(pip mnist1d)", None, {"shuffle": None, "seed": 42}),
-    "spoken-digits": ("spoken zero..nine by espeak-ng, test accents unheard in training; "
-                      "log-spectrograms 64x63 (apt espeak-ng)", None, {"shuffle": None}),
-    "words": ("six-language word identification: one-hot letters 50x20 (Debian word lists "
-              "wamerican wfrench ...)", None, {"shuffle": None, "per_language": 5000, "seed": 0}),
-    "moving-mnist": ("an MNIST digit moving in 8 directions: clips 1x8x48x48, target direction "
-                     "or digit", "mnist", {"shuffle": None, "target": "direction", "count": 6000,
-                                           "test_count": 1000, "seed": 0}),
-    "voxel-shapes": ("six solids (sphere, cube...) in a voxel grid 1x24x24x24", None,
+    "mnist1d": ("MNIST-1D (Greydanus 2020): 1x40 signals, 10 classes, 4k/1k", None,
+                {"shuffle": None, "seed": 42}),
+    "spoken-digits": ("zero..nine by espeak-ng, 64x63 log-spectrograms, unseen accents", None,
+                      {"shuffle": None}),
+    "words": ("6-language word identification, 50x20 one-hot letters", None,
+              {"shuffle": None, "per_language": 5000, "seed": 0}),
+    "moving-mnist": ("an MNIST digit moving in 8 directions, 1x8x48x48 clips", "mnist",
+                     {"shuffle": None, "target": "direction", "count": 6000, "test_count": 1000,
+                      "seed": 0}),
+    "voxel-shapes": ("six solids (sphere, cube...) in a 1x24x24x24 voxel grid", None,
                      {"shuffle": None, "count": 1200, "test_count": 300, "grid": 24, "seed": 0}),
 }
 
