@@ -30,8 +30,7 @@ from cnnlab.files import remove_stale_temporaries
 from cnnlab.models import create, default_input_size, is_spec, model_definition
 from cnnlab.runs import RunFolder, is_run_file
 from cnnlab.runs.checkpoint import save_checkpoint, write_sidecar
-from cnnlab.runs.layout import (CONFIG, INDEX, METRICS, MODEL_DEFINITION, SNAPSHOTS, STEPS,
-                                checkpoint_name)
+from cnnlab.runs.layout import CONFIG, INDEX, METRICS, MODEL_DEFINITION, SNAPSHOTS, STEPS, checkpoint_name
 from cnnlab.tasks import get_task
 from cnnlab.train.distributed import (
     SINGLE,
