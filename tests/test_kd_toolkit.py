@@ -91,6 +91,12 @@ def test_conv1d_summary_matches_hand_computation():
     assert s.total_params == 66 + 100 + (32 * 3 + 3)
     text = s.render()
     assert "on a 2x40 input (C x L, batch 1)" in text and "receptive field unknown" not in text
+    assert s.warnings == []
+    # c3 leaves 38, p2 19: (19 - 4)/2 + 1 = 8.5, the last position is never seen
+    lenient = build_from_spec("c3x6-p2-c4x4s2", num_classes=3, input_size=(2, 40), strict=False)
+    assert summary(lenient, (2, 40)).warnings == [
+        "features.2 (Conv1d): does not fit, (19 - 4 + 2*0)/2 + 1 = 8.5 is not whole; the last 1 "
+        "position(s) of its input are never seen"]
 
 
 def test_conv3d_summary_matches_hand_computation():

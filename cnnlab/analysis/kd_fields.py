@@ -49,20 +49,21 @@ def _per_axis(values: tuple[int, ...] | None, kind: str, dims: int) -> tuple[int
     return None
 
 
-def chain_fields(rows: list, dims: int) -> None:
+def chain_fields(rows: list, dims: int, spatial: tuple[int, ...] | None = None) -> list[str]:
     """Set ``row.field`` of every row to an :class:`AxisField` (None where unknown), following
-    the rows' windows in order (a chain: sequential 1-D/3-D networks)."""
+    the rows' windows in order (a chain: sequential 1-D/3-D networks). With the input's
+    ``spatial`` size, also return the fit warnings: a window whose ``(W - F + 2P)/S + 1`` is
+    not whole leaves the last positions of its input unseen (lecture 001)."""
     size, jump = (1,) * dims, (1,) * dims
-    known, collapsed = True, False
+    known, collapsed, warnings = True, False, []
     for row in rows:
         shape = tuple(row.output_shape)
         if not shape:
             continue
-        spatial = shape[1:]
         if known and not collapsed and (len(shape) == 1 or (
-                row.type.startswith("Adaptive") and all(n == 1 for n in spatial))):
+                row.type.startswith("Adaptive") and all(n == 1 for n in shape[1:]))):
             collapsed = True  # flatten, linear, global pooling: every output sees everything
-        elif len(spatial) != dims and not collapsed:
+        elif len(shape) - 1 != dims and not collapsed:
             known = False
         elif row.kernel is not None and not collapsed:
             kernel = _per_axis(row.kernel, row.type, dims)
@@ -70,7 +71,28 @@ def chain_fields(rows: list, dims: int) -> None:
             if kernel is None or stride is None:
                 known = False
             else:
+                if spatial is not None:
+                    warnings += _fit(row, spatial, kernel, stride,
+                                     _per_axis(row.padding, row.type, dims) or (0,) * dims)
                 size = tuple(r + (k - 1) * j for r, k, j in zip(size, kernel, jump, strict=True))
                 jump = tuple(j * s for j, s in zip(jump, stride, strict=True))
+        if len(shape) - 1 == dims:
+            spatial = shape[1:]  # the next window's input
         row.field = AxisField(size, jump, collapsed, size if collapsed else None) if known \
             else None
+    return warnings
+
+
+def _fit(row, spatial: tuple[int, ...], kernel: tuple[int, ...], stride: tuple[int, ...],
+         padding: tuple[int, ...]) -> list[str]:  # noqa: ANN001 - a LayerRow
+    """The warning for a window that does not fit its input, or none."""
+    parts, left = [], []
+    for n, k, s, p in zip(spatial, kernel, stride, padding, strict=True):
+        span = n - k + 2 * p
+        parts.append(f"({n} - {k} + 2*{p})/{s} + 1 = {span / s + 1:.4g}")
+        left.append(max(span % s - p, 0) if span >= 0 else 0)
+    if not any(left):
+        return []
+    formula = " and ".join(dict.fromkeys(parts))
+    return [f"{row.name} ({row.type}): does not fit, {formula} is not whole; the last "
+            f"{'x'.join(map(str, left))} position(s) of its input are never seen"]

@@ -17,14 +17,16 @@ from cnnlab.runs.reader import load_model
 
 
 def parse_input_size(text: str) -> tuple[int, int, int]:
-    """``"3x32x32" -> (3, 32, 32)``; raises ConfigError with the expected form."""
+    """``"3x32x32" -> (3, 32, 32)`` (1-D ``CxL`` and 3-D ``CxDxHxW`` too); raises
+    ConfigError with the expected form."""
     parts = text.lower().replace("*", "x").split("x")
     try:
         values = tuple(int(p) for p in parts)
     except ValueError:
         values = ()
-    if len(values) != 3 or min(values) < 1:
-        raise ConfigError(f"--input {text!r}: expected CxHxW with positive integers, e.g. 1x28x28")
+    if len(values) not in (2, 3, 4) or min(values) < 1:
+        raise ConfigError(f"--input {text!r}: expected CxHxW with positive integers, e.g. 1x28x28 "
+                          "(1-D: CxL, 3-D: CxDxHxW)")
     return values  # type: ignore[return-value]
 
 

@@ -110,7 +110,7 @@ def summary(module: nn.Module, input_size: tuple[int, ...], *, name: str | None 
     if error is not None and not rows:
         raise ModelError(error)  # nothing ran: a table of zeros would only hide the message
     if len(input_size) in (2, 4):  # sequences (C, L), volumes and clips (C, D, H, W)
-        chain_fields(rows, len(input_size) - 1)
+        warnings += chain_fields(rows, len(input_size) - 1, tuple(input_size[1:]))
     if any(r.field is None for r in rows if r.output_shape):
         lost = next(r.name for r in rows if r.field is None and r.output_shape)
         warnings.append(f"{lost}: receptive field unknown from here on (an operation changed "
