@@ -10,7 +10,8 @@ and its neighbours are ``j S`` apart. The 2-D summary follows every torch call w
     >>> rows = [LayerRow("conv", "Conv1d", (5,), (1,), (2,), output_shape=(8, 40)),
     ...         LayerRow("pool", "MaxPool1d", (2, 2), (2, 2), (0, 0), output_shape=(8, 20)),
     ...         LayerRow("conv2", "Conv1d", (5,), (1,), (2,), output_shape=(8, 20))]
-    >>> chain_fields(rows, 1)
+    >>> chain_fields(rows, 1, (40,))  # the fit warnings: none
+    []
     >>> [(r.field.size, r.field.jump) for r in rows]
     [((5,), (1,)), ((6,), (2,)), ((14,), (2,))]
 
