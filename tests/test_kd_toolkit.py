@@ -151,6 +151,9 @@ def test_a_2d_model_on_1d_data_is_one_line(tmp_path, capsys):
     assert main(["train", "--data", "digits", "--model", "c3d_small", "--out",
                  str(tmp_path)]) == 2
     assert "takes 3-D input (1x8x48x48) but --data digits is 2-D" in error_line(capsys)
+    assert main(["train", "--data", "mnist1d", "--model", "mlp", "--augment", "flip", "--out",
+                 str(tmp_path)]) == 2
+    assert "--augment flip: 2-D images only; mnist1d is 1-D data" in error_line(capsys)
     assert list(tmp_path.iterdir()) == []  # nothing left behind
 
 

@@ -77,10 +77,12 @@ def model_description(config: TrainConfig, train: ImageSet,
     side = config.image_size
     check_dimensions(config.model, train)
     if len(train.image_shape) != 3:  # sequences, clips, volumes: always the data's own size
-        if side:
-            raise ConfigError(f"--image-size {side}: {train.name} is "
-                              f"{len(train.image_shape) - 1}-D data, used at its own size "
-                              f"{_shape(train.image_shape)}; leave --image-size out")
+        for flag, value in (("--image-size", side), ("--augment", config.augment),
+                            ("--tta", config.tta)):
+            if value:  # resizing and the augmentations move 2-D pixels
+                raise ConfigError(f"{flag} {value}: 2-D images only; {train.name} is "
+                                  f"{len(train.image_shape) - 1}-D data, used as it is "
+                                  f"({_shape(train.image_shape)}); leave {flag} out")
         size = tuple(train.image_shape[1:])
     elif side:
         size = (side, side)
