@@ -28,7 +28,6 @@ from cnnlab.data.pipeline import (
 from cnnlab.errors import CheckpointError, ConfigError, DataError, ModelError
 from cnnlab.files import remove_stale_temporaries
 from cnnlab.models import create, default_input_size, is_spec, list_models, model_definition
-from cnnlab.models.registry import is_caffe_file
 from cnnlab.runs import RunFolder, is_run_file
 from cnnlab.runs.checkpoint import save_checkpoint, write_sidecar
 from cnnlab.runs.layout import CONFIG, INDEX, METRICS, MODEL_DEFINITION, SNAPSHOTS, STEPS, checkpoint_name
@@ -109,10 +108,10 @@ def _shape(shape: tuple[int, ...]) -> str:
 
 
 def check_dimensions(model: str, train: ImageSet) -> None:
-    """A ConfigError naming both when a zoo or Caffe model takes another number of spatial
-    axes than the data has (a 2-D model on 1-D sequences...); spec strings and YAML layer
-    lists take the data's dimension (lecture 001, "K-D filters")."""
-    if is_spec(model) and not is_caffe_file(model):
+    """A ConfigError naming both when a zoo model takes another number of spatial axes than
+    the data has (a 2-D model on 1-D sequences...); spec strings and YAML layer lists take the
+    data's dimension (lecture 001, "K-D filters"), Caffe files report their own errors."""
+    if is_spec(model):
         return
     want, have = default_input_size(model), tuple(train.image_shape)
     if len(want) == len(have):
