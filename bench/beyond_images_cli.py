@@ -2,7 +2,7 @@
 bench/beyond_images.py (AdamW, one-cycle learning rate, cross-entropy, no validation split),
 each one command a user can type.
 
-    python bench/beyond_images_cli.py                    # everything (about 20 min on 2 cores)
+    python bench/beyond_images_cli.py                    # everything (40 min on 2 loaded cores)
     python bench/beyond_images_cli.py --only mnist1d     # one experiment
     python bench/beyond_images_cli.py --list             # print the commands only
     python bench/beyond_images_cli.py --record           # also write docs/BENCHMARKS.md
