@@ -28,6 +28,7 @@ from cnnlab.models.spec import build_from_spec
 from cnnlab.runs import open_run
 from cnnlab.train.fit import fit
 from cnnlab.train.run import check_input_fits
+from cnnlab.viz.kd_maps import input_saliency
 
 FAST = {"optimizer": "adamw", "lr": 0.01, "schedule": "onecycle", "batch_size": 50,
         "threads": 2, "progress": False, "val_fraction": 0.0}
@@ -141,6 +142,18 @@ def test_training_on_mnist1d_beats_chance_resumes_and_evaluates(tmp_path, capsys
     assert "mnist1d test: 1000" in capsys.readouterr().out
     assert main(["predict", str(result.run_dir), "--text", "hello"]) == 2
     assert "score this run with cnnlab evaluate" in error_line(capsys)
+    for kind in ("filters", "maps", "saliency"):  # 1-D: curves and heat maps
+        assert main(["visualize", kind, str(result.run_dir), "--out", str(tmp_path / "viz")]) == 0
+    assert {p.name for p in (tmp_path / "viz").glob("*.png")} == {
+        "filters-features-0.png", "maps-features-0-0.png", "saliency-0.png"}
+
+
+def test_1d_saliency_of_a_linear_model_is_its_weights():
+    # score_k = sum W[k, c*L + l] x[c, l] + b: d score / d x[c, l] = W[k, c*L + l]
+    model = build_from_spec("f3", num_classes=3, input_size=(2, 5))
+    saliency, target = input_saliency(model, torch.randn(1, 2, 5), 1)
+    weight = model.classifier[1].weight.detach()
+    assert target == 1 and torch.allclose(saliency, weight[1].reshape(2, 5).abs().sum(0))
 
 
 def test_a_2d_model_on_1d_data_is_one_line(tmp_path, capsys):

@@ -32,6 +32,7 @@ from cnnlab.tasks import get_task, task_names
 from cnnlab.viz.grids import make_grid, normalize_tiles, save_png
 from cnnlab.viz.inputs import image_input, to_display
 from cnnlab.viz.kd_filters import draw_kd_filters
+from cnnlab.viz.kd_maps import draw_kd_maps, draw_kd_saliency
 
 
 @dataclass
@@ -241,9 +242,11 @@ def visualize(kind: str, run: str | Path, *, out: str | Path | None = None,
 
 
 def kd_picture(kind: str, run: OpenRun):  # noqa: ANN201 - a draw_KIND function
-    """The pictures of 1-D/3-D runs: filters as curves or slices, curves, confusion; other
-    kinds refuse in one line."""
+    """The pictures of 1-D/3-D runs: filters as curves or slices, curves, confusion, and for
+    1-D runs maps and saliency; other kinds refuse in one line."""
     kinds = {"filters": draw_kd_filters, "curves": draw_curves, "confusion": draw_confusion}
+    if len(run.input_size) == 2:  # sequences
+        kinds.update(maps=draw_kd_maps, saliency=draw_kd_saliency)
     if kind not in kinds:
         raise ConfigError(f"visualize {kind}: 2-D image runs only; this run is "
                           f"{len(run.input_size) - 1}-D ({run.data_name}); its pictures are: "
