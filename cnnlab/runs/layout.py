@@ -30,6 +30,11 @@ FINETUNE = "finetune.json"
 SNAPSHOTS = "snapshots"
 TENSORBOARD = "tensorboard"
 MODEL_DEFINITION = "model"  # + the definition file's own suffix: model.yaml, model.prototxt
+# a bag-of-visual-words run (``cnnlab bovw``, run.json "kind": "bovw") holds these instead of
+# checkpoints, beside config.yaml, metrics.jsonl (one record per pyramid level) and run.json
+CODEBOOK = "codebook.safetensors"
+CLASSIFIER = "classifier.safetensors"
+BOVW_PICTURES = ("words", "word_map", "pyramid", "levels", "confusion")
 
 LAYOUT: tuple[RunFile, ...] = (
     RunFile(CONFIG, "the resolved settings; `cnnlab train --config` re-runs them"),
@@ -46,6 +51,11 @@ LAYOUT: tuple[RunFile, ...] = (
     RunFile(ELASTIC_MARKER, "torchrun's job id, so a restarted attempt finds this run"),
     RunFile(FINETUNE, "transfer settings of a fine-tuning run"),
     RunFile(f"{TENSORBOARD}/*", "TensorBoard event files (--tensorboard)"),
+    RunFile(CODEBOOK, "bovw run: the K visual words (k-means centroids) and descriptor settings"),
+    RunFile(CLASSIFIER, "bovw run: SVM support vectors and coefficients, linear weights or kNN "
+                        "training vectors"),
+    *(RunFile(f"{name}.png", "bovw run: a picture of the pipeline (docs/BOVW.md)")
+      for name in BOVW_PICTURES),
 )
 
 
