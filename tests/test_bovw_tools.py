@@ -70,7 +70,7 @@ def test_open_run_knows_a_bovw_run(folder_run):
     assert opened.meta["model"]["input_size"] == [3, 16, 16]
     assert [r["level"] for r in opened.metrics()] == [0, 1]
     assert opened.metrics()[-1]["test_acc"] == pytest.approx(recorded_acc(run), abs=1e-6)
-    assert opened.model.codebook.centroids.shape == (8, 128)
+    assert opened.pipeline.codebook.centroids.shape == (8, 128)
     assert open_run(run / "classifier.safetensors").kind == "bovw"  # a file of the run
 
 
@@ -148,6 +148,9 @@ def test_report_has_a_bovw_section(folder_run):
     (["visualize", "filters"], "is a bovw run, not a network"),
     (["visualize", "maps"], "no filters or feature maps"),
     (["export"], "is a bovw run, not a network"),
+    (["summary"], "this command needs a trained network"),  # tools that read run.model
+    (["probe"], "this command needs a trained network"),
+    (["finetune", "--data", "digits"], "no network weights"),
 ])
 def test_visualize_and_export_refuse_in_one_line(folder_run, capsys, argv, needle):
     run, _ = folder_run

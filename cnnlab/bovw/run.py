@@ -2,9 +2,10 @@
 
 ``open_run(DIR)`` sees ``"kind": "bovw"`` in ``run.json`` and returns a :class:`BovwRun`
 (:data:`cnnlab.runs.reader.RUN_KINDS`): the same ``.kind``, ``.index``, ``.config``,
-``.classes``, ``.meta``, ``.metrics()``, ``.load_split()`` and ``.model`` (here a
-:class:`~cnnlab.bovw.model.BovwModel` rebuilt from ``codebook.safetensors`` and
-``classifier.safetensors``: no pickle) as a network's run. Its task, :class:`BovwTask`,
+``.classes``, ``.meta``, ``.metrics()`` and ``.load_split()`` as a network's run, and
+``.pipeline`` in place of ``.model``: the :class:`~cnnlab.bovw.model.BovwModel` rebuilt from
+``codebook.safetensors`` and ``classifier.safetensors`` (no pickle); ``.model``, which a
+network's tools ask for, is a one-line error. Its task, :class:`BovwTask`,
 declares what the tools do with it: ``evaluate`` scores its classifier (:func:`evaluate_bovw`),
 ``predict`` gives the class and every class's score, ``report`` shows the pyramid levels, the
 visual words and the confusion matrix; it has no filters to draw and nothing to export.
@@ -71,8 +72,16 @@ class BovwRun(OpenRun):
         return read_config(self.run_dir)
 
     @functools.cached_property
-    def model(self) -> BovwModel:
+    def pipeline(self) -> BovwModel:
+        """The fitted pipeline (descriptors, codebook, pyramid, classifier), checked."""
         return load_model(self.run_dir)
+
+    @property
+    def model(self):
+        """A network's tools (summary, probe, invariance, ...) ask for this: one line instead."""
+        raise ConfigError(f"{self.run_dir} is a bovw run, not a network: this command needs a "
+                          f"trained network (a bovw run works with evaluate, predict, report "
+                          f"and compare; its pipeline is open_run(...).pipeline)")
 
     @functools.cached_property
     def meta(self) -> dict:
@@ -81,7 +90,7 @@ class BovwRun(OpenRun):
         data = index.get("data") if isinstance(index.get("data"), dict) else {}
         channels = len((data.get("preprocess") or {}).get("mean") or [1])
         return {"kind": self.kind, "config": config.to_dict(),
-                "classes": [str(c) for c in index.get("classes") or self.model.classes],
+                "classes": [str(c) for c in index.get("classes") or self.pipeline.classes],
                 "model": {"name": f"bag of visual words ({config.descriptor}, K={config.words}, "
                                   f"L={config.levels}, {config.classifier})",
                           "input_size": [channels, data.get("height"), data.get("width")]},
@@ -137,12 +146,12 @@ class BovwRun(OpenRun):
 
     @property
     def score_name(self) -> str:
-        return self.model.score_name
+        return self.pipeline.score_name
 
     def score_images(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """uint8 ``(N, C, H, W)`` -> predicted labels ``(N,)`` and every class's score
         ``(N, classes)`` (:attr:`score_name`; the label is the classifier's own decision)."""
-        return self.model.decide(images, source=str(self.run_dir), log=None)
+        return self.pipeline.decide(images, source=str(self.run_dir), log=None)
 
 
 def open_kind(path: str | Path, *, which: str = "best", device: str = "cpu",
