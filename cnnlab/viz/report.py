@@ -36,6 +36,7 @@ from PIL import Image
 from cnnlab.data.base import ImageSet
 from cnnlab.data.pipeline import BatchSource
 from cnnlab.errors import CheckpointError, ConfigError, DataError
+from cnnlab.runs.layout import BOVW_PICTURES
 from cnnlab.runs.outputs import write_text_output
 from cnnlab.runs.reader import OpenRun, open_run
 from cnnlab.tasks import label_set
@@ -358,7 +359,9 @@ def bovw_section(run: OpenRun) -> str:
         parts.append(img_tag(figure_image(confusion_figure(run.index["confusion"], run.classes)),
                              "confusion matrix", f"test confusion matrix at L={levels[-1]['level']}"
                              f" ({run.index.get('data', {}).get('test', '?')} images)"))
-    for name, caption in BOVW_PICTURES:
+    for name, caption in BOVW_PICTURES.items():
+        if name == "confusion":  # drawn above from run.json, with the class names
+            continue
         try:
             image = Image.open(io.BytesIO(run.read_file(f"{name}.png")))
         except (CheckpointError, OSError) as error:
@@ -366,13 +369,6 @@ def bovw_section(run: OpenRun) -> str:
             continue
         parts.append(img_tag(image, name, caption))
     return "\n".join(parts)
-
-
-BOVW_PICTURES = (
-    ("levels", "test accuracy of the classifier on pyramid levels 0..l"),
-    ("words", "visual words: for sampled centroids, the training patches nearest to each"),
-    ("word_map", "a test image with every grid patch coloured by its visual word"),
-    ("pyramid", "that image's word histograms at levels 0..L, with the level weights"))
 
 
 def _layer_label(run: OpenRun, layer: str) -> str:
