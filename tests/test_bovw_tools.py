@@ -218,3 +218,21 @@ def test_kernel_svm_scores_are_scikit_learns_ovr_decision_function():
     shares = knn.scores(test)
     assert torch.allclose(shares.sum(1), torch.ones(len(test), dtype=torch.float64))
     assert torch.equal(shares.argmax(1), knn.predict(test))
+
+
+@pytest.mark.parametrize("values, needle", [
+    ({"words": 8, "colour": True}, "c.yaml: unknown setting 'colour'"),
+    ({"seed": "1"}, "c.yaml: seed (--seed) must be int, got '1'"),
+    ([1, 2], "c.yaml: expected a mapping of settings, got list"),
+])
+def test_one_settings_reader_for_training_and_bovw_configs(values, needle):
+    """TrainConfig.from_dict and BovwConfig.from_dict are config.settings_from_dict."""
+    from cnnlab.bovw.config import BovwConfig
+    from cnnlab.config import TrainConfig
+    from cnnlab.errors import ConfigError
+
+    for cls in (TrainConfig, BovwConfig):
+        with pytest.raises(ConfigError) as error:
+            cls.from_dict(values, source="c.yaml")
+        assert str(error.value) == needle
+    assert BovwConfig.from_dict({"words": 8}).words == TrainConfig.from_dict({"seed": 3}).seed + 5
