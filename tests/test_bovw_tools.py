@@ -72,6 +72,10 @@ def test_open_run_knows_a_bovw_run(folder_run):
     assert opened.metrics()[-1]["test_acc"] == pytest.approx(recorded_acc(run), abs=1e-6)
     assert opened.pipeline.codebook.centroids.shape == (8, 128)
     assert open_run(run / "classifier.safetensors").kind == "bovw"  # a file of the run
+    assert opened.read_file("words.png")[:8] == b"\x89PNG\r\n\x1a\n"
+    for name in ("notes.txt", "snapshots/epoch-/../../../x.json"):
+        with pytest.raises(CheckpointError, match="not a file of the run layout"):
+            opened.read_file(name)
 
 
 def test_an_unknown_run_kind_is_one_line(tmp_path):

@@ -137,7 +137,7 @@ class OpenRun:
 
     def read_file(self, name: str) -> bytes:
         """The bytes of one of the run's own files (a ``LAYOUT`` name, e.g. ``words.png``)."""
-        if not is_run_file(name):
+        if not is_run_file(name) or ".." in Path(name).parts or Path(name).is_absolute():
             raise CheckpointError(f"{name}: not a file of the run layout")
         path = self.run_dir / name
         if not path.is_file():
