@@ -10,6 +10,7 @@ examples:
   cnnlab predict runs/lenet5-scenes scene.png --threshold 0.3  # multilabel run: label set
   cnnlab predict runs/spectro1d-spoken-digits seven.wav      # 1-D sound run: .wav files
   cnnlab predict runs/char1d-words --text Straße --text house  # words run: --text WORD
+  cnnlab predict runs/bovw-mnist my_digit.png --top-k 10   # bovw run: class + SVM scores
 """
 
 from __future__ import annotations
@@ -50,6 +51,9 @@ def run(args: argparse.Namespace) -> int:
         return 0
     for r in results:
         guesses = "  ".join(f"{label} {100 * p:5.1f}%" for label, p in r["top"])
+        if "score" in r:  # a bag-of-words run: its class, then scores (not probabilities)
+            guesses = (f"{r['class']}  ({r['score']}: "
+                       f"{', '.join(f'{label} {s:.3f}' for label, s in r['top'])})")
         if "labels" in r:  # multilabel / segment: the set of classes found
             guesses = f"{{{', '.join(r['labels'])}}}  {guesses}" + (
                 f"  mask {r['mask']}" if "mask" in r else "")
