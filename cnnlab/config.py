@@ -120,6 +120,9 @@ class TrainConfig:
                                 help="step schedule: decay factor")
     warmup_epochs: float = setting(0.0, group="schedule", low=0,
                                    help="linear warm-up length in epochs")
+    patience: int | None = setting(None, group="schedule", low=1,
+                                   help="early stopping: end the run once the main validation "
+                                        "metric has not improved for N epochs")
     # augmentation
     augment: str = setting("", group="augmentation",
                            help='batched augmentations, e.g. "crop:4,flip" or '

@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import math
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 import torch
 from torch import nn
@@ -35,6 +35,7 @@ class TrainState:
     seen: int = 0
     best_metric: float = -math.inf
     best_epoch: int = -1
+    observers: dict = field(default_factory=dict)  # what observers must resume (patience)
 
     def to_dict(self) -> dict:
         values = asdict(self)

@@ -104,6 +104,7 @@ class Run:
         self.observers = Observers([*standard_observers(config, dist.is_main, log),
                                     *observers])
         self.stop: StopFlag | None = None  # while training: set by a signal or an observer
+        self.finish: str | None = None  # set by an observer: end as completed after this epoch
         self.saved: tuple[Path, int, int] | None = None  # newest checkpoint: path, epoch, step
         self.config_pending = False
         with data_budget(config.data_budget):
