@@ -1,0 +1,39 @@
+"""Every command that reads a data set takes the same data flags (issue 21, stumble 3: several
+took ``--data`` but not the ``--data-root``/``--download`` their own errors ask for)."""
+
+from __future__ import annotations
+
+import pytest
+
+from cnnlab.cli.main import COMMANDS, build_parser, main
+
+
+def options(command: str) -> set[str]:
+    parser = build_parser(command)
+    sub = next(a for a in parser._actions if a.dest == "command").choices[command]
+    return {flag for action in sub._actions for flag in action.option_strings}
+
+
+@pytest.mark.parametrize("command", list(COMMANDS))
+def test_a_command_with_data_has_all_the_data_flags(command):
+    flags = options(command)
+    if "--data" in flags:
+        assert {"--data-root", "--download"} <= flags, command
+
+
+def test_the_commands_the_issue_names_take_data(tmp_path):
+    for command in ("probe", "invariance", "embed", "shift-test", "sliding", "gradients",
+                    "finetune", "stats", "evaluate"):
+        assert "--download" in options(command), command
+
+
+def test_stats_reads_through_the_data_flags(tmp_path, capsys, monkeypatch):
+    from cnnlab.data.request import DataRequest
+
+    asked, load = [], DataRequest.load
+    monkeypatch.setattr(DataRequest, "load", lambda self, split="train": (
+        asked.append(self), load(self, split))[1])
+    assert main(["stats", "--data", "digits", "--data-root", str(tmp_path), "--download",
+                 "--samples", "50", "--max-shift", "2", "--out", str(tmp_path)]) == 0
+    assert "digits: correlation vs shift, 50 train samples" in capsys.readouterr().out
+    assert asked == [DataRequest("digits", str(tmp_path), True, False, None)]
