@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import sys
-import time
 
 from cnnlab.runs.layout import METRICS
 from cnnlab.train.loop import StepInfo
@@ -123,11 +122,11 @@ def epoch_line(record: dict, epochs: int, main: str = "acc") -> str:
 
 
 class ProgressBar(Observer):
-    """A tqdm bar per epoch with loss, accuracy and images/s. Where stderr is not a terminal
+    """A tqdm bar per epoch with the loss and one images/s figure. Where stderr is not a terminal
     (CI logs, notebooks) no bar is drawn: the epoch line says enough."""
 
     def __init__(self) -> None:
-        self.bar, self.started, self.images = None, 0.0, 0
+        self.bar = None
 
     def on_epoch_start(self, run) -> None:
         if not sys.stderr.isatty():
@@ -138,16 +137,13 @@ class ProgressBar(Observer):
         self.bar = tqdm(total=len(run.train), initial=done, unit="img", leave=False,
                         desc=f"epoch {run.state.epoch + 1}/{run.config.epochs}",
                         dynamic_ncols=True)
-        self.started, self.images = time.perf_counter(), 0
 
     def on_step(self, run, step: StepInfo) -> None:
         if self.bar is None:
             return
-        self.bar.update(step.seen)
-        self.images += step.seen
+        self.bar.update(step.seen)  # the bar's own img/s is the one speed shown
         if step.batch % 10 == 0:
-            rate = self.images / max(time.perf_counter() - self.started, 1e-9)
-            self.bar.set_postfix(loss=f"{step.loss:.4f}", ips=f"{rate:.0f}", refresh=False)
+            self.bar.set_postfix(loss=f"{step.loss:.4f}", refresh=False)
 
     def on_epoch_end(self, run, record: dict) -> None:
         self.close()

@@ -164,13 +164,16 @@ class Run:
                 "state": self.state.to_dict(), "metrics": metrics or {},
                 "threads": torch.get_num_threads()}
 
-    def evaluate(self, source: BatchSource, tta: str = "") -> dict:
+    def evaluate(self, source: BatchSource, tta: str = "", progress: str = "") -> dict:
         """Loss and accuracy on ``source`` (sharded over the ranks when data parallel);
-        ``tta``: test-time augmentation views (classification only)."""
+        ``tta``: test-time augmentation views (classification only); ``progress``: name the
+        pass on rank 0's stderr when it takes over 2 s."""
+        progress = progress if self.dist.is_main and self.config.progress else ""
         if not self.task.shardable:  # dense metrics: every rank scores the whole split
-            return evaluate(self.model, source, precision=self.config.precision, task=self.task)
+            return evaluate(self.model, source, precision=self.config.precision, task=self.task,
+                            progress=progress)
         return evaluate_sharded(self.model, source, self.dist, precision=self.config.precision,
-                                tta=tta)
+                                tta=tta, progress=progress)
 
     def save(self, name: str, metrics: dict | None = None) -> None:
         if not self.dist.is_main:  # rank 0 writes the run directory
