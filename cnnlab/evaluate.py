@@ -20,7 +20,7 @@ from cnnlab.data.pipeline import fit_to_size
 from cnnlab.data.request import DataRequest
 from cnnlab.errors import ConfigError
 from cnnlab.runs.outputs import csv_text, write_text_output
-from cnnlab.runs.reader import OpenRun, open_run
+from cnnlab.runs.reader import OpenRun, mixed_data, open_run
 from cnnlab.tasks import THRESHOLD, label_set
 from cnnlab.train.loop import evaluate, predict_logits
 
@@ -127,10 +127,9 @@ def evaluate_runs(runs: list[str | Path | OpenRun], *, data: str | None = None, 
 
 def ensemble_notes(opened: list[OpenRun]) -> list[str]:
     """A warning when the members of an ensemble were trained on different data sets."""
-    names = {str(run.path): run.data_name for run in opened}
-    if len(set(names.values())) <= 1:
+    listed = mixed_data({str(run.path): run.data_name for run in opened})
+    if listed is None:
         return []
-    listed = ", ".join(f"{path} on {name}" for path, name in names.items())
     return [f"the runs were trained on different data sets ({listed}): their average is "
             f"scored on {opened[0].data_name}'s split unless --data says otherwise"]
 

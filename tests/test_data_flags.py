@@ -37,3 +37,29 @@ def test_stats_reads_through_the_data_flags(tmp_path, capsys, monkeypatch):
                  "--samples", "50", "--max-shift", "2", "--out", str(tmp_path)]) == 0
     assert "digits: correlation vs shift, 50 train samples" in capsys.readouterr().out
     assert asked == [DataRequest("digits", str(tmp_path), True, False, None)]
+
+
+def test_a_colour_to_grey_conversion_is_announced_once_as_one_line(monkeypatch, capsys):
+    """Issue 21, item 10: RGB -> grey was silent."""
+    import warnings
+
+    import torch
+
+    import cnnlab.cli.datasets
+    from cnnlab.data.pipeline import match_channels
+
+    rgb = torch.full((2, 3, 4, 4), 100, dtype=torch.uint8)
+
+    def convert(args) -> int:
+        for _ in range(3):
+            grey = match_channels(rgb, 1, source="my-photos")
+        assert grey.shape == (2, 1, 4, 4)
+        return 0
+
+    monkeypatch.setattr(cnnlab.cli.datasets, "run", convert)
+    with warnings.catch_warnings():
+        warnings.simplefilter("default")
+        assert main(["datasets"]) == 0
+    err = capsys.readouterr().err.strip()
+    assert err == ("cnnlab datasets: warning: my-photos: 3-channel images are converted to the "
+                   "model's 1 channel (luma 0.299 R + 0.587 G + 0.114 B)")

@@ -11,6 +11,7 @@ import argparse
 import importlib
 import os
 import sys
+import warnings
 
 from cnnlab.errors import CnnlabError
 from cnnlab.files import overwriting
@@ -77,6 +78,13 @@ def build_parser(chosen: str | None = None) -> argparse.ArgumentParser:
     return parser
 
 
+def one_line_warning(command: str):
+    """``warnings.showwarning`` printing ``cnnlab COMMAND: warning: MESSAGE``, one line."""
+    def show(message, category, filename, lineno, file=None, line=None) -> None:
+        print(f"cnnlab {command}: warning: {message}", file=sys.stderr)
+    return show
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``cnnlab`` script; returns the process exit code."""
     argv = sys.argv[1:] if argv is None else argv
@@ -86,7 +94,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return EXIT_USER_ERROR
     try:
-        with overwriting(getattr(args, "overwrite", False)):  # --overwrite, where offered
+        with overwriting(getattr(args, "overwrite", False)), warnings.catch_warnings():
+            warnings.showwarning = one_line_warning(args.command)  # like the errors
             return int(args._run(args) or 0)
     except CnnlabError as error:
         print(f"cnnlab {args.command}: error: {error}", file=sys.stderr)
