@@ -20,7 +20,7 @@ LAYERS = [
     ("operators", ["cnnlab.reference", "cnnlab.layers", "cnnlab.data"]),
     ("models", ["cnnlab.models"]),
     ("tasks", ["cnnlab.tasks", "cnnlab.detection"]),
-    ("config", ["cnnlab.config"]),
+    ("config", ["cnnlab.config", "cnnlab.recipes"]),
     ("runs", ["cnnlab.runs"]),
     ("train", ["cnnlab.train"]),
     ("analysis", ["cnnlab.analysis"]),
