@@ -32,6 +32,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "equivariance": ("cnnlab.cli.equivariance", "does a k-pixel input shift shift each layer?"),
     "embed": ("cnnlab.cli.embed", "PCA embedding of a layer's features under a transform"),
     "probe": ("cnnlab.cli.probe", "linear SVM/softmax probes per layer (lecture 001 Table 6)"),
+    "lr-find": ("cnnlab.cli.lr_find", "learning-rate range test: loss vs rate, a suggested --lr"),
     "finetune": ("cnnlab.cli.finetune", "transfer a trained run to a new data set"),
     "ablate": ("cnnlab.cli.ablate", "remove layers, retrain, report accuracy and parameters"),
     "gradients": ("cnnlab.cli.gradients", "per-layer gradient norms: vanishing/exploding"),
