@@ -89,7 +89,8 @@ def run_probabilities(run: OpenRun, data: ImageSet, *, batch_size: int = 500,
     source = run.source(data, batch_size=batch_size)
     precision = run.config.get("precision", "fp32")
     tta = run.config.get("tta", "") if tta is None else tta
-    return predict_logits(run.model, source, precision=precision, tta=tta).softmax(1)
+    return predict_logits(run.model, source, precision=precision, tta=tta,
+                          progress=f"evaluate {run.path.name}").softmax(1)
 
 
 def evaluate_runs(runs: list[str | Path | OpenRun], *, data: str | None = None, split: str = "test",

@@ -27,19 +27,19 @@ class Progress:
 
     def __init__(self, total: int | None, desc: str, *, unit: str = "item",
                  stream: TextIO | None = None, delay: float | None = None, clock=time.monotonic,
-                 enabled: bool = True) -> None:
+                 enabled: bool = True, initial: int = 0) -> None:
         self.total, self.desc, self.unit, self.clock = total or None, desc, unit, clock
         self.stream = stream if stream is not None else sys.stderr
         self.delay = DELAY_S if delay is None else delay
-        self.enabled, self.done, self.bar = enabled, 0, None
+        self.enabled, self.done, self.bar = enabled, initial, None
         self.started = self.last_time = clock()
-        self.last_done, self.shown = 0, False
+        self.initial, self.last_done, self.shown = initial, initial, False
         self.terminal = enabled and _isatty(self.stream)
         if self.terminal:
             from tqdm import tqdm  # only when drawing a bar
 
-            self.bar = tqdm(total=self.total, desc=desc, unit=unit, delay=self.delay, leave=False,
-                            file=self.stream, dynamic_ncols=True)
+            self.bar = tqdm(total=self.total, initial=initial, desc=desc, unit=unit,
+                            delay=self.delay, leave=False, file=self.stream, dynamic_ncols=True)
 
     def __enter__(self) -> Progress:
         return self
@@ -71,7 +71,13 @@ class Progress:
         self.shown, self.last_done, self.last_time = True, self.done, self.clock()
 
     def rate(self) -> float:
-        return self.done / max(self.clock() - self.started, 1e-9)
+        """Units per second since this progress started (a resumed epoch: since the resume)."""
+        return (self.done - self.initial) / max(self.clock() - self.started, 1e-9)
+
+    def note(self, **values: str) -> None:
+        """Extra figures on the terminal bar (e.g. ``loss="0.1234"``); logs get the lines only."""
+        if self.bar is not None:
+            self.bar.set_postfix(values, refresh=False)
 
     def close(self) -> None:
         """Remove the bar; where lines were written, one closing line with the time taken."""
@@ -80,7 +86,7 @@ class Progress:
             self.bar = None
         elif self.shown:
             seconds = self.clock() - self.started
-            print(f"{self.desc}: done, {self.done} {self.unit}s in {seconds:.1f} s "
+            print(f"{self.desc}: done, {self.done - self.initial} {self.unit}s in {seconds:.1f} s "
                   f"({_number(self.rate())} {self.unit}s/s)", file=self.stream, flush=True)
             self.shown = False
 

@@ -58,12 +58,17 @@ def test_the_training_bar_shows_one_images_per_second_figure(tmp_path, monkeypat
     screen = Terminal()
     monkeypatch.setattr(sys, "stderr", screen)
     fit(TrainConfig(epochs=1, out=str(tmp_path), threads=1, batch_size=16), log=lambda *_: None)
-    text = screen.getvalue()
-    assert "img/s" in text and "ips=" not in text
+    frames = [frame for frame in screen.getvalue().split("\r") if "epoch 1/1" in frame]
+    assert frames and all(frame.count("/s") == 1 and "ips=" not in frame for frame in frames)
+    assert any("image/s" in frame and "loss=" in frame for frame in frames)
 
 
-def test_the_final_test_pass_reports_progress_in_a_log(tmp_path, capsys, monkeypatch):
-    monkeypatch.setattr(cnnlab.progress, "DELAY_S", 0.0)  # as if the pass took long
+def test_the_epochs_and_the_final_test_pass_report_progress_in_a_log(tmp_path, capsys,
+                                                                     monkeypatch):
+    monkeypatch.setattr(cnnlab.progress, "DELAY_S", 0.0)  # as if each step took long
     fit(TrainConfig(epochs=1, out=str(tmp_path), threads=1), log=lambda *_: None)
     err = capsys.readouterr().err
     assert "testing the best checkpoint: done, 360 images in" in err and "\r" not in err
+    epoch = [line for line in err.splitlines() if line.startswith("epoch 1/1: ")]
+    assert epoch[-1].startswith("epoch 1/1: done, 1293 images in")  # digits minus validation
+    assert 2 <= len(epoch) <= 12  # at most one line per 10%, and the closing one

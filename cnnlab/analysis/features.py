@@ -28,6 +28,7 @@ from torch import nn
 from cnnlab.data.pipeline import Preprocess, match_channels
 from cnnlab.data.request import DataRequest
 from cnnlab.errors import ModelError, choices_hint
+from cnnlab.progress import track
 from cnnlab.runs.outputs import save_figure, write_text_output
 
 LAYER_TYPES = (nn.Conv2d, nn.Linear)
@@ -112,8 +113,9 @@ def collect_features(model: nn.Module, images: torch.Tensor, layers: list[str], 
     model.eval()
     device = next(model.parameters()).device
     chunks: dict[str, list[torch.Tensor]] = {name: [] for name in layers}
+    starts = range(0, images.shape[0], batch_size)
     with capture(model, layers) as outputs:
-        for start in range(0, images.shape[0], batch_size):
+        for start in track(starts, "features", unit="batch"):
             model(images[start:start + batch_size].to(device))
             for name in layers:
                 chunks[name].append(pool_features(outputs[name], pool).cpu())
