@@ -224,7 +224,7 @@ def test_best(run: Run) -> dict:
     chosen on validation)."""
     tensors, _ = read_checkpoint(run.run_dir / checkpoint_name("best"))
     run.model.load_state_dict(model_state(tensors))
-    return run.evaluate(run.test, tta=run.config.tta, progress="testing the best checkpoint")
+    return run.evaluate(run.test, tta=run.config.tta)  # with progress (Run.evaluate)
 
 
 def _silent(*_args: object) -> None:

@@ -164,11 +164,12 @@ class Run:
                 "state": self.state.to_dict(), "metrics": metrics or {},
                 "threads": torch.get_num_threads()}
 
-    def evaluate(self, source: BatchSource, tta: str = "", progress: str = "") -> dict:
+    def evaluate(self, source: BatchSource, tta: str = "") -> dict:
         """Loss and accuracy on ``source`` (sharded over the ranks when data parallel);
-        ``tta``: test-time augmentation views (classification only); ``progress``: name the
-        pass on rank 0's stderr when it takes over 2 s."""
-        progress = progress if self.dist.is_main and self.config.progress else ""
+        ``tta``: test-time augmentation views (classification only). The test pass shows its
+        progress on rank 0's stderr when it takes over 2 s."""
+        shown = source is self.test and self.dist.is_main and self.config.progress
+        progress = "testing the best checkpoint" if shown else ""
         if not self.task.shardable:  # dense metrics: every rank scores the whole split
             return evaluate(self.model, source, precision=self.config.precision, task=self.task,
                             progress=progress)

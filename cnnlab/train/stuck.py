@@ -35,12 +35,15 @@ class StuckRun(Observer):
         self.log, self.chance, self.zeros, self.warned = log, None, 0, False
 
     def on_run_start(self, run) -> None:
-        self.chance = run.task.chance_loss(run.train.labels, len(run.classes))
+        try:
+            self.chance = run.task.chance_loss(run.train.labels, len(run.classes))
+        except (TypeError, ValueError, RuntimeError, AttributeError):  # targets it cannot count
+            self.chance = None  # (a task without class targets): only the metric test applies
 
     def on_epoch_end(self, run, record: dict) -> None:
         value = record.get(run.main_metric)
         self.zeros = self.zeros + 1 if value == 0 else 0
-        if self.warned or self.chance is None or record["epoch"] < first_check(run.config.epochs):
+        if self.warned or record["epoch"] < first_check(run.config.epochs):
             return
         problem = self.problem(run, record)
         if problem is not None:
@@ -50,7 +53,7 @@ class StuckRun(Observer):
     def problem(self, run, record: dict) -> str | None:
         """What is wrong after this epoch, in words, or None."""
         loss, epoch = record["train_loss"], record["epoch"]
-        if self.chance > 0 and loss >= RATIO * self.chance:
+        if self.chance and loss >= RATIO * self.chance:
             return (f"after epoch {epoch} of {run.config.epochs} the training loss {loss:.4f} "
                     f"is {loss / self.chance:.2f}x the chance loss {self.chance:.4f} (the loss "
                     f"of predicting the class frequencies whatever the image)")
