@@ -23,6 +23,7 @@ class RunFile:
 
 CONFIG = "config.yaml"
 METRICS = "metrics.jsonl"
+STEPS = "steps.jsonl"
 INDEX = "run.json"
 LOCK = "train.lock"
 ELASTIC_MARKER = "torchrun.json"
@@ -34,6 +35,7 @@ MODEL_DEFINITION = "model"  # + the definition file's own suffix: model.yaml, mo
 LAYOUT: tuple[RunFile, ...] = (
     RunFile(CONFIG, "the resolved settings; `cnnlab train --config` re-runs them"),
     RunFile(METRICS, "one JSON line per epoch (train/val loss and metrics, lr, time)"),
+    RunFile(STEPS, "training loss, accuracy, lr and images/s per window of optimizer steps"),
     RunFile(INDEX, "status, versions, git SHA, which epoch last/best hold, test metrics"),
     RunFile("last.safetensors", "weights, optimizer and RNG state of the newest epoch"),
     RunFile("last.json", "last.safetensors' metadata, for people (derived)"),

@@ -26,8 +26,9 @@ from cnnlab.data.pipeline import BatchSource, Preprocess, to_batch_source
 from cnnlab.data.request import DataRequest
 from cnnlab.devices import resolve_device
 from cnnlab.errors import CheckpointError
+from cnnlab.models import create
 from cnnlab.runs.checkpoint import check_model_meta, read_checkpoint, resolve_checkpoint
-from cnnlab.runs.layout import INDEX, METRICS, SNAPSHOTS
+from cnnlab.runs.layout import INDEX, METRICS, SNAPSHOTS, STEPS
 from cnnlab.tasks import Task, task_of
 from cnnlab.weightfile import load_state_checked, model_state
 
@@ -127,6 +128,10 @@ class OpenRun:
         """The epoch records of ``metrics.jsonl`` (a torn or odd line is skipped)."""
         return read_metrics(self.run_dir)
 
+    def steps(self) -> list[dict]:
+        """The per-step records of ``steps.jsonl`` ([] for runs made before it existed)."""
+        return read_metrics(self.run_dir, STEPS, key="step")
+
     def load_split(self, split: str = "test", *, data: DataRequest | str | None = None,
                    root: str | None = None, limit: int | None = None) -> ImageSet:
         """``split`` of the data set the run was trained on (or ``data``: a name or a
@@ -195,8 +200,6 @@ def mixed_data(data_sets: dict[str, str | None]) -> str | None:
 
 def build_model(file: Path, meta: dict) -> nn.Module:
     """The architecture a checkpoint's metadata describes, freshly initialised."""
-    from cnnlab.models import create
-
     spec = meta["model"]
     try:
         model = create(spec["name"], num_classes=spec["num_classes"],
@@ -222,10 +225,11 @@ def read_index(run_dir: Path) -> dict:
     return values if isinstance(values, dict) else {}
 
 
-def read_metrics(run_dir: Path) -> list[dict]:
-    """``metrics.jsonl``'s epoch records: the finite numbers of each line; torn lines (a crash
-    mid-write), lines that are not objects or have no epoch number are skipped."""
-    path = Path(run_dir) / METRICS
+def read_metrics(run_dir: Path, name: str = METRICS, key: str = "epoch") -> list[dict]:
+    """``metrics.jsonl``'s epoch records (or ``steps.jsonl``'s with ``key="step"``): the finite
+    numbers of each line; torn lines (a crash mid-write), lines that are not objects or have
+    no ``key`` number are skipped."""
+    path = Path(run_dir) / name
     if not path.is_file():
         return []
     records = []
@@ -234,7 +238,7 @@ def read_metrics(run_dir: Path) -> list[dict]:
             record = json.loads(line)
         except (ValueError, RecursionError):
             continue
-        if isinstance(record, dict) and _finite_number(record.get("epoch")):
+        if isinstance(record, dict) and _finite_number(record.get(key)):
             records.append({k: v for k, v in record.items() if _finite_number(v)})
     return records
 
