@@ -8,6 +8,7 @@ Each command lives in its own module under ``cnnlab.cli`` exposing ``add_argumen
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import os
 import sys
@@ -79,11 +80,18 @@ def build_parser(chosen: str | None = None) -> argparse.ArgumentParser:
     return parser
 
 
-def one_line_warning(command: str):
-    """``warnings.showwarning`` printing ``cnnlab COMMAND: warning: MESSAGE``, one line."""
-    def show(message, category, filename, lineno, file=None, line=None) -> None:
-        print(f"cnnlab {command}: warning: {message}", file=sys.stderr)
-    return show
+@contextlib.contextmanager
+def one_line_warnings(command: str):
+    """Warnings printed like the errors: ``cnnlab COMMAND: warning: MESSAGE``, one line (the
+    format only, so a caller that records warnings still gets them)."""
+    def format_warning(message, category, filename, lineno, line=None) -> str:
+        return f"cnnlab {command}: warning: {message}\n"
+
+    saved, warnings.formatwarning = warnings.formatwarning, format_warning
+    try:
+        yield
+    finally:
+        warnings.formatwarning = saved
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -95,8 +103,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return EXIT_USER_ERROR
     try:
-        with overwriting(getattr(args, "overwrite", False)), warnings.catch_warnings():
-            warnings.showwarning = one_line_warning(args.command)  # like the errors
+        with overwriting(getattr(args, "overwrite", False)), one_line_warnings(args.command):
             return int(args._run(args) or 0)
     except CnnlabError as error:
         print(f"cnnlab {args.command}: error: {error}", file=sys.stderr)
