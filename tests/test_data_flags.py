@@ -63,4 +63,4 @@ def test_a_colour_to_grey_conversion_is_announced_once_as_one_line(monkeypatch):
     monkeypatch.setattr(cnnlab.cli.datasets, "run", convert)
     assert main(["datasets"]) == 0
     assert shown == ["cnnlab datasets: warning: my-photos: 3-channel images are converted to "
-                     "the model's 1 channel (luma 0.299 R + 0.587 G + 0.114 B)\n"]
+                     "1 channel (luma 0.299 R + 0.587 G + 0.114 B)\n"]

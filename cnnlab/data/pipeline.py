@@ -99,8 +99,8 @@ def match_channels(images: torch.Tensor, channels: int, *, source: str) -> torch
         return images
     if have in (1, 3) and channels in (1, 3):
         how = "luma 0.299 R + 0.587 G + 0.114 B" if channels == 1 else "the grey value repeated"
-        warnings.warn(f"{source}: {have}-channel images are converted to the model's "
-                      f"{channels} channel{'s' if channels > 1 else ''} ({how})", stacklevel=2)
+        warnings.warn(f"{source}: {have}-channel images are converted to {channels} "
+                      f"channel{'s' if channels > 1 else ''} ({how})", stacklevel=2)
     if have == 1 and channels == 3:
         return images.expand(-1, 3, -1, -1).contiguous()
     if have == 3 and channels == 1:
