@@ -121,6 +121,9 @@ class TrainConfig:
                                 help="step schedule: decay factor")
     warmup_epochs: float = setting(0.0, group="schedule", low=0,
                                    help="linear warm-up length in epochs")
+    patience: int | None = setting(None, group="schedule", low=1,
+                                   help="early stopping: end the run once the main validation "
+                                        "metric has not improved for N epochs")
     # augmentation
     augment: str = setting("", group="augmentation",
                            help='batched augmentations, e.g. "crop:4,flip" or '
@@ -281,20 +284,22 @@ def save_config(config: TrainConfig, path: Path) -> None:
 MAX_CONFIG_BYTES = 1 << 20
 
 
-def load_config(path: str | Path) -> TrainConfig:
+def load_config(path: str | Path, base: dict | None = None) -> TrainConfig:
     """Read a config written by :func:`save_config` (or by hand): at most 1 MiB and a few YAML
-    aliases (:func:`cnnlab.yamltext.load_yaml`), then type-checked."""
+    aliases (:func:`cnnlab.yamltext.load_yaml`), then type-checked. ``base``: settings the file
+    does not give (a recipe's), instead of the defaults."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")
     if path.stat().st_size > MAX_CONFIG_BYTES:
         raise ConfigError(f"{path}: {path.stat().st_size} bytes is too large for a config")
-    return config_from_text(path.read_text(errors="replace"), str(path))
+    return config_from_text(path.read_text(errors="replace"), str(path), base)
 
 
-def config_from_text(text: str, source: str) -> TrainConfig:
-    """A TrainConfig from YAML ``text`` (``source`` names it in errors), checked like a file."""
+def config_from_text(text: str, source: str, base: dict | None = None) -> TrainConfig:
+    """A TrainConfig from YAML ``text`` (``source`` names it in errors), checked like a file;
+    ``base`` as in :func:`load_config`."""
     values = load_yaml(text, source) or {}
     if not isinstance(values, dict):
         raise ConfigError(f"{source}: expected a mapping of settings")
-    return TrainConfig.from_dict(values, source=source)
+    return TrainConfig.from_dict({**(base or {}), **values}, source=source)

@@ -20,7 +20,7 @@ from cnnlab.data.pipeline import fit_to_size
 from cnnlab.data.request import DataRequest
 from cnnlab.errors import ConfigError
 from cnnlab.runs.outputs import csv_text, write_text_output
-from cnnlab.runs.reader import OpenRun, open_run
+from cnnlab.runs.reader import OpenRun, mixed_data, open_run
 from cnnlab.tasks import THRESHOLD, label_set
 from cnnlab.train.loop import evaluate, predict_logits
 
@@ -71,6 +71,7 @@ class Report:
     data: str
     split: str
     count: int
+    notes: list[str] = field(default_factory=list)  # e.g. members trained on other data
 
     @property
     def main(self) -> Scores:
@@ -88,7 +89,8 @@ def run_probabilities(run: OpenRun, data: ImageSet, *, batch_size: int = 500,
     source = run.source(data, batch_size=batch_size)
     precision = run.config.get("precision", "fp32")
     tta = run.config.get("tta", "") if tta is None else tta
-    return predict_logits(run.model, source, precision=precision, tta=tta).softmax(1)
+    return predict_logits(run.model, source, precision=precision, tta=tta,
+                          progress=f"evaluate {run.path.name}").softmax(1)
 
 
 def evaluate_runs(runs: list[str | Path | OpenRun], *, data: str | None = None, split: str = "test",
@@ -115,13 +117,22 @@ def evaluate_runs(runs: list[str | Path | OpenRun], *, data: str | None = None, 
         all_probs.append(probs)
         members.append(score(str(run.path), probs, dataset.labels, dataset.classes, k=k,
                              paths=dataset.paths))
-    ensemble = None
+    ensemble, notes = None, ensemble_notes(opened)
     if len(runs) > 1:
         mean = torch.stack(all_probs).mean(0)
         ensemble = score("ensemble", mean, dataset.labels, dataset.classes, k=k,
                          paths=dataset.paths)
     return Report(members, ensemble, DataRequest.of(data).name or opened[0].data_name, split,
-                  len(dataset))
+                  len(dataset), notes)
+
+
+def ensemble_notes(opened: list[OpenRun]) -> list[str]:
+    """A warning when the members of an ensemble were trained on different data sets."""
+    listed = mixed_data({str(run.path): run.data_name for run in opened})
+    if listed is None:
+        return []
+    return [f"the runs were trained on different data sets ({listed}): their average is "
+            f"scored on {opened[0].data_name}'s split unless --data says otherwise"]
 
 
 def evaluate_dense_run(run: str | Path | OpenRun, *, data: str | None = None, split: str = "test",
@@ -228,6 +239,14 @@ def write_report(report: Report, out_dir: Path) -> list[Path]:
 def _summary(s: Scores) -> dict:
     return {"name": s.name, "top1": s.top1, "error": s.error_rate, f"top{s.k}": s.topk,
             "errors": len(s.errors), "per_class": s.per_class}
+
+
+def format_per_class(per_class: dict[str, float], per_line: int = 5) -> str:
+    """Per-class accuracy, ``per_line`` classes to a line: ``0 99.4%   1 97.8% ...``."""
+    cells = [f"{name} {100 * value:5.1f}%" for name, value in per_class.items()]
+    width = max((len(c) for c in cells), default=0) + 3
+    return "\n".join("  " + "".join(c.ljust(width) for c in cells[i:i + per_line]).rstrip()
+                     for i in range(0, len(cells), per_line))
 
 
 def format_errors(errors: list[dict], per_line: int = 10) -> str:

@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from cnnlab.data.kdsets import read_sample
+from cnnlab.data.letterbox import letterbox_image
 from cnnlab.data.pipeline import Preprocess, border_mean, fit_to_size
 from cnnlab.errors import ConfigError, DataError
 from cnnlab.runs.reader import OpenRun, open_run
@@ -85,7 +86,7 @@ def prepare_image(path: Path, preprocess: Preprocess) -> torch.Tensor:
 def predict_images(run: str | Path, inputs: list[str], *, k: int = 3, which: str = "best",
                    device: str = "cpu", out: str | Path | None = None,
                    threshold: float = THRESHOLD, skip_bad: bool = False,
-                   texts: list[str] = ()) -> list[dict]:
+                   texts: list[str] = (), keep_size: bool = False) -> list[dict]:
     """Top-``k`` labels with probabilities for each image file (or folder of images).
 
     Runs on 1-D or 3-D data read their own kind of input instead (:func:`predict_samples`):
@@ -94,7 +95,9 @@ def predict_images(run: str | Path, inputs: list[str], *, k: int = 3, which: str
     Runs that predict sets of labels or masks give each image's set of ``labels`` instead;
     mask runs also write a coloured mask PNG per image into ``out`` (default ``RUN/masks``).
     ``threshold`` is the multilabel decision threshold on each class's sigmoid; ``skip_bad``
-    skips an unreadable image with a warning instead of stopping.
+    skips an unreadable image with a warning instead of stopping. A mask run rescales each
+    image so that its longer side is the training canvas's (a scene at another scale gives
+    garbage otherwise), unless ``keep_size``; ``size`` in the result is what the mask covers.
 
     Example:
         >>> predict_images("runs/lenet5-mnist", ["my_digit.png"])  # doctest: +SKIP
@@ -111,7 +114,7 @@ def predict_images(run: str | Path, inputs: list[str], *, k: int = 3, which: str
     results = []
     for path in paths:
         try:
-            results.append(predict(opened, path, k, out))
+            results.append(predict(opened, path, k, out, keep_size=keep_size))
         except DataError as error:
             if not skip_bad:
                 raise DataError(f"{error} (or pass --skip-bad to skip unreadable images)") \
@@ -122,7 +125,7 @@ def predict_images(run: str | Path, inputs: list[str], *, k: int = 3, which: str
     return results
 
 
-def predict_class(run: OpenRun, path: Path, k: int, out: Path) -> dict:
+def predict_class(run: OpenRun, path: Path, k: int, out: Path, keep_size: bool = False) -> dict:
     """The ``k`` most probable classes of one image (softmax)."""
     x = prepare_image(path, run.preprocess).to(run.device)
     probs = run.model(x).float().softmax(1)[0].cpu()
@@ -146,7 +149,7 @@ def scene_input(run: OpenRun, path: Path, *, keep_size: bool) -> tuple[torch.Ten
     return image, preprocess.normalize(image[None].float().div(255)).to(run.device)
 
 
-def predict_labels(run: OpenRun, path: Path, k: int, out: Path) -> dict:
+def predict_labels(run: OpenRun, path: Path, k: int, out: Path, keep_size: bool = False) -> dict:
     """The set of classes whose sigmoid reaches the run's threshold, and the ``k`` best."""
     _, x = scene_input(run, path, keep_size=False)
     probs = run.model(x).float().cpu()[0].sigmoid()
@@ -156,12 +159,16 @@ def predict_labels(run: OpenRun, path: Path, k: int, out: Path) -> dict:
                     for p, i in zip(top.values, top.indices, strict=True)]}
 
 
-def predict_mask(run: OpenRun, path: Path, k: int, out: Path) -> dict:
+def predict_mask(run: OpenRun, path: Path, k: int, out: Path, keep_size: bool = False) -> dict:
     """A class per pixel: the classes found (by area) and a coloured mask PNG in ``out``."""
     from cnnlab.viz.segmentation import legend_colours, segmentation_panel
 
     image, x = scene_input(run, path, keep_size=True)  # fully convolutional: any size
-    mask = run.model(x).float().cpu()[0].argmax(0)
+    side = max(run.preprocess.size)
+    if keep_size or max(image.shape[1:]) == side:
+        mask = run.model(x).float().cpu()[0].argmax(0)
+    else:
+        image, mask = mask_at_training_scale(run, image, side)
     classes = run.classes[1:]  # output 0 is background
     found = [int(c) - 1 for c in mask.unique().tolist() if c > 0]
     pixels = {classes[c]: int((mask == c + 1).sum()) for c in found}
@@ -169,7 +176,7 @@ def predict_mask(run: OpenRun, path: Path, k: int, out: Path) -> dict:
     segmentation_panel(image[None], None, mask[None], target, classes=classes, legend=True)
     colours = legend_colours(classes)
     return {"path": str(path), "labels": sorted(pixels, key=pixels.get, reverse=True),
-            "pixels": pixels, "mask": str(target), "top": [],
+            "pixels": pixels, "mask": str(target), "top": [], "size": list(mask.shape),
             "colours": {name: colours[name] for name in pixels}}
 
 
@@ -197,7 +204,20 @@ def predict_samples(run: OpenRun, files: list[str], texts: list[str], k: int) ->
     return results
 
 
-def predict_scores(run: OpenRun, path: Path, k: int, out: Path) -> dict:
+def mask_at_training_scale(run: OpenRun, image: torch.Tensor, side: int
+                           ) -> tuple[torch.Tensor, torch.Tensor]:
+    """``image`` uint8 ``(C, H, W)`` letterboxed onto the ``side x side`` training canvas (the
+    longer side scaled to ``side``, the rest background, as the scenes' objects were drawn) and
+    the mask predicted there, both cropped back to the scaled image."""
+    boxed, (sx, sy, px, py) = letterbox_image(image.permute(1, 2, 0).numpy(), side)
+    h, w = max(1, round(image.shape[1] * sy)), max(1, round(image.shape[2] * sx))
+    x = run.preprocess.normalize(boxed[None].float().div(255)).to(run.device)
+    mask = run.model(x).float().cpu()[0].argmax(0)
+    return boxed[:, py:py + h, px:px + w], mask[py:py + h, px:px + w]
+
+
+def predict_scores(run: OpenRun, path: Path, k: int, out: Path,
+                   keep_size: bool = False) -> dict:
     """A run that is no network (a bag of visual words, ``run.score_images``): its class and
     the score of every class (SVM decision values or neighbour shares: ``run.score_name``)."""
     x = prepare_image(path, run.preprocess)  # the run's size and polarity; mean 0, std 1

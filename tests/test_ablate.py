@@ -78,3 +78,23 @@ def test_every_removal_is_checked_before_any_retraining(run):
     with pytest.raises(ModelError, match="nope"):
         ablate(run.run_dir, [["features.2"], ["nope"]], log=lambda *_: None)
     assert sorted(p.name for p in run.run_dir.parent.iterdir()) == before
+
+
+def test_layers_are_named_as_in_every_other_command(run):
+    """Issue 21, item 10: ``conv2`` is the second convolution here too."""
+    from cnnlab.analysis.ablate import module_paths
+    from cnnlab.runs import open_run
+
+    spec = open_run(run.run_dir).meta["model"]
+    assert module_paths(spec, ["conv2", "features.0"]) == ["features.2", "features.0"]
+    assert module_paths({"name": "alexnet"}, ["conv3", "fc7"]) == ["conv3", "fc7"]
+
+
+def test_the_sentences_say_points_and_fewer():
+    rows = [{"removed": "(none)", "parameters": 100, "parameters_removed": 0, "test_acc": 0.9,
+             "change_pp": 0.0},
+            {"removed": "fc7", "parameters": 90, "parameters_removed": 16_781_312,
+             "test_acc": 0.889, "change_pp": -1.1}]
+    assert format_table(rows).splitlines()[-1] == (
+        "Removing fc7: 1.1 percentage points drop in test accuracy, 16,781,312 fewer "
+        "parameters (16.8 million)")

@@ -15,12 +15,12 @@ PACKAGE = Path(__file__).resolve().parents[1] / "cnnlab"
 # lowest first; a module may import from its own layer or any layer listed before it
 LAYERS = [
     ("foundations", ["cnnlab.errors", "cnnlab.files", "cnnlab.weightfile", "cnnlab.version",
-                     "cnnlab.yamltext", "cnnlab.lazy",
+                     "cnnlab.yamltext", "cnnlab.lazy", "cnnlab.progress",
                      "cnnlab.choices", "cnnlab.extras", "cnnlab.devices"]),
     ("operators", ["cnnlab.reference", "cnnlab.layers", "cnnlab.data"]),
     ("models", ["cnnlab.models"]),
     ("tasks", ["cnnlab.tasks", "cnnlab.detection"]),
-    ("config", ["cnnlab.config"]),
+    ("config", ["cnnlab.config", "cnnlab.recipes"]),
     ("runs", ["cnnlab.runs"]),
     ("train", ["cnnlab.train"]),
     ("analysis", ["cnnlab.analysis"]),

@@ -47,16 +47,49 @@ def test_evaluate_writes_confusion_and_errors_with_top2(run_dir, capsys):
     assert f"{len(errors)} errors made by" in out
     for row in errors:  # the prediction is the top-1 guess, never the truth
         assert row["true"] != row["pred"]
+    per_class = out.split("per-class accuracy")[1].split("errors made by")[0]
+    for name, row in zip(rows[0][1:], matrix, strict=True):  # printed, from the confusion
+        assert f"{name} {100 * row[int(name)] / row.sum():5.1f}%" in per_class
 
 
-def test_ensemble_reports_members_and_average(run_dir, tmp_path, capsys):
+def test_evaluate_says_how_many_errors_it_lists(run_dir, capsys):
+    assert main(["evaluate", str(run_dir), "--show-errors", "3", "--out",
+                 str(run_dir.parent / "eval-3")]) == 0
+    out = capsys.readouterr().out
+    total = int(out.split(" errors made by")[0].split("\n")[-1])
+    assert total > 3 and f"showing 3 of {total} (--show-errors N):" in out
+    listed = out.split("(--show-errors N):\n")[1].split("\n\n")[0]
+    assert len(listed.split()) == 3
+
+
+def test_ensemble_reports_members_and_average(run_dir, tmp_path, capsys, monkeypatch):
     assert main(["train", "--data", "digits", "--epochs", "3", "--lr", "0.05", "--seed", "1",
                  "--no-progress", "--out", str(tmp_path), "--name", "r2",
                  "--option", "activation=relu"]) == 0
     capsys.readouterr()
-    assert main(["evaluate", str(run_dir), str(tmp_path / "r2")]) == 0
+    members = [run_dir, tmp_path / "r2"]
+    before = {p: p.stat().st_mtime_ns for m in members for p in m.rglob("*")}
+    monkeypatch.chdir(tmp_path)
+    assert main(["evaluate", *map(str, members)]) == 0
     out = capsys.readouterr().out
     assert "ensemble" in out and str(run_dir) in out and str(tmp_path / "r2") in out
+    after = {p: p.stat().st_mtime_ns for m in members for p in m.rglob("*")}
+    assert after == before  # nothing written or replaced inside a member run
+    written = json.loads(next(tmp_path.glob("eval-ensemble-*/metrics.json")).read_text())
+    assert written["ensemble"]["name"] == "ensemble"
+
+
+def test_an_ensemble_of_runs_on_different_data_sets_is_noted():
+    from types import SimpleNamespace
+
+    from cnnlab.evaluate import ensemble_notes
+
+    same = [SimpleNamespace(path="a", data_name="mnist"), SimpleNamespace(path="b",
+                                                                          data_name="mnist")]
+    assert ensemble_notes(same) == []
+    mixed = [same[0], SimpleNamespace(path="c", data_name="kmnist")]
+    (note,) = ensemble_notes(mixed)
+    assert "a on mnist, c on kmnist" in note
 
 
 def test_predict_a_users_png_of_a_digit(run_dir, tmp_path, capsys):

@@ -121,3 +121,21 @@ def test_an_output_folder_that_cannot_be_made_is_a_one_line_error(two_runs, caps
     assert main(["compare", str(root / "plain56"), "--out", str(root / "a-file" / "cmp")]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("cnnlab compare: error:") and "a-file" in err and "\n" not in err
+
+
+def test_compare_defaults_to_a_new_folder_and_warns_about_mixed_data(two_runs, capsys,
+                                                                      monkeypatch):
+    """Issue 21, item 10: never the same compare/ folder twice; runs on different data."""
+    root, _, _ = two_runs
+    (root / "plain56" / "config.yaml").write_text("data: mnist\n")
+    (root / "resnet56" / "config.yaml").write_text("data: cifar10\n")
+    monkeypatch.chdir(root)
+    assert main(["compare", "plain56", "resnet56"]) == 0
+    printed = capsys.readouterr().out
+    assert "warning: the runs were trained on different data sets (plain56 on mnist, " \
+           "resnet56 on cifar10)" in printed
+    (folder,) = root.glob("compare-*")
+    assert (folder / "compare.csv").is_file() and f"wrote {folder.name}/compare.png" in printed
+    (root / "resnet56" / "config.yaml").write_text("data: mnist\n")
+    assert main(["compare", "plain56", "resnet56", "--out", "again"]) == 0
+    assert "warning" not in capsys.readouterr().out

@@ -40,8 +40,12 @@ def weights(run_dir) -> dict[str, torch.Tensor]:
 
 
 def test_frozen_layers_keep_weights_and_batch_norm_statistics(source, tmp_path):
+    lines = []
     result = finetune(source, data="xo", freeze="features.1", epochs=1, out=str(tmp_path),
-                      progress=False, log=lambda *_: None)
+                      progress=False, log=lines.append)
+    assert lines[0] == (f"notice: xo has 2 classes, {source / 'best.safetensors'} was trained "
+                        "on 10: its classifier is replaced by a new, randomly initialised one "
+                        "for 2 classes (trained at --lr-new 0.01)")
     before, after = weights(source), weights(result.run_dir)
     for key in ("features.0.weight", "features.0.bias", "features.1.weight",
                 "features.1.running_mean", "features.1.running_var"):

@@ -194,3 +194,25 @@ def test_median_frequency_weights_and_the_weighted_pixel_loss_by_hand():
     expected = float((w * nll).sum() / w.sum())
     assert float(Segment(weights).loss(logits, masks[None])) == pytest.approx(expected)
     assert float(Segment().loss(logits, masks[None])) == pytest.approx(float(nll.mean()))
+
+
+def test_segment_predict_rescales_a_scene_to_the_training_canvas(runs, tmp_path, capsys):
+    """Issue 21, stumble 7: a scene photographed at 3x the scale is brought back to the
+    32x32 canvas (longer side), unless --keep-size."""
+    scene = load_dataset(DATA, "test").images[0]
+    big = scene.repeat_interleave(3, 1).repeat_interleave(3, 2)  # (1, 96, 96)
+    Image.fromarray(big[0].numpy(), mode="L").save(tmp_path / "big.png")
+    wide = torch.cat([big, torch.zeros_like(big)], 2)  # (1, 96, 192): a wider photo
+    Image.fromarray(wide[0].numpy(), mode="L").save(tmp_path / "wide.png")
+    capsys.readouterr()
+    assert main(["predict", runs["segment"], str(tmp_path / "big.png"), str(tmp_path / "wide.png"),
+                 "--out", str(tmp_path / "m"), "--json"]) == 0
+    big_result, wide_result = json.loads(capsys.readouterr().out)
+    assert big_result["size"] == [32, 32] and wide_result["size"] == [16, 32]
+    pred = model_outputs(runs["segment"], fit_to_size(big[None], (32, 32), "resize"))[0].argmax(0)
+    classes = [str(d) for d in range(10)]
+    assert big_result["pixels"] == {classes[c - 1]: int((pred == c).sum())
+                                    for c in pred.unique().tolist() if c > 0}
+    assert main(["predict", runs["segment"], str(tmp_path / "big.png"), "--keep-size",
+                 "--out", str(tmp_path / "k"), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)[0]["size"] == [96, 96]

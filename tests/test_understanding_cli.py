@@ -97,7 +97,8 @@ def test_finetune(run_dir, tmp_path, capsys):
     out = ok(capsys, ["finetune", str(run_dir), "--data", "xo", "--epochs", "1",
                       "--limit-per-class", "20", "--out", str(tmp_path), "--name", "xo",
                       "--no-progress"])
-    assert out.startswith("transfer ") and '"new_head": true' in out
+    assert out.startswith("notice: xo has 2 classes") and '\ntransfer ' in out
+    assert '"new_head": true' in out
     assert (tmp_path / "xo" / "finetune.json").is_file()
     out = fails(capsys, ["finetune", str(run_dir), "--data", "xo", "--freeze", "nope"], "nope")
     assert "transfer" not in out  # validated before anything is announced or trained
@@ -109,7 +110,7 @@ def test_finetune(run_dir, tmp_path, capsys):
 def test_ablate(run_dir, tmp_path, capsys):
     out = ok(capsys, ["ablate", str(run_dir), "--remove", "features.4", "--epochs", "1",
                       "--out", str(tmp_path), "--no-progress"])
-    assert "Removing features.4:" in out and "584 less parameters" in out  # 8*8*9 + 8
+    assert "Removing features.4:" in out and "584 fewer parameters" in out  # 8*8*9 + 8
     assert len(rows_of(run_dir / "ablation" / "ablation.csv")) == 2
     fails(capsys, ["ablate", str(run_dir), "--remove", "nope"], "nope", "features.0")
     fails(capsys, ["ablate", str(run_dir), "--remove", "7"], "7")

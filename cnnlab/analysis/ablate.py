@@ -29,7 +29,7 @@ import torch
 from torch import nn
 
 import cnnlab.models.alexnet  # noqa: F401  (registers alexnet/alexnet_paper if the zoo has not)
-from cnnlab.analysis.features import write_csv
+from cnnlab.analysis.features import resolve_layer, write_csv
 from cnnlab.config import load_config
 from cnnlab.errors import ConfigError, ModelError, choices_hint
 from cnnlab.models import create, model_info
@@ -55,6 +55,19 @@ def layer_names(removal: str | Sequence[str], model_name: str) -> list[str]:
         items = [paper[int(s) - 1] if s.isdigit() and 1 <= int(s) <= len(paper) else s
                  for s in items]
     return [s for s in items if s]
+
+
+def module_paths(spec: dict, names: list[str]) -> list[str]:
+    """Names as every command takes them (``conv2`` = the second convolution, or a module
+    path) -> module paths of the model a checkpoint's ``spec`` describes; AlexNet's builder
+    takes its own names (``conv3``, ``fc7``) and keeps them."""
+    if has_remove_option(spec["name"]):
+        return names
+    with torch.device("meta"):  # shapes only
+        model = create(spec["name"], num_classes=spec["num_classes"],
+                       in_channels=spec["input_size"][0], input_size=tuple(spec["input_size"]),
+                       **spec.get("options", {}))
+    return [resolve_layer(model, name) for name in names]
 
 
 def removable_layers(model: nn.Module) -> list[str]:
@@ -162,7 +175,7 @@ def ablate(run: str | Path, removals: Sequence[str | Sequence[str]], *, log=prin
     spec = open_run(run).meta["model"]
     plans = []  # every removal is checked (names, shapes) before anything is trained
     for removal in removals:
-        names = layer_names(removal, spec["name"])
+        names = module_paths(spec, layer_names(removal, spec["name"]))
         if not names:
             raise ConfigError(f"empty removal {removal!r}: give layer names, e.g. --remove fc7")
         full, removed = parameters_removed(spec["name"], names, num_classes=spec["num_classes"],
@@ -183,14 +196,16 @@ def ablate(run: str | Path, removals: Sequence[str | Sequence[str]], *, log=prin
 
 
 def format_table(rows: list[dict]) -> str:
-    """The slide's form: ``removing fc7: 1.1% drop in performance, 16.8 million fewer ...``."""
+    """A table, then the slide's sentences with the change in percentage points of test
+    accuracy (the slide's "1.1% drop" is 1.1 points): ``Removing fc7: 1.1 percentage points drop
+    in test accuracy, 16,781,312 fewer parameters (16.8 million)``."""
     lines = [f"{'removed':<24} {'params':>12} {'removed':>12} {'test acc':>9} {'change':>8}"]
     for r in rows:
         lines.append(f"{r['removed']:<24} {r['parameters']:>12,} {r['parameters_removed']:>12,} "
                      f"{100 * r['test_acc']:>8.2f}% {r['change_pp']:>+7.2f}pp")
     for r in rows[1:]:
         word = "drop" if r["change_pp"] <= 0 else "gain"
-        lines.append(f"Removing {r['removed']}: {abs(r['change_pp']):.1f}% {word} in performance, "
-                     f"{r['parameters_removed']:,} less parameters "
+        lines.append(f"Removing {r['removed']}: {abs(r['change_pp']):.1f} percentage points "
+                     f"{word} in test accuracy, {r['parameters_removed']:,} fewer parameters "
                      f"({r['parameters_removed'] / 1e6:.1f} million)")
     return "\n".join(lines)

@@ -15,6 +15,7 @@ Example:
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -27,6 +28,7 @@ from torch import nn
 from cnnlab.data.pipeline import Preprocess, match_channels
 from cnnlab.data.request import DataRequest
 from cnnlab.errors import ModelError, choices_hint
+from cnnlab.progress import track
 from cnnlab.runs.outputs import save_figure, write_text_output
 
 LAYER_TYPES = (nn.Conv2d, nn.Linear)
@@ -38,15 +40,35 @@ def default_layers(model: nn.Module) -> list[str]:
 
 
 def resolve_layers(model: nn.Module, layers: str | list[str] | None) -> list[str]:
-    """``"all"``/None -> :func:`default_layers`; ``"a,b"`` or a list -> validated names."""
+    """``"all"``/None -> :func:`default_layers`; ``"a,b"`` or a list -> validated module
+    paths (``conv2`` as in :func:`resolve_layer`)."""
     if layers is None or layers == "all":
         return default_layers(model)
     names = [n.strip() for n in layers.split(",")] if isinstance(layers, str) else list(layers)
-    known = dict(model.named_modules())
-    for name in names:
-        if name not in known or name == "":
-            raise ModelError(f"unknown layer {choices_hint(name, default_layers(model))}")
-    return names
+    return [resolve_layer(model, name) for name in names]
+
+
+def conv_layers(model: nn.Module) -> list[str]:
+    """Module paths of every ``nn.Conv2d`` of ``model``, in definition order."""
+    return [name for name, module in model.named_modules() if isinstance(module, nn.Conv2d)]
+
+
+def resolve_layer(model: nn.Module, layer: str | None, *, default: str = "first") -> str:
+    """A layer name (``features.3``, ``conv2``, or None for the ``first``/``last`` conv) ->
+    its module path; a ModelError names the choices otherwise."""
+    convs = conv_layers(model)
+    if layer is None:
+        if not convs:
+            raise ModelError("this model has no convolutional layer; name one with --layer")
+        return convs[0] if default == "first" else convs[-1]
+    names = dict(model.named_modules())
+    if layer in names and layer:
+        return layer
+    match = re.fullmatch(r"conv(\d+)", layer)
+    if match and 1 <= int(match.group(1)) <= len(convs):
+        return convs[int(match.group(1)) - 1]
+    aliases = [f"conv{i + 1}" for i in range(len(convs))]
+    raise ModelError(f"unknown layer {choices_hint(layer, aliases + [n for n in names if n])}")
 
 
 @contextmanager
@@ -91,8 +113,9 @@ def collect_features(model: nn.Module, images: torch.Tensor, layers: list[str], 
     model.eval()
     device = next(model.parameters()).device
     chunks: dict[str, list[torch.Tensor]] = {name: [] for name in layers}
+    starts = range(0, images.shape[0], batch_size)
     with capture(model, layers) as outputs:
-        for start in range(0, images.shape[0], batch_size):
+        for start in track(starts, "features", unit="batch"):
             model(images[start:start + batch_size].to(device))
             for name in layers:
                 chunks[name].append(pool_features(outputs[name], pool).cpu())

@@ -31,6 +31,7 @@ from cnnlab.analysis.features import pyplot, save_plot, write_csv, write_figure
 from cnnlab.data.request import DataRequest
 from cnnlab.errors import ConfigError, choices_hint
 from cnnlab.models.base import make_activation
+from cnnlab.progress import track
 
 KINDS = ("plain", "residual")
 LAYER_TYPES = (nn.Conv2d, nn.Linear)
@@ -109,19 +110,16 @@ def depth_sweep(depths: Sequence[int], *, kinds: Sequence[str] = KINDS,
     x, y = batch if batch is not None else digits_batch(seed=seed)
     x = x.flatten(1)  # (B, 64)
     rows = []
-    for kind in kinds:
-        for activation in activations:
-            for depth in depths:
-                torch.manual_seed(seed)
-                net = toy_net(kind, depth, activation=activation, in_features=x.shape[1],
-                              num_classes=int(y.max()) + 1, init=init)
-                per_layer = layer_gradient_norms(net, x, y)
-                norms = list(per_layer.values())
-                rows.append({"kind": kind, "activation": activation, "init": init,
-                             "depth": depth,
-                             "first": norms[0], "last": norms[-1],
-                             "ratio": norms[0] / max(norms[-1], 1e-30),
-                             "layer_norms": per_layer})
+    nets = [(k, a, d) for k in kinds for a in activations for d in depths]
+    for kind, activation, depth in track(nets, "gradients: depth sweep", unit="net"):
+        torch.manual_seed(seed)
+        net = toy_net(kind, depth, activation=activation, in_features=x.shape[1],
+                      num_classes=int(y.max()) + 1, init=init)
+        per_layer = layer_gradient_norms(net, x, y)
+        norms = list(per_layer.values())
+        rows.append({"kind": kind, "activation": activation, "init": init, "depth": depth,
+                     "first": norms[0], "last": norms[-1],
+                     "ratio": norms[0] / max(norms[-1], 1e-30), "layer_norms": per_layer})
     return rows
 
 
@@ -207,7 +205,7 @@ def profile_report(models: Sequence[str], out: str | Path, *, data: DataRequest 
                    steps: int = 5, lr: float = 0.05) -> dict[str, list[dict]]:
     """:func:`gradient_profile` of each zoo model; ``out/gradients.csv`` and ``.png``."""
     profiles = {}
-    for name in models:
+    for name in track(models, "gradients: profiling", unit="model"):
         model, x, y = model_batch(name, data)
         profiles[name] = gradient_profile(model, x, y, steps=steps, lr=lr)
     rows = [{"model": name, **r} for name, rows in profiles.items() for r in rows]

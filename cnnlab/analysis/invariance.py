@@ -37,6 +37,7 @@ from cnnlab.analysis.features import (
 from cnnlab.choices import TRANSFORMS
 from cnnlab.data.augment import affine_transform
 from cnnlab.errors import ConfigError, choices_hint
+from cnnlab.progress import track
 
 DOWNSAMPLING_TYPES = (nn.Conv2d, nn.MaxPool2d, nn.AvgPool2d)
 UPSAMPLING_TYPES = (nn.ConvTranspose2d, nn.MaxUnpool2d)
@@ -78,7 +79,7 @@ def invariance_curves(data: RunData, kind: str, values: Sequence[float], *,
     model = data.model.eval()
     names = resolve_layers(model, layers)
     rows = []
-    for value in values:
+    for value in track(values, f"invariance: {kind}", unit="value"):
         sums = {"p_true": 0.0, "top1_agreement": 0.0, "accuracy": 0.0}
         dist = dict.fromkeys(names, 0.0)
         for start in range(0, len(data.labels), batch_size):

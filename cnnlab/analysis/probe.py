@@ -31,6 +31,7 @@ from cnnlab.analysis.features import (
 )
 from cnnlab.choices import PROBE_CLASSIFIERS
 from cnnlab.errors import ConfigError, choices_hint
+from cnnlab.progress import track
 
 CLASSIFIERS = PROBE_CLASSIFIERS
 
@@ -83,16 +84,16 @@ def probe_features(train: dict[str, torch.Tensor], train_y: torch.Tensor,
                    repeats: int = 1, seed: int = 0) -> list[dict]:
     """One row per (classifier, layer): ``acc_mean``, ``acc_std`` over ``repeats`` draws."""
     rows = []
-    for kind in classifiers:
-        for index, layer in enumerate(train):
-            accs = []
-            for repeat in range(repeats):
-                pick = sample_per_class(train_y, per_class, seed + repeat)
-                accs.append(probe_accuracy(kind, train[layer][pick], train_y[pick], test[layer],
-                                           test_y, seed=seed + repeat))
-            rows.append({"classifier": kind, "layer_index": index + 1, "layer": layer,
-                         "dim": train[layer].shape[1], "acc_mean": float(np.mean(accs)),
-                         "acc_std": float(np.std(accs)), "repeats": repeats})
+    pairs = [(kind, index, layer) for kind in classifiers for index, layer in enumerate(train)]
+    for kind, index, layer in track(pairs, "probe: fitting classifiers", unit="probe"):
+        accs = []
+        for repeat in range(repeats):
+            pick = sample_per_class(train_y, per_class, seed + repeat)
+            accs.append(probe_accuracy(kind, train[layer][pick], train_y[pick], test[layer],
+                                       test_y, seed=seed + repeat))
+        rows.append({"classifier": kind, "layer_index": index + 1, "layer": layer,
+                     "dim": train[layer].shape[1], "acc_mean": float(np.mean(accs)),
+                     "acc_std": float(np.std(accs)), "repeats": repeats})
     return rows
 
 

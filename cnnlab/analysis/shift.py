@@ -26,6 +26,7 @@ from cnnlab.data.base import ImageSet
 from cnnlab.data.pipeline import Preprocess, make_preprocess, to_batch_source
 from cnnlab.data.request import DataRequest
 from cnnlab.models.catalog import count_parameters
+from cnnlab.progress import Progress
 from cnnlab.train.loop import Schedule, TrainState, train_one_epoch
 from cnnlab.train.optim import build_optimizer, parameter_groups
 
@@ -49,8 +50,9 @@ def matching_mlp(in_shape: tuple[int, int, int], num_classes: int, parameters: i
 
 
 def train_model(model: nn.Module, data: ImageSet, preprocess: Preprocess,
-                config: TrainConfig) -> None:
-    """``config.epochs`` epochs with the training loop of ``cnnlab train``."""
+                config: TrainConfig, desc: str = "training") -> None:
+    """``config.epochs`` epochs with the training loop of ``cnnlab train`` (progress on
+    stderr as ``desc``)."""
     from cnnlab.data.augment import parse_augment
 
     augment = parse_augment(config.augment) if config.augment else None
@@ -60,11 +62,13 @@ def train_model(model: nn.Module, data: ImageSet, preprocess: Preprocess,
     steps = source.num_batches()
     schedule, state = Schedule(steps * config.epochs, steps, config), TrainState()
     torch.manual_seed(config.seed)
-    for _ in range(config.epochs):
-        train_one_epoch(model, source, optimizer, state, schedule=schedule, seed=config.seed,
-                        precision="fp32")
-        state.epoch += 1
-        state.start_epoch()
+    with Progress(len(data) * config.epochs, desc, unit="image") as progress:
+        for _ in range(config.epochs):
+            train_one_epoch(model, source, optimizer, state, schedule=schedule,
+                            seed=config.seed, precision="fp32",
+                            on_step=lambda step: progress.update(step.seen))
+            state.epoch += 1
+            state.start_epoch()
 
 
 @torch.no_grad()
@@ -105,7 +109,7 @@ def shift_experiment(data: DataRequest | str = "mnist", *, shifts: Sequence[floa
     images = test.images.float() / 255  # (N, C, H, W) in [0, 1]
     rows = []
     for name, model in models.items():
-        train_model(model, train, preprocess, config)
+        train_model(model, train, preprocess, config, desc=f"shift-test: training the {name}")
         for shift in shifts:
             rows.append({"model": name, "parameters": count_parameters(model),
                          "shift": shift, "accuracy": shifted_accuracy(

@@ -30,6 +30,7 @@ from pathlib import Path
 
 import torch
 
+from cnnlab.data.request import DataRequest
 from cnnlab.errors import ConfigError
 
 AXES_BY_DIMS = {1: ["position"], 2: ["vertical", "horizontal"], 3: ["depth", "vertical",
@@ -153,22 +154,23 @@ def write_stats(result: ShiftCorrelation, out: str | Path) -> list[Path]:
     return paths
 
 
-def load_values(name: str, split: str = "train", *, root: str | Path | None = None
-                ) -> tuple[torch.Tensor, list[str] | None]:
+def load_values(data: str | DataRequest, split: str = "train", *,
+                root: str | Path | None = None) -> tuple[torch.Tensor, list[str] | None]:
     """The samples ``(N, C, *spatial)`` of a named set and its axis names: a 1-D/3-D set of
-    :mod:`cnnlab.data.sequences`, else an image set of :func:`cnnlab.data.datasets.load_dataset`."""
+    :mod:`cnnlab.data.sequences`, else an image set of :func:`cnnlab.data.datasets.load_dataset`
+    (``data``: a name, or a request with ``--data-root``/``--download``/``--skip-bad``)."""
     from cnnlab.data.sequences import is_sequence_name, load_sequences
 
+    request = DataRequest.of(data).with_defaults(None, None if root is None else str(root))
+    name, root = request.name, request.root
     if is_sequence_name(name):
         options = {"root": root} if name.lower() == "moving-mnist" else {}
         sequences = load_sequences(name, split, **options)
         return sequences.data, sequences.meta.get("axes")
-    from cnnlab.data.datasets import load_dataset
-
-    return load_dataset(name, split, root=root).images, None
+    return request.load(split).images, None
 
 
-def data_stats(name: str, *, split: str = "train", root: str | Path | None = None,
+def data_stats(name: str | DataRequest, *, split: str = "train", root: str | Path | None = None,
                samples: int = 1000, max_shift: int | None = None, shuffle: int | None = None,
                seed: int = 0) -> ShiftCorrelation:
     """r(s) per axis for the data set ``name`` (``shuffle``: positions permuted first by that
@@ -181,7 +183,7 @@ def data_stats(name: str, *, split: str = "train", root: str | Path | None = Non
     from cnnlab.data.sequences import permute_positions
 
     values, axes = load_values(name, split, root=root)
-    label = name
+    label = name = DataRequest.of(name).name
     if shuffle is not None:
         values, label = permute_positions(values, shuffle), f"{name} (positions shuffled)"
     result = shift_correlation(values, max_shift=max_shift, samples=samples, seed=seed,

@@ -74,6 +74,9 @@ class Summary:
     def render(self) -> str:
         return render_summary(self)
 
+    def __str__(self) -> str:  # print(cnnlab.summary(...)) prints the table
+        return self.render()
+
 
 @dataclass
 class Comparison:
@@ -89,6 +92,9 @@ class Comparison:
 
     def render(self) -> str:
         return render_comparison(self)
+
+    def __str__(self) -> str:
+        return self.render()
 
 
 def _pair(values: tuple | None) -> str:

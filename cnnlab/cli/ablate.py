@@ -4,9 +4,10 @@ performance, 16 million less parameters").
 
 examples:
   cnnlab ablate runs/alexnet-cifar10 --remove 7 --remove 6,7 --remove 3,4 --remove 3,4,6,7
-  cnnlab ablate runs/spec-digits --remove features.2 --epochs 5
-AlexNet layers may be given as the slide's numbers (1-7) or names (conv3, fc7); other models
-replace the named module by an identity, which needs its output shape to equal its input's.
+  cnnlab ablate runs/spec-digits --remove conv2 --epochs 5     # or its module path features.2
+Layers are named as elsewhere (conv2 = the second convolution, or a module path); AlexNet also
+takes the slide's numbers (1-7). Other models than AlexNet replace the named module by an
+identity, which needs its output shape to equal its input's. The change is in percentage points.
 """
 
 from __future__ import annotations

@@ -6,13 +6,16 @@ examples:
   cnnlab compare runs/plain20 runs/plain56 runs/resnet20 runs/resnet56
   cnnlab compare runs/a runs/b --names baseline,bf16 --out figures/
   cnnlab compare runs/lenet5-mnist runs/bovw-mnist   # a bag-of-words run: its test accuracy
-Writes compare.png and compare.csv (one row per run and epoch) into --out (default compare/).
+Writes compare.png and compare.csv (one row per run and epoch) into --out (default: a new
+compare-<time>/ folder, so an earlier comparison is never replaced). Runs trained on different
+data sets are compared with a warning: their losses and errors are not on the same task.
 A run with no epochs (cnnlab bovw) has a row with its recorded test accuracy and no curve.
 """
 
 from __future__ import annotations
 
 import argparse
+import time
 from pathlib import Path
 
 from cnnlab.cli.flags import add_output
@@ -24,7 +27,7 @@ CSV_KEYS = ["epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr"]
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("runs", nargs="+", metavar="RUN", help="run directories")
     parser.add_argument("--names", help="comma-separated labels (default: folder names)")
-    add_output(parser, default="compare", help="output folder (default compare/)")
+    add_output(parser, help="output folder (default: a new compare-<time>/ folder here)")
 
 
 def run_names(runs: list[str], names: str | None) -> list[str]:
@@ -40,6 +43,16 @@ def run_names(runs: list[str], names: str | None) -> list[str]:
     return labels
 
 
+def data_set(run: str) -> str | None:
+    """The data set ``RUN/config.yaml`` names (None without one; any run kind's config)."""
+    from cnnlab.runs.layout import CONFIG
+    from cnnlab.yamltext import load_yaml
+
+    path = Path(run) / CONFIG
+    values = load_yaml(path.read_text(errors="replace"), str(path)) if path.is_file() else None
+    return str(values["data"]) if isinstance(values, dict) and values.get("data") else None
+
+
 def _cell(value: float | int | None, percent: bool = False) -> str:
     if value is None:
         return "-"
@@ -48,15 +61,20 @@ def _cell(value: float | int | None, percent: bool = False) -> str:
 
 def run(args: argparse.Namespace) -> int:
     from cnnlab.runs.outputs import csv_text, write_text_output
+    from cnnlab.runs.reader import mixed_data
     from cnnlab.viz.curves import compare_figure, compare_rows, figure_image, read_metrics, read_test_metrics
     from cnnlab.viz.grids import save_png
 
     labels = run_names(args.runs, args.names)
+    listed = mixed_data({path: data_set(path) for path in args.runs})
+    if listed is not None:
+        print(f"warning: the runs were trained on different data sets ({listed}): their "
+              f"losses and errors are not on the same task")
     kinds = {label: run_kind(path) for label, path in zip(labels, args.runs, strict=True)}
     curves = {label: read_metrics(path) if kinds[label] is None else []
               for label, path in zip(labels, args.runs, strict=True)}
     tests = {label: read_test_metrics(path) for label, path in zip(labels, args.runs, strict=True)}
-    out = Path(args.out)
+    out = Path(args.out or f"compare-{time.strftime('%Y%m%d-%H%M%S')}")
     rows = [["run", *CSV_KEYS]]
     rows += [[label, *(record.get(k, "") for k in CSV_KEYS)]
              for label, records in curves.items() for record in records]

@@ -9,7 +9,8 @@ examples:
   cnnlab evaluate runs/lenet5-digit-scenes --threshold 0.3   # multilabel: mAP, F1, label sets
   cnnlab evaluate runs/fcn-digit-scenes            # segment: pixel accuracy, IoU, masks.png
   cnnlab evaluate runs/bovw-mnist                  # bag of visual words: its SVM's decisions
-Writes metrics.json, confusion.csv and errors.csv (into --out, default RUN/eval-SPLIT).
+Writes metrics.json, confusion.csv and errors.csv into --out (default RUN/eval-SPLIT; for an
+ensemble a new eval-ensemble-<time>/ folder here, never inside a member run).
 """
 
 from __future__ import annotations
@@ -89,24 +90,41 @@ def report_bovw(args: argparse.Namespace, first: OpenRun) -> int:
 
 def print_class_report(args: argparse.Namespace, report) -> int:
     """The table, the error grid and the files of a one-class-per-image evaluation."""
-    from cnnlab.evaluate import format_errors, write_report
+    from cnnlab.evaluate import format_errors, format_per_class, write_report
 
     print(f"{report.data} {report.split}: {report.count} images")
     for s in report.members + ([report.ensemble] if report.ensemble else []):
         print(f"{s.name:<40} top-1 {100 * s.top1:6.2f}%  error {100 * s.error_rate:5.2f}%  "
               f"({len(s.errors)} errors)  top-{s.k} {100 * s.topk:6.2f}%")
+    for note in report.notes:
+        print(f"note: {note}")
     main = report.main
-    print(f"\n{len(main.errors)} errors made by {main.name} (true->pred):")
-    print(format_errors(main.errors[:args.show_errors]))
+    print(f"\nper-class accuracy ({main.name}):\n{format_per_class(main.per_class)}")
+    shown = main.errors[:max(args.show_errors, 0)]
+    print(f"\n{len(main.errors)} errors made by {main.name} (true->pred)"
+          + (f", showing {len(shown)} of {len(main.errors)} (--show-errors N):"
+             if len(shown) < len(main.errors) else ":"))
+    print(format_errors(shown))
     top2 = sum(e["true"] in [g for g, _ in e["top2"]] for e in main.errors)
     if main.errors:
         print(f"\nthe right answer is in the top 2 guesses for {top2} of {len(main.errors)} errors")
-    out = Path(args.out) if args.out else Path(args.runs[0]) / f"eval-{args.split}"
-    if not Path(args.runs[0]).is_dir() and not args.out:
-        out = Path(args.runs[0]).parent / f"eval-{args.split}"
-    for path in write_report(report, out):
+    for path in write_report(report, output_folder(args)):
         print(f"wrote {path}")
     return 0
+
+
+def output_folder(args: argparse.Namespace) -> Path:
+    """``--out``; else ``RUN/eval-SPLIT`` for one run, and for an ensemble a new
+    ``eval-ensemble-<time>/`` here: never inside a member run, whose own results it would
+    replace."""
+    import time
+
+    if args.out:
+        return Path(args.out)
+    if len(args.runs) > 1:
+        return Path(f"eval-ensemble-{time.strftime('%Y%m%d-%H%M%S')}")
+    first = Path(args.runs[0])
+    return (first if first.is_dir() else first.parent) / f"eval-{args.split}"
 
 
 REPORTS = {"classes": report_classes, "dense": report_dense,  # by the task's ``evaluation``

@@ -8,9 +8,11 @@ Each command lives in its own module under ``cnnlab.cli`` exposing ``add_argumen
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import os
 import sys
+import warnings
 
 from cnnlab.errors import CnnlabError
 from cnnlab.files import overwriting
@@ -31,6 +33,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "equivariance": ("cnnlab.cli.equivariance", "does a k-pixel input shift shift each layer?"),
     "embed": ("cnnlab.cli.embed", "PCA embedding of a layer's features under a transform"),
     "probe": ("cnnlab.cli.probe", "linear SVM/softmax probes per layer (lecture 001 Table 6)"),
+    "lr-find": ("cnnlab.cli.lr_find", "learning-rate range test: loss vs rate, a suggested --lr"),
     "finetune": ("cnnlab.cli.finetune", "transfer a trained run to a new data set"),
     "ablate": ("cnnlab.cli.ablate", "remove layers, retrain, report accuracy and parameters"),
     "gradients": ("cnnlab.cli.gradients", "per-layer gradient norms: vanishing/exploding"),
@@ -90,6 +93,20 @@ def check_image_runs(args: argparse.Namespace) -> None:
             require_image_run(args.command, path)
 
 
+@contextlib.contextmanager
+def one_line_warnings(command: str):
+    """Warnings printed like the errors: ``cnnlab COMMAND: warning: MESSAGE``, one line (the
+    format only, so a caller that records warnings still gets them)."""
+    def format_warning(message, category, filename, lineno, line=None) -> str:
+        return f"cnnlab {command}: warning: {message}\n"
+
+    saved, warnings.formatwarning = warnings.formatwarning, format_warning
+    try:
+        yield
+    finally:
+        warnings.formatwarning = saved
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``cnnlab`` script; returns the process exit code."""
     argv = sys.argv[1:] if argv is None else argv
@@ -99,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return EXIT_USER_ERROR
     try:
-        with overwriting(getattr(args, "overwrite", False)):  # --overwrite, where offered
+        with overwriting(getattr(args, "overwrite", False)), one_line_warnings(args.command):
             if args.command in IMAGE_RUNS_ONLY:
                 check_image_runs(args)
             return int(args._run(args) or 0)

@@ -7,6 +7,7 @@ examples:
   cnnlab predict runs/lenet5-mnist my_digit.png
   cnnlab predict runs/lenet5-mnist photos/ --top-k 5 --json
   cnnlab predict runs/fcn-scenes scene.png --out masks/   # segment run: coloured mask PNGs
+  cnnlab predict runs/fcn-scenes photo.png --keep-size    # no rescaling to the training canvas
   cnnlab predict runs/lenet5-scenes scene.png --threshold 0.3  # multilabel run: label set
   cnnlab predict runs/spectro1d-spoken-digits seven.wav      # 1-D sound run: .wav files
   cnnlab predict runs/char1d-words --text Straße --text house  # words run: --text WORD
@@ -36,6 +37,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threshold", type=float, default=0.5, metavar="P",
                         help="multilabel run: report the classes whose sigmoid is >= P "
                              "(default %(default)s)")
+    parser.add_argument("--keep-size", action="store_true",
+                        help="segment run: predict at the image's own size (default: rescaled "
+                             "so that its longer side is the training canvas's)")
     add_output(parser, help="folder for the mask PNGs of a segment run (default "
                                       "RUN/masks)")
 
@@ -45,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
 
     results = predict_images(args.run, args.images, k=args.top_k, which=args.checkpoint,
                              device=args.device, out=args.out, threshold=args.threshold,
-                             skip_bad=args.skip_bad, texts=args.text)
+                             skip_bad=args.skip_bad, texts=args.text, keep_size=args.keep_size)
     if args.json:
         print(json.dumps(results, indent=2))
         return 0

@@ -17,12 +17,11 @@ from __future__ import annotations
 
 import argparse
 
-from cnnlab.cli.flags import add_output
+from cnnlab.cli.flags import add_data, add_output, data_request
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--data", required=True, help="data set name or image folder")
-    parser.add_argument("--data-root", help="directory holding data sets")
+    add_data(parser, required=True, data_help="data set name or image folder")
     parser.add_argument("--split", choices=["train", "test"], default="train")
     parser.add_argument("--samples", type=int, default=1000,
                         help="samples averaged over (default 1000, as the lecture)")
@@ -37,7 +36,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from cnnlab.analysis.stats import data_stats, format_table, write_stats
 
-    result = data_stats(args.data, split=args.split, root=args.data_root, samples=args.samples,
+    result = data_stats(data_request(args), split=args.split, samples=args.samples,
                         max_shift=args.max_shift, shuffle=args.shuffle, seed=args.seed)
     print(f"{result.name}: correlation vs shift, {result.samples} {args.split} samples of "
           f"shape {tuple(result.meta['shape'])}")

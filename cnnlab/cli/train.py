@@ -4,6 +4,7 @@ examples:
   cnnlab train                                   # LeNet-5 on scikit-learn's digits (no download)
   cnnlab train --model lenet5 --data mnist --epochs 3 --augment "affine:deg=5,translate=0.05"
   cnnlab train --config runs/lenet5-digits-.../config.yaml   # re-run a saved config
+  cnnlab train --recipe mnist-1min --epochs 1    # a named recipe; flags override it
   cnnlab train --resume runs/lenet5-digits-...               # continue an interrupted run
   cnnlab train --data mnist --nproc 2            # data parallel on 2 local processes
   torchrun --nproc-per-node 2 -m cnnlab train --data mnist   # the same through torchrun
@@ -25,11 +26,15 @@ from pathlib import Path
 from cnnlab.cli.flags import add_config_flags, config_values
 from cnnlab.config import TrainConfig, config_from_text, load_config
 from cnnlab.errors import ConfigError
+from cnnlab.recipes import RECIPES, training_recipe
 from cnnlab.runs.layout import CONFIG, FINETUNE
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     session = parser.add_argument_group("session")
+    session.add_argument("--recipe", metavar="NAME",
+                         help="start from a named recipe (" + ", ".join(single_run_recipes())
+                              + "; see cnnlab/recipes.py); --config and flags override it")
     session.add_argument("--config", help="YAML config to start from (e.g. RUN/config.yaml)")
     session.add_argument("--resume", metavar="RUN", help="continue the run in directory RUN")
     session.add_argument("--stop-after-epochs", type=int, metavar="N",
@@ -43,16 +48,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_config_flags(parser)
 
 
+def single_run_recipes() -> list[str]:
+    return [name for name, recipe in RECIPES.items() if len(recipe.seeds) == 1]
+
+
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
-    """Start from --config / the resumed run's config / defaults; apply the flags given."""
+    """Start from --config / the resumed run's config / defaults; apply the flags given.
+    Precedence: defaults < ``--recipe`` < ``--config`` < flags."""
+    recipe = training_recipe(args.recipe).config if getattr(args, "recipe", None) else None
+    if args.recipe and args.resume:
+        raise ConfigError("--recipe starts a run; --resume continues one with its own settings")
     if args.config and args.config.startswith("env:"):  # ``--nproc`` hands its workers the
         config = config_from_text(os.environ.get(args.config[4:], ""), args.config)  # config
     elif args.config:  # explicit wins
-        config = load_config(args.config)
+        config = load_config(args.config, base=recipe)
     elif args.resume:
         config = load_config(Path(args.resume) / CONFIG)
     else:
-        config = TrainConfig()
+        config = TrainConfig(**(recipe or {}))
     return dataclasses.replace(config, **config_values(args, config))
 
 
@@ -61,6 +74,8 @@ def run(args: argparse.Namespace) -> int:
         from cnnlab.train.session import die_with_parent
 
         die_with_parent()
+    if args.recipe and args.nproc is None:  # a data-parallel recipe brings its processes
+        args.nproc = training_recipe(args.recipe).nproc
     if args.nproc is not None and args.nproc < 1:
         raise ConfigError(f"--nproc must be >= 1, got {args.nproc}")
     if args.nproc is not None and args.nproc > 1:

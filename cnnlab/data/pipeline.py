@@ -9,6 +9,7 @@ resumed in the middle of an epoch sees exactly the batches it would have seen.
 from __future__ import annotations
 
 import hashlib
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 
@@ -92,10 +93,15 @@ def fit_to_size(images: torch.Tensor, size: tuple[int, int], fit: str) -> torch.
 
 
 def match_channels(images: torch.Tensor, channels: int, *, source: str) -> torch.Tensor:
-    """Grey <-> RGB conversion of a uint8 batch (grey->RGB repeats, RGB->grey uses luma)."""
+    """Grey <-> RGB conversion of a uint8 batch (grey->RGB repeats, RGB->grey uses luma); a
+    conversion is announced once per data set (a warning: the CLI prints it as one line)."""
     have = images.shape[1]
     if have == channels:
         return images
+    if have in (1, 3) and channels in (1, 3):
+        how = "luma 0.299 R + 0.587 G + 0.114 B" if channels == 1 else "the grey value repeated"
+        warnings.warn(f"{source}: {have}-channel images are converted to {channels} "
+                      f"channel{'s' if channels > 1 else ''} ({how})", stacklevel=2)
     if have == 1 and channels == 3:
         return images.expand(-1, 3, -1, -1).contiguous()
     if have == 3 and channels == 1:

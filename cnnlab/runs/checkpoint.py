@@ -262,7 +262,10 @@ def check_training_meta(path: Path, meta: dict) -> int:
         value = state.get(key)
         if key in state and not (_is_finite(value) or (key == "best_metric" and value is None)):
             raise _bad(path, f"state.{key}", "a finite number", value)
-    unknown = sorted(set(state) - {*STATE_INTS, "loss_sum", "correct", "best_metric"})
+    if "observers" in state and not isinstance(state["observers"], dict):
+        raise _bad(path, "state.observers", "an object", state["observers"])
+    unknown = sorted(set(state) - {*STATE_INTS, "loss_sum", "correct", "best_metric",
+                                   "observers"})
     if unknown:
         raise _bad(path, f"state.{unknown[0]}", "absent (unknown field)", state[unknown[0]])
     optimizer = meta.get("optimizer")

@@ -215,6 +215,16 @@ def load_model(path: str | Path, *, which: str = "best", device: str | torch.dev
     return run.model, run.meta
 
 
+def mixed_data(data_sets: dict[str, str | None]) -> str | None:
+    """``"runs/a on mnist, runs/b on kmnist"`` when the runs of ``{path: data set}`` were
+    trained on different data sets (unknown ones, None, left out), else None: for the warning
+    of the commands that put runs side by side (ensembles, compare)."""
+    known = {path: name for path, name in data_sets.items() if name}
+    if len(set(known.values())) <= 1:
+        return None
+    return ", ".join(f"{path} on {name}" for path, name in known.items())
+
+
 def build_model(file: Path, meta: dict) -> nn.Module:
     """The architecture a checkpoint's metadata describes, freshly initialised."""
     spec = meta["model"]

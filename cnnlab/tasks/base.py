@@ -61,6 +61,13 @@ class Task:
     def meter(self, num_outputs: int) -> Meter:
         return ClassifyMeter(self)
 
+    def chance_loss(self, targets: torch.Tensor, num_outputs: int) -> float:
+        """The training loss of the best prediction that ignores the image: the class
+        frequencies of ``targets``, whose cross-entropy is their entropy ``-sum p log p``
+        (``log K`` for K balanced classes). A run whose loss stays there learned nothing."""
+        counts = torch.bincount(targets.flatten().long().cpu(), minlength=num_outputs)
+        return entropy(counts.double())
+
     def for_training(self, config, train: ImageSet) -> Task:
         """The task as trained on ``train`` (segmentation: with class weights from it)."""
         return self
@@ -102,6 +109,18 @@ class Task:
     def test_lines(self, metrics: dict) -> list[str]:
         """The task's test metrics beyond the main one, for the end of training."""
         return []
+
+
+def entropy(weights: torch.Tensor) -> float:
+    """``-sum p log p`` (nats) of the distribution proportional to ``weights``.
+
+    Example:
+        >>> round(entropy(torch.tensor([1.0, 1.0])), 4)  # log 2
+        0.6931
+    """
+    p = weights.double() / weights.sum().clamp(min=1e-12)
+    p = p[p > 0]
+    return float(-(p * p.log()).sum())
 
 
 def check_output_shape(task: Task, model: str, options: dict | None = None) -> None:

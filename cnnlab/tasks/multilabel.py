@@ -46,6 +46,12 @@ class MultiLabel(Task):
     def meter(self, num_outputs: int) -> Meter:
         return MultiLabelMeter(self)
 
+    def chance_loss(self, targets: torch.Tensor, num_outputs: int) -> float:
+        """Mean binary cross-entropy of predicting each class's frequency ``p_k`` for every
+        image: the mean over classes of ``-p log p - (1 - p) log (1 - p)``."""
+        p = targets.double().mean(0).clamp(1e-12, 1 - 1e-12).cpu()
+        return float(-(p * p.log() + (1 - p) * (1 - p).log()).mean())
+
     def describe(self, data: ImageSet, index: int) -> str:
         return f"labels {{{', '.join(label_set(data.present[index], data.classes))}}}"
 

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 
 from cnnlab.data.base import ImageSet
 from cnnlab.errors import ConfigError
-from cnnlab.tasks.base import Task, scene_field
+from cnnlab.tasks.base import Task, entropy, scene_field
 from cnnlab.tasks.metrics import Meter, SegmentMeter
 
 
@@ -52,6 +52,15 @@ class Segment(Task):
 
     def meter(self, num_outputs: int) -> Meter:
         return SegmentMeter(self, num_outputs)
+
+    def chance_loss(self, targets: torch.Tensor, num_outputs: int) -> float:
+        """Per-pixel cross-entropy of predicting the pixel class frequencies everywhere; with
+        class weights ``w`` the best constant prediction is ``w_c f_c`` normalised, and the
+        weighted mean loss is that distribution's entropy."""
+        counts = torch.bincount(targets.flatten().long().cpu(), minlength=num_outputs).double()
+        if self.weights is not None:
+            counts = counts * self.weights.double().cpu()
+        return entropy(counts)
 
     def for_training(self, config, train: ImageSet) -> Task:
         if config.class_weights != "median":

@@ -238,21 +238,23 @@ def broadcast_buffers(model: nn.Module, ctx: DistContext) -> None:
 
 
 def evaluate_sharded(model: nn.Module, source: BatchSource, ctx: DistContext, *,
-                     precision: str = "fp32", tta: str = "") -> dict:
+                     precision: str = "fp32", tta: str = "", progress: str = "") -> dict:
     """Loss and top-1 accuracy over all of ``source``, each rank scoring one contiguous shard.
 
     Same result as :func:`cnnlab.train.loop.evaluate` on one process; ``count`` is the number of
     samples scored over all ranks (== ``len(source)``: every sample exactly once).
     """
     if not ctx.enabled:
-        return {**evaluate(model, source, precision=precision, tta=tta), "count": len(source)}
+        return {**evaluate(model, source, precision=precision, tta=tta, progress=progress),
+                "count": len(source)}
     broadcast_buffers(model, ctx)
     start, stop = shard_range(len(source), ctx.rank, ctx.world_size)
     shard = dataclasses.replace(source, images=source.images[start:stop],
                                 labels=source.labels[start:stop], rank=0, world_size=1)
     loss_sum, correct = 0.0, 0
     if stop > start:
-        logits = predict_logits(model, shard, precision=precision, tta=tta)  # (n, classes)
+        logits = predict_logits(model, shard, precision=precision, tta=tta,  # (n, classes)
+                                progress=progress if ctx.is_main else "")
         labels = shard.labels.cpu()
         loss_sum = float(F.cross_entropy(logits, labels, reduction="sum"))
         correct = int((logits.argmax(1) == labels).sum())

@@ -5,7 +5,8 @@ their :class:`EpochTrainer` (how one epoch is trained and how the validation spl
 After each epoch :func:`end_epoch` builds the record, keeps ``best`` by the task's main
 validation metric (ties go to the later, longer-trained epoch), saves ``last`` every
 ``--checkpoint-every`` epochs and the ``--snapshot-epochs``, and tells the observers. A stop
-request (Ctrl-C, SIGTERM, an observer) ends the run at the next step with ``last`` saved.
+request (Ctrl-C, SIGTERM, an observer) ends the run at the next step with ``last`` saved; an
+observer's ``run.finish`` (early stopping) ends it as completed after the epoch.
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ def train_epochs(run, trainer: EpochTrainer, stop: StopFlag, stop_after: int | N
     epochs done) or ``interrupted`` (a stop request)."""
     config, state, observers = run.config, run.state, run.observers
     first_epoch = state.epoch
-    while state.epoch < config.epochs:
+    while state.epoch < config.epochs and not run.finish:  # finish: e.g. early stopping
         if stop_after is not None and state.epoch - first_epoch >= stop_after:
             run.save("last")  # --checkpoint-every may have skipped this epoch
             return "stopped"

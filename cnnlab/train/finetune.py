@@ -246,6 +246,10 @@ def finetune(checkpoint: str | Path, *, data: str, mode: str = "finetune",
     settings = {"source": str(source.path), "mode": mode, "freeze": freeze,
                 "new_head": new_head, "lr_pretrained": lr_pretrained, "lr_new": lr_new,
                 "limit_per_class": limit_per_class}
+    if new_head:
+        log(f"notice: {data} has {len(classes)} classes, {source.path} was trained on "
+            f"{len(source.meta.get('classes') or [])}: its classifier is replaced by a new, "
+            f"randomly initialised one for {len(classes)} classes (trained at --lr-new {lr_new:g})")
     log(f"transfer {source.path} -> {data}: {json.dumps(settings)}")
     definition = source.meta["model"].get("definition")  # a file-defined model's own text
     trainer = HeadOnFeatures() if mode == "features" else None

@@ -26,9 +26,11 @@ from cnnlab.train.distributed import DistContext, barrier, broadcast_object, set
 from cnnlab.train.epochs import EpochTrainer, train_epochs
 from cnnlab.train.loop import StopFlag
 from cnnlab.train.observers import Observer
+from cnnlab.train.patience import Patience
 from cnnlab.train.run import Prepare, Run, load_splits, model_description
 from cnnlab.train.rundir import new_run_dir, restarted_run
 from cnnlab.train.session import deterministic_algorithms, stop_on_signals
+from cnnlab.train.stuck import StuckRun
 from cnnlab.weightfile import model_state
 
 __all__ = ["Run", "RunResult", "fit", "load_splits", "model_description", "test_best"]
@@ -93,6 +95,7 @@ def fit(config: TrainConfig | None, *, resume: str | Path | None = None,
     if not dist.is_main:
         log = _silent
     folder = _claim_folder(config, resume, dist, break_lock)
+    observers = [*default_observers(config, log), *observers]
     try:
         run = _open_run(config, folder, device, dist, resume is not None, log, prepare,
                         definition, observers)
@@ -103,6 +106,15 @@ def fit(config: TrainConfig | None, *, resume: str | Path | None = None,
         raise
     finally:
         folder.release()
+
+
+def default_observers(config: TrainConfig, log) -> list[Observer]:
+    """What every fit gets besides the standard observers: the stuck-run warning
+    (:mod:`cnnlab.train.stuck`) and, with ``--patience``, early stopping."""
+    observers: list[Observer] = [StuckRun(log)]
+    if config.patience is not None:
+        observers.append(Patience(config.patience, log))
+    return observers
 
 
 def _claim_folder(config: TrainConfig, resume: str | Path | None, dist: DistContext,
@@ -212,7 +224,7 @@ def test_best(run: Run) -> dict:
     chosen on validation)."""
     tensors, _ = read_checkpoint(run.run_dir / checkpoint_name("best"))
     run.model.load_state_dict(model_state(tensors))
-    return run.evaluate(run.test, tta=run.config.tta)
+    return run.evaluate(run.test, tta=run.config.tta)  # with progress (Run.evaluate)
 
 
 def _silent(*_args: object) -> None:

@@ -10,13 +10,14 @@ from __future__ import annotations
 import contextlib
 import math
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 import torch
 from torch import nn
 
 from cnnlab.data.pipeline import BatchSource
 from cnnlab.errors import ResourceError, TrainingDiverged, is_out_of_memory
+from cnnlab.progress import Progress
 from cnnlab.tasks import Task
 from cnnlab.train.optim import lr_at, set_lr
 
@@ -35,6 +36,7 @@ class TrainState:
     seen: int = 0
     best_metric: float = -math.inf
     best_epoch: int = -1
+    observers: dict = field(default_factory=dict)  # what observers must resume (patience)
 
     def to_dict(self) -> dict:
         values = asdict(self)
@@ -216,11 +218,12 @@ def batch_logits(model: nn.Module, x: torch.Tensor, precision: str, tta: str) ->
 
 @torch.inference_mode()
 def predict_logits(model: nn.Module, source: BatchSource, *, precision: str = "fp32",
-                   tta: str = "") -> torch.Tensor:
-    """Logits ``(N, num_classes)`` for every sample of ``source``, in order, as float32 on CPU."""
+                   tta: str = "", progress: str = "") -> torch.Tensor:
+    """Logits ``(N, num_classes)`` for every sample of ``source``, in order, as float32 on CPU;
+    ``progress``: name the pass on stderr when it takes over 2 s (:mod:`cnnlab.progress`)."""
     model.eval()
     outputs = []
-    for x, _ in source.batches():
+    for x, _ in batches_with_progress(source, progress):
         with out_of_memory_as_error("while evaluating", source.batch_size, x.device):
             outputs.append(batch_logits(model, x, precision, tta).cpu())
     return torch.cat(outputs)
@@ -228,15 +231,26 @@ def predict_logits(model: nn.Module, source: BatchSource, *, precision: str = "f
 
 @torch.inference_mode()
 def evaluate(model: nn.Module, source: BatchSource, *, precision: str = "fp32",
-             task: Task = CLASSIFY, tta: str = "") -> dict:
+             task: Task = CLASSIFY, tta: str = "", progress: str = "") -> dict:
     """Loss and the metrics of ``task`` on ``source`` (``loss``, ``acc``, and e.g. ``map`` or
     ``miou``), accumulated batch by batch by the task's meter (dense outputs of a whole split
-    would not fit in memory)."""
+    would not fit in memory); ``progress`` as in :func:`predict_logits`."""
     model.eval()
     meter = None
-    for x, y in source.batches():
+    for x, y in batches_with_progress(source, progress):
         with out_of_memory_as_error("while evaluating", source.batch_size, x.device):
             logits = batch_logits(model, x, precision, tta).cpu()
         meter = meter or task.meter(logits.shape[1])
         meter.update(logits, y.cpu())
     return meter.result()
+
+
+def batches_with_progress(source: BatchSource, desc: str):
+    """``source.batches()`` in order; with ``desc``, progress in images on stderr."""
+    if not desc:
+        yield from source.batches()
+        return
+    with Progress(len(source), desc, unit="image") as progress:
+        for x, y in source.batches():
+            yield x, y
+            progress.update(x.shape[0])

@@ -20,6 +20,7 @@ import json
 import sys
 import time
 
+from cnnlab.progress import Progress
 from cnnlab.runs.layout import METRICS, STEPS
 from cnnlab.train.loop import StepInfo
 
@@ -168,31 +169,24 @@ def epoch_line(record: dict, epochs: int, main: str = "acc") -> str:
 
 
 class ProgressBar(Observer):
-    """A tqdm bar per epoch with loss, accuracy and images/s. Where stderr is not a terminal
-    (CI logs, notebooks) no bar is drawn: the epoch line says enough."""
+    """Each epoch's progress (:mod:`cnnlab.progress`): on a terminal a bar with the loss and
+    one images/s figure; in a log or a notebook plain lines, at most one per 10% or 30 s."""
 
     def __init__(self) -> None:
-        self.bar, self.started, self.images = None, 0.0, 0
+        self.bar: Progress | None = None
 
     def on_epoch_start(self, run) -> None:
-        if not sys.stderr.isatty():
-            return
-        from tqdm import tqdm
-
         done = run.state.batch * run.config.batch_size
-        self.bar = tqdm(total=len(run.train), initial=done, unit="img", leave=False,
-                        desc=f"epoch {run.state.epoch + 1}/{run.config.epochs}",
-                        dynamic_ncols=True)
-        self.started, self.images = time.perf_counter(), 0
+        self.bar = Progress(len(run.train), f"epoch {run.state.epoch + 1}/{run.config.epochs}",
+                            unit="image", initial=min(done, len(run.train)),
+                            delay=0 if sys.stderr.isatty() else None)
 
     def on_step(self, run, step: StepInfo) -> None:
         if self.bar is None:
             return
-        self.bar.update(step.seen)
-        self.images += step.seen
+        self.bar.update(step.seen)  # the bar's own img/s is the one speed shown
         if step.batch % 10 == 0:
-            rate = self.images / max(time.perf_counter() - self.started, 1e-9)
-            self.bar.set_postfix(loss=f"{step.loss:.4f}", ips=f"{rate:.0f}", refresh=False)
+            self.bar.note(loss=f"{step.loss:.4f}")
 
     def on_epoch_end(self, run, record: dict) -> None:
         self.close()

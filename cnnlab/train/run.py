@@ -135,6 +135,7 @@ class Run:
         self.observers = Observers([*standard_observers(config, dist.is_main, log),
                                     *observers])
         self.stop: StopFlag | None = None  # while training: set by a signal or an observer
+        self.finish: str | None = None  # set by an observer: end as completed after this epoch
         self.saved: tuple[Path, int, int] | None = None  # newest checkpoint: path, epoch, step
         self.config_pending = False
         with data_budget(config.data_budget):
@@ -196,11 +197,15 @@ class Run:
 
     def evaluate(self, source: BatchSource, tta: str = "") -> dict:
         """Loss and accuracy on ``source`` (sharded over the ranks when data parallel);
-        ``tta``: test-time augmentation views (classification only)."""
+        ``tta``: test-time augmentation views (classification only). The test pass shows its
+        progress on rank 0's stderr when it takes over 2 s."""
+        shown = source is self.test and self.dist.is_main and self.config.progress
+        progress = "testing the best checkpoint" if shown else ""
         if not self.task.shardable:  # dense metrics: every rank scores the whole split
-            return evaluate(self.model, source, precision=self.config.precision, task=self.task)
+            return evaluate(self.model, source, precision=self.config.precision, task=self.task,
+                            progress=progress)
         return evaluate_sharded(self.model, source, self.dist, precision=self.config.precision,
-                                tta=tta)
+                                tta=tta, progress=progress)
 
     def save(self, name: str, metrics: dict | None = None) -> None:
         if not self.dist.is_main:  # rank 0 writes the run directory

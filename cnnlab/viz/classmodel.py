@@ -25,6 +25,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from cnnlab.progress import track
+
 
 @dataclass
 class ClassModel:
@@ -47,7 +49,7 @@ def class_model(model: nn.Module, targets: int | Sequence[int], input_size: tupl
     index = torch.tensor(targets, device=device)
     images = torch.zeros(len(targets), *input_size, device=device, requires_grad=True)
     scores, objectives = [], []
-    for step in range(steps + 1):
+    for step in track(range(steps + 1), "class-model: gradient ascent", unit="step"):
         with torch.enable_grad():
             score = model(images).gather(1, index[:, None])[:, 0]  # (K,)
             objective = score - l2 * images.pow(2).flatten(1).sum(1)  # (K,)

@@ -17,37 +17,12 @@ Example:
 
 from __future__ import annotations
 
-import re
-
 import torch
 from torch import nn
 
-from cnnlab.analysis.features import capture
-from cnnlab.errors import ModelError, choices_hint
+from cnnlab.analysis.features import capture, conv_layers, resolve_layer  # noqa: F401 (re-exported)
+from cnnlab.errors import ModelError
 from cnnlab.viz.grids import Grid, make_grid
-
-
-def conv_layers(model: nn.Module) -> list[str]:
-    """Module paths of every ``nn.Conv2d`` of ``model``, in definition order."""
-    return [name for name, module in model.named_modules() if isinstance(module, nn.Conv2d)]
-
-
-def resolve_layer(model: nn.Module, layer: str | None, *, default: str = "first") -> str:
-    """A layer name (``features.3``, ``conv2``, or None for the ``first``/``last`` conv) ->
-    its module path; a ModelError names the choices otherwise."""
-    convs = conv_layers(model)
-    if layer is None:
-        if not convs:
-            raise ModelError("this model has no convolutional layer; name one with --layer")
-        return convs[0] if default == "first" else convs[-1]
-    names = dict(model.named_modules())
-    if layer in names and layer:
-        return layer
-    match = re.fullmatch(r"conv(\d+)", layer)
-    if match and 1 <= int(match.group(1)) <= len(convs):
-        return convs[int(match.group(1)) - 1]
-    aliases = [f"conv{i + 1}" for i in range(len(convs))]
-    raise ModelError(f"unknown layer {choices_hint(layer, aliases + [n for n in names if n])}")
 
 
 def unit_count(model: nn.Module, path: str) -> int:

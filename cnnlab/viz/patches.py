@@ -27,6 +27,7 @@ from cnnlab.analysis.features import capture
 from cnnlab.analysis.layer_field import ReceptiveField
 from cnnlab.data.pipeline import BatchSource
 from cnnlab.errors import ModelError
+from cnnlab.progress import track
 from cnnlab.viz.grids import Grid, make_grid
 from cnnlab.viz.maps import resolve_layer
 
@@ -74,7 +75,8 @@ def top_activations(model: nn.Module, source: BatchSource, layer: str | None = N
     path = resolve_layer(model, layer, default="last")
     best, start = None, 0
     with capture(model, [path]) as store:
-        for x, _ in source.batches():
+        for x, _ in track(source.batches(), "top-patches: searching", unit="batch",
+                          total=source.num_batches()):
             model(x)
             maps = store[path].float()  # (B, C, H', W') or (B, C)
             chosen = check_units(units, maps.shape[1], layer or path)

@@ -36,6 +36,7 @@ from PIL import Image
 from cnnlab.data.base import ImageSet
 from cnnlab.data.pipeline import BatchSource
 from cnnlab.errors import CheckpointError, ConfigError, DataError
+from cnnlab.progress import track
 from cnnlab.runs.layout import BOVW_PICTURES
 from cnnlab.runs.outputs import write_text_output
 from cnnlab.runs.reader import OpenRun, open_run
@@ -404,7 +405,8 @@ def build_sections(run: OpenRun, *, limit: int = 5000) -> list[Section]:
                 "labels": lambda: labels_section(run, sample()),
                 "bovw": lambda: bovw_section(run),
                 "confusion": scored(0), "errors": scored(1)}
-    return [Section(key, TITLES[key], builders[key]()) for key in run.task.report_sections]
+    return [Section(key, TITLES[key], builders[key]())
+            for key in track(run.task.report_sections, "report: sections", unit="section")]
 
 
 def render_html(run: OpenRun, sections: list[Section]) -> str:
