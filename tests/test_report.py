@@ -150,7 +150,9 @@ def test_every_image_is_an_embedded_png_and_nothing_is_fetched(report):
     page = parse(report.read_text())
     assert len(page.images) >= 8  # curves, confusion, errors, filters, maps, patches
     assert all(decode(src).size > 0 for src in page.images)
-    assert all(link.startswith("data:") for link in page.links)
+    assert all(link.startswith(("data:", "#")) for link in page.links)  # in-page links only
+    anchors = [link[1:] for link in page.links if link.startswith("#")]
+    assert anchors == page.sections  # the table of contents names every section, in order
 
 
 def test_report_contents_match_the_run(run_dir, report):
@@ -183,7 +185,7 @@ def test_report_maps_show_the_test_images_they_name(run_dir, report):
             (figure,) = [g for g in figures if g["indices"] == [k] and
                          g["caption"].endswith(f"maps of test image {k}") and
                          f"({layer})" in g["caption"]]
-            expected = np.asarray(maps_grid(maps[layer][0, :32]).image)
+            expected = np.asarray(maps_grid(maps[layer][0, :32]).framed(title=False))
             assert np.array_equal(decode(figure["src"]), expected)
 
 

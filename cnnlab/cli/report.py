@@ -21,6 +21,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
     parser.add_argument("--limit", default="5000", metavar="N",
                         help="test images searched for top patches (default 5000)")
+    parser.add_argument("--threshold", type=float, default=None, metavar="P",
+                        help="multilabel runs: a class is present where its sigmoid >= P "
+                             "(default 0.5)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -28,6 +31,6 @@ def run(args: argparse.Namespace) -> int:
     from cnnlab.viz.report import run_report
 
     path = run_report(args.run, out=args.out, which=args.checkpoint, device=args.device,
-                      limit=whole_number(args.limit, "--limit"))
+                      limit=whole_number(args.limit, "--limit"), threshold=args.threshold)
     print(f"wrote {path}")
     return 0
