@@ -26,7 +26,7 @@ from cnnlab.tasks import Task
 from cnnlab.train.fit import fit
 from cnnlab.viz.errors import errors_grid, split_scores
 from cnnlab.viz.maps import conv_layers, feature_maps, maps_grid
-from cnnlab.viz.report import MAX_ERRORS
+from cnnlab.viz.report import MAX_ERRORS, MAX_MAPS
 
 BROWSERS = ("chromium", "chromium-browser", "google-chrome", "chrome")
 TITLES = ["Configuration", "Model summary", "Training curves", "Confusion matrix", "Errors",
@@ -185,7 +185,7 @@ def test_report_maps_show_the_test_images_they_name(run_dir, report):
             (figure,) = [g for g in figures if g["indices"] == [k] and
                          g["caption"].endswith(f"maps of test image {k}") and
                          f"({layer})" in g["caption"]]
-            expected = np.asarray(maps_grid(maps[layer][0, :32]).framed(title=False))
+            expected = np.asarray(maps_grid(maps[layer][0, :MAX_MAPS]).framed(title=False))
             assert np.array_equal(decode(figure["src"]), expected)
 
 

@@ -22,7 +22,7 @@ from cnnlab.runs import open_run
 from cnnlab.train.fit import fit
 from cnnlab.viz.classmodel import class_model
 from cnnlab.viz.curves import confusion_figure, curves_figure, read_metrics
-from cnnlab.viz.errors import error_caption, errors_grid, split_scores
+from cnnlab.viz.errors import caption_width, error_caption, errors_grid, split_scores
 from cnnlab.viz.evolution import feature_evolution, snapshot_files
 from cnnlab.viz.filters import filter_grid
 from cnnlab.viz.grids import make_grid, normalize_tiles
@@ -424,9 +424,12 @@ def test_error_captions_give_the_guesses_with_their_probabilities():
     error = {"index": 0, "true": "airplane", "pred": "automobile",
              "top2": [("automobile", 0.6), ("airplane", 0.3)]}
     assert error_caption(error) == "true airplane\npred automobile (0.60)\n2nd airplane (0.30)"
-    assert error_caption(error, width=60) == "airplane\nautomobile 0.60\nairplane 0.30"
+    assert error_caption(error, width=60) == "airplane\nautomobile .60\nairplane .30"
     grid = errors_grid([error], torch.zeros(1, 3, 32, 32, dtype=torch.uint8))
-    assert grid.layout.tile_w >= 140  # wide enough for the names, so nothing is cut off
+    shown = error_caption(error, grid.layout.tile_w + grid.layout.pad)
+    assert shown == "airplane\nautomobile .60\nairplane .30"  # the long lines did not fit
+    assert all(caption_width(line) <= grid.layout.tile_w + grid.layout.pad
+               for line in shown.split("\n"))  # nothing is cut off
 
 
 def test_unit_captions_separate_the_unit_from_the_value():

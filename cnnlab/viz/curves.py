@@ -85,6 +85,14 @@ def curves_figure(records: list[dict], *, metrics: tuple[str, ...] = ("acc",),
     return fig
 
 
+def run_curves(run, title: str = ""):
+    """:func:`curves_figure` of an opened run (:class:`~cnnlab.runs.reader.OpenRun`): the
+    metrics its task declares (``task.curve_metrics``: mAP for multilabel, mIoU for segment,
+    the metric that picks the best checkpoint, first), per step from ``steps.jsonl``."""
+    return curves_figure(read_metrics(run.run_dir), metrics=run.task.curve_metrics,
+                         labels=run.task.metric_labels, steps=run.steps(), title=title)
+
+
 def read_test_metrics(run_dir: str | Path) -> dict:
     """The ``test`` metrics ``RUN/run.json`` records after the final test (``{}`` if none or
     unreadable, with a warning; values that are not finite numbers are left out)."""

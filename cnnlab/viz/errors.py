@@ -56,12 +56,18 @@ def split_scores(run: OpenRun, split: str = "test") -> tuple[Scores, torch.Tenso
 def error_caption(error: dict, width: float | None = None) -> str:
     """``"true 9\npred 8 (0.71)\n2nd 9 (0.22)"``: the true class, the prediction and the
     second guess with their probabilities (the Ciresan et al. slide's "best two guesses").
-    A line wider than ``width`` pixels keeps its name and drops the words."""
+    When a line is wider than ``width`` pixels the words go: ``"airplane\nautomobile .60\n
+    airplane .30"``."""
     (g1, p1), (g2, p2) = (list(error["top2"]) + [("", 0.0)])[:2]
     lines = [f"true {error['true']}", f"pred {g1} ({p1:.2f})", f"2nd {g2} ({p2:.2f})"]
     if width is not None and max(caption_width(line) for line in lines) > width:
-        lines = [str(error["true"]), f"{g1} {p1:.2f}", f"{g2} {p2:.2f}"]
+        lines = [str(error["true"]), f"{g1} {_short(p1)}", f"{g2} {_short(p2)}"]
     return "\n".join(lines)
+
+
+def _short(p: float) -> str:
+    """``.71`` (``1.00`` stays): a probability in as few pixels as it can take."""
+    return f"{p:.2f}".removeprefix("0")
 
 
 def caption_width(text: str) -> float:
@@ -78,14 +84,20 @@ def fit_tiles(images: torch.Tensor, index: list[int], max_side: int) -> torch.Te
     return tiles
 
 
+MAX_TILE = 112  # pixels: tiles are magnified at most to this width for their captions
+MAX_GRID = 1100  # pixels: rows are cut so a grid is at most this wide (no resampling later)
+
+
 def captioned_grid(tiles: torch.Tensor, captions: list[str], columns: int,
-                   max_width: int = 160) -> Grid:
-    """Tiles magnified (nearest) so the widest caption line fits, up to ``max_width`` px."""
+                   max_width: int = MAX_TILE) -> Grid:
+    """Tiles magnified (nearest) so the widest caption line fits, up to ``max_width`` px;
+    as many columns (at most ``columns``) as fit in ``MAX_GRID`` pixels."""
     w = tiles.shape[-1]
     need = max(caption_width(line) for c in captions for line in c.split("\n"))
     scale = max(math.ceil(56 / w), min(math.ceil(need / w), max(1, max_width // w)), 1)
-    return make_grid(tiles, columns=min(columns, len(captions)), scale=scale, normalize="none",
-                     captions=captions)
+    fit = max(1, (MAX_GRID - 2) // (w * scale + 2))
+    return make_grid(tiles, columns=min(columns, len(captions), fit), scale=scale,
+                     normalize="none", captions=captions)
 
 
 def errors_grid(errors: list[dict], images: torch.Tensor, *, max_errors: int = 100,
@@ -104,7 +116,7 @@ def errors_grid(errors: list[dict], images: torch.Tensor, *, max_errors: int = 1
     captions = [error_caption(e, width) for e in shown]
     if captions == wide:
         return grid
-    return make_grid(tiles, columns=min(columns, len(shown)), scale=grid.layout.tile_w // w,
+    return make_grid(tiles, columns=grid.layout.columns, scale=grid.layout.tile_w // w,
                      normalize="none", captions=captions)
 
 

@@ -92,6 +92,12 @@ class Grid:
         """Pixels above the grid in :meth:`framed` (the title's height)."""
         return TITLE_PX + 10 if self.title else 0
 
+    def _repr_png_(self) -> bytes:
+        """Jupyter: the framed grid, inline."""
+        buffer = io.BytesIO()
+        self.framed().save(buffer, format="PNG")
+        return buffer.getvalue()
+
     def save(self, path: str | Path) -> Path:
         """Write the grid (title above, note, if any, as a line of text below it)."""
         return save_png(self.framed(), path)
@@ -256,3 +262,18 @@ def png_data_uri(image: Image.Image, colors: int | None = None) -> str:
     buffer = io.BytesIO()
     compact(image, colors).save(buffer, format="PNG", optimize=True)
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+PHOTO_QUALITY = 85  # WebP quality of embedded colour photographs
+
+
+def data_uri(image: Image.Image, colors: int | None = None) -> str:
+    """A ``data:`` URI as small as the picture allows: a lossless PNG for grey pictures,
+    pictures of at most 256 colours and charts (``colors``), a WebP of quality
+    :data:`PHOTO_QUALITY` for colour photographs (CIFAR tiles: about a quarter of the PNG)."""
+    kept = compact(image, colors)
+    if kept.mode != "RGB":
+        return png_data_uri(kept)
+    buffer = io.BytesIO()
+    kept.save(buffer, format="WEBP", quality=PHOTO_QUALITY, method=6)
+    return "data:image/webp;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")

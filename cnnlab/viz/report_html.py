@@ -22,7 +22,7 @@ from cnnlab.data.pipeline import BatchSource
 from cnnlab.errors import DataError
 from cnnlab.runs.reader import OpenRun
 from cnnlab.viz.curves import figure_image
-from cnnlab.viz.grids import Grid, fit_width, png_data_uri
+from cnnlab.viz.grids import Grid, data_uri, fit_width
 
 MAX_WIDTH = 1100  # pixels of any embedded image
 
@@ -37,14 +37,15 @@ class Section:
 def img_tag(image: Image.Image | Grid, alt: str, caption: str = "", *,
             indices: list[int] | None = None, max_width: int = MAX_WIDTH,
             colors: int | None = None, zoom: int = 1) -> str:
-    """An embedded PNG (thumbnailed to ``max_width``; a :class:`Grid` with its note and
-    colour bar) in a figure with a caption; ``indices`` (the test images shown, in tile
-    order) go in a ``data-indices`` attribute; ``colors``: a chart's palette size (lossy:
-    :func:`~cnnlab.viz.grids.compact`); ``zoom``: shown that many times larger by the browser
-    (nearest neighbour: a pixel grid stays sharp and the file small). Clicking enlarges it."""
+    """An embedded image (:func:`~cnnlab.viz.grids.data_uri`), thumbnailed to ``max_width``
+    (a :class:`Grid` with its note and colour bar), in a figure with a caption; ``indices``
+    (the test images shown, in tile order) go in a ``data-indices`` attribute; ``colors``: a
+    chart's palette size (lossy: :func:`~cnnlab.viz.grids.compact`); ``zoom``: shown that
+    many times larger by the browser (nearest neighbour: a pixel grid stays sharp and the file
+    small). Clicking the image enlarges it."""
     if isinstance(image, Grid):
         image = image.framed(title=False)
-    uri = png_data_uri(fit_width(image, max_width), colors)
+    uri = data_uri(fit_width(image, max_width), colors)
     text = f"<figcaption>{html.escape(caption)}</figcaption>" if caption else ""
     attr = f' data-indices="{",".join(map(str, indices))}"' if indices is not None else ""
     return (f'<figure{attr}><img src="{uri}" alt="{html.escape(alt)}" '

@@ -28,9 +28,9 @@ from cnnlab.viz.maps import conv_alias, conv_layers
 from cnnlab.viz.report_html import chart_tag, img_tag, note, paragraph, spread_order, table
 from cnnlab.viz.report_sections import Context
 
-MAX_ERRORS = 60
-MAX_LOSSES = 30
-MAX_MAPS = 32
+MAX_ERRORS = 40
+MAX_LOSSES = 20
+MAX_MAPS = 16
 MAP_IMAGES = 3  # test images whose feature maps are shown
 MAP_LAYERS = 4  # conv layers shown, evenly spaced from the first to the last
 PATCH_UNITS = 8

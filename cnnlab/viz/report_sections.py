@@ -133,18 +133,16 @@ def _cell(value) -> str:
 def curves_section(ctx: Context) -> str:
     """Loss, the task's metrics (the one that picks the best checkpoint first) and the learning
     rate, per step (``steps.jsonl``) and per epoch (``metrics.jsonl``)."""
-    from cnnlab.viz.curves import curves_figure, read_metrics
+    from cnnlab.viz.curves import read_metrics, run_curves
 
     run = ctx.run
     records, steps = read_metrics(run.run_dir), run.steps()
     last = records[-1]
     keys = ["train_loss", f"val_{run.task.main_metric}"]
     text = ", ".join(f"{k} {last[k]:.4f}" for k in keys if k in last)
-    fig = curves_figure(records, metrics=run.task.curve_metrics, labels=run.task.metric_labels,
-                        steps=steps)
-    per = f"{len(steps)} points per step window and " if steps else ""
-    return chart_tag(fig, "training curves",
-                   f"{per}{len(records)} epochs; last: {text}")
+    fig = run_curves(run)
+    per = f"{len(steps)} windows of steps (thin lines) and " if steps else ""
+    return chart_tag(fig, "training curves", f"{per}{len(records)} epochs; last: {text}")
 
 
 def samples_section(ctx: Context) -> str:

@@ -244,11 +244,9 @@ def draw_top_losses(run: OpenRun, request: Request, out: Path) -> list[Path]:
 
 
 def draw_curves(run: OpenRun, request: Request, out: Path) -> list[Path]:
-    from cnnlab.viz.curves import curves_figure, figure_image, read_metrics
+    from cnnlab.viz.curves import figure_image, run_curves
 
-    fig = curves_figure(read_metrics(run.run_dir), metrics=run.task.curve_metrics,
-                        labels=run.task.metric_labels, steps=run.steps(),
-                        title=f"training curves, {about(run)}")
+    fig = run_curves(run, title=f"training curves, {about(run)}")
     return [save_png(figure_image(fig), out / "curves.png")]
 
 
