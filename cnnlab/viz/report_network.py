@@ -31,6 +31,7 @@ from cnnlab.viz.report_sections import Context
 MAX_ERRORS = 40
 MAX_LOSSES = 20
 MAX_MAPS = 16
+MAP_COLORS = 256  # maps and filters: a 256-colour palette PNG (a diverging map is 1-D)
 MAP_IMAGES = 3  # test images whose feature maps are shown
 MAP_LAYERS = 4  # conv layers shown, evenly spaced from the first to the last
 PATCH_UNITS = 8
@@ -129,7 +130,7 @@ def filters_section(ctx: Context) -> str:
         return note("no convolutional layer")
     grid = filter_grid(run.model, None, max_filters=128)
     first = layer_label(run, conv_layers(run.model)[0])
-    return img_tag(grid, "first-layer filters",
+    return img_tag(grid, "first-layer filters", colors=MAP_COLORS, caption=
                    f"{grid.layout.count} filters of {first}, on one shared scale"
                    + (f"; {grid.note}" if grid.note else ""))
 
@@ -164,7 +165,7 @@ def maps_section(ctx: Context) -> str:
             grid = maps_grid(maps[layer][i, :MAX_MAPS])
             parts.append(img_tag(grid, f"maps {layer}",
                                  f"{layer_label(run, layer)}: {grid.layout.count} maps of test "
-                                 f"image {index}", indices=[index]))
+                                 f"image {index}", indices=[index], colors=MAP_COLORS))
     return "\n".join(parts)
 
 
