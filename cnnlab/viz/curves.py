@@ -173,7 +173,9 @@ def confusion_figure(confusion: list[list[int]], classes: list[str], *,
     bar = fig.colorbar(image, ax=ax, shrink=0.8)
     bar.set_label("fraction of the true class" if normalize else "images")
     if n <= 30:
-        ax.set_xticks(range(n), classes, rotation=90 if n > 10 else 0)
+        long = n > 10 or max(len(c) for c in classes) * n > 40  # names would run together
+        ax.set_xticks(range(n), classes, rotation=45 if long else 0, ha="right" if long
+                      else "center", rotation_mode="anchor")
         ax.set_yticks(range(n), classes)
         high = max(max(row) for row in values) or 1
         for i, row in enumerate(values):

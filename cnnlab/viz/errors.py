@@ -113,9 +113,9 @@ def errors_grid(errors: list[dict], images: torch.Tensor, *, max_errors: int = 1
     wide = [error_caption(e) for e in shown]
     grid = captioned_grid(tiles, wide, columns)
     width = grid.layout.tile_w + grid.layout.pad
-    captions = [error_caption(e, width) for e in shown]
-    if captions == wide:
+    if all(error_caption(e, width) == c for e, c in zip(shown, wide, strict=True)):
         return grid
+    captions = [error_caption(e, 0) for e in shown]  # one style for all tiles: the short one
     return make_grid(tiles, columns=grid.layout.columns, scale=grid.layout.tile_w // w,
                      normalize="none", captions=captions)
 
