@@ -72,7 +72,8 @@ run  # noqa: B018 - the last expression is what the notebook shows
 cnnlab.visualize("errors", run)
 
 # %% [markdown]
-# Which classes are confused with which: `cnnlab visualize confusion RUN --normalize`.
+# Which classes are confused with which: `cnnlab visualize confusion RUN` (`--normalize`
+# also draws each row as fractions of its class).
 
 # %%
-cnnlab.visualize("confusion", run, normalize=True)
+cnnlab.visualize("confusion", run)
