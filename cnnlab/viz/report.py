@@ -27,7 +27,7 @@ from cnnlab.runs.reader import OpenRun, open_run
 from cnnlab.viz import report_network as net
 from cnnlab.viz import report_sections as parts
 from cnnlab.viz import report_tasks as dense
-from cnnlab.viz.report_html import MAX_WIDTH, Section, report_sample, spread_order
+from cnnlab.viz.report_html import MAX_WIDTH, Section, spread_order
 from cnnlab.viz.report_network import MAP_LAYERS, MAX_ERRORS, MAX_MAPS
 
 __all__ = ["MAX_ERRORS", "MAX_MAPS", "MAP_LAYERS", "MAX_WIDTH", "Section", "build_sections",
@@ -70,7 +70,8 @@ TITLES = {"config": "Settings", "summary": "Model", "samples": "Training data",
           "filters": "Filters", "maps": "Feature maps",
           "patches": "What excites the last conv layer", "saliency": "Saliency and Grad-CAM",
           "evolution": "Feature evolution", "segmentation": "Image, truth and prediction",
-          "precision": "Average precision per class", "labels": "True and predicted labels"}
+          "precision": "Average precision per class", "labels": "True and predicted labels",
+          "bovw": "Bag of visual words: pyramid levels, classes, words"}
 NOTICE = {
     "config": "Only the settings that differ from the defaults are listed first.",
     "summary": "Watch the shapes shrink and the channels grow from input to output.",
@@ -91,13 +92,14 @@ NOTICE = {
     "segmentation": "Errors tend to sit at object borders.",
     "precision": "Rare classes usually have the lowest average precision.",
     "labels": "Check the wrong sets: a missed object or an extra one?",
+    "bovw": "Each pyramid level adds spatial layout; compare with the ConvNets' accuracy.",
 }
 
 
 def build_sections(run: OpenRun, *, limit: int = 5000,
                    ctx: parts.Context | None = None) -> list[Section]:
     """Every section the run's task declares (``task.report_sections``), in that order."""
-    ctx = ctx or parts.Context(run, report_sample(run, limit), limit)
+    ctx = ctx or parts.Context(run, limit)
     builders = {"config": parts.config_section, "summary": parts.summary_section,
                 "samples": parts.samples_section, "curves": parts.curves_section,
                 "classes": net.classes_section, "confusion": net.confusion_section,
@@ -106,7 +108,8 @@ def build_sections(run: OpenRun, *, limit: int = 5000,
                 "patches": net.patches_section, "saliency": net.saliency_section,
                 "evolution": net.evolution_section,
                 "segmentation": dense.segmentation_section,
-                "precision": dense.precision_section, "labels": dense.labels_section}
+                "precision": dense.precision_section, "labels": dense.labels_section,
+                "bovw": dense.bovw_section}
     return [Section(key, TITLES[key], builders[key](ctx)) for key in run.task.report_sections]
 
 
@@ -125,14 +128,15 @@ def headline(run: OpenRun, ctx: parts.Context | None = None) -> str:
         items.append(("test errors", f"{len(outputs.scores.errors)} of {len(outputs.labels)}"))
     records = run.metrics()
     seconds = sum(r.get("seconds", 0) for r in records)
-    if records:
+    if records and "epoch" in records[-1]:
         items.append(("training", f"{records[-1]['epoch']:g} epochs, {seconds:.0f} s"))
         rates = [r["images_per_s"] for r in records if "images_per_s" in r]
         if rates:
             items.append(("speed", f"{sum(rates) / len(rates):,.0f} images/s"))
     config = run.config
-    items.append(("hardware", f"{config.get('device', '?')}, {config.get('precision', 'fp32')}"
-                  + (f", {config['threads']} threads" if config.get("threads") else "")))
+    if "device" in config:
+        items.append(("hardware", f"{config['device']}, {config.get('precision', 'fp32')}"
+                      + (f", {config['threads']} threads" if config.get("threads") else "")))
     return '<div class="headline">' + "".join(
         f"<div>{html.escape(k)}<b>{html.escape(v)}</b></div>" for k, v in items) + "</div>"
 
@@ -164,7 +168,7 @@ def run_report(run: str | Path, *, out: str | Path | None = None, which: str = "
     if limit < 1:
         raise ConfigError(f"--limit {limit}: expected 1 or more")
     opened = open_run(run, checkpoint=which, device=device, threshold=threshold)
-    ctx = parts.Context(opened, report_sample(opened, limit), limit)
+    ctx = parts.Context(opened, limit)
     page = render_html(opened, build_sections(opened, limit=limit, ctx=ctx), ctx)
     path = Path(out) if out else opened.run_dir / "report.html"
     return write_text_output(path, page)

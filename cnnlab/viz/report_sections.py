@@ -19,7 +19,16 @@ from cnnlab.data.augment import parse_augment
 from cnnlab.errors import ConfigError, DataError
 from cnnlab.runs.reader import OpenRun
 from cnnlab.viz.grids import make_grid
-from cnnlab.viz.report_html import Sample, chart_tag, img_tag, note, paragraph, spread_order, table
+from cnnlab.viz.report_html import (
+    Sample,
+    chart_tag,
+    img_tag,
+    note,
+    paragraph,
+    report_sample,
+    spread_order,
+    table,
+)
 
 SAMPLES_PER_CLASS = 8  # training images shown per class
 SAMPLE_CLASSES = 10  # classes shown in the training samples
@@ -29,13 +38,17 @@ AUGMENT_VIEWS = 7  # augmented copies of each
 
 @dataclass
 class Context:
-    """What every section builder gets: the run, the sample of test images, the ``--limit``
-    and a cache shared by the sections (one evaluation of the test split for all)."""
+    """What every section builder gets: the run, the ``--limit``, the sample of test images
+    (made on first use: a run that is not a network has none) and a cache shared by the
+    sections (one evaluation of the test split for all)."""
 
     run: OpenRun
-    sample: Sample
     limit: int
     cache: dict = field(default_factory=dict)
+
+    @property
+    def sample(self) -> Sample:
+        return self.once("sample", lambda: report_sample(self.run, self.limit))
 
     def once(self, key: str, compute):
         """``compute()`` the first time ``key`` is asked for, the same value afterwards."""
@@ -58,14 +71,15 @@ def config_section(ctx: Context) -> str:
     """The settings that differ from the defaults, highlighted; the full config collapsed."""
     run = ctx.run
     config = run.meta.get("config", {})
-    changed = changed_settings(config)
+    changed = changed_settings(config) if run.is_network else set()  # TrainConfig's defaults
     rows = [[k, _value(config[k])] for k in sorted(changed)]
     model = run.meta.get("model", {})
     rows += [["classes", ", ".join(run.classes)], ["input size", _value(model.get("input_size"))]]
     full = [[k, _value(v)] for k, v in config.items()]
     full += [["preprocess", _value(run.meta.get("preprocess"))]]
-    return (paragraph(f"{len(changed)} settings differ from cnnlab's defaults "
-                      "(the rest are the defaults):")
+    lead = (f"{len(changed)} settings differ from cnnlab's defaults (the rest are the "
+            "defaults):") if run.is_network else "the run's settings:"
+    return (paragraph(lead)
             + table(["setting", "value"], rows, marked=set(range(len(changed))))
             + "<details><summary>full configuration</summary>"
             + table(["setting", "value"], full, marked={i for i, (k, _) in enumerate(full)

@@ -1,5 +1,6 @@
-"""The report's sections for dense tasks: a multilabel run's average precision per class and
-its gallery of label sets; a segment run's image / truth / prediction panel with its IoU.
+"""The report's sections for other tasks: a multilabel run's average precision per class and
+its gallery of label sets; a segment run's image / truth / prediction panel with its IoU; a
+bag-of-visual-words run's pyramid levels, classes and saved pictures.
 
 Their metrics are those of ``cnnlab evaluate`` (:func:`cnnlab.train.loop.evaluate` with the run's
 task, so a multilabel run's ``--threshold`` decides F1, exact-set accuracy and the gallery).
@@ -8,9 +9,13 @@ task, so a multilabel run's ``--threshold`` decides F1, exact-set accuracy and t
 from __future__ import annotations
 
 import html
+import io
+
+from PIL import Image
 
 from cnnlab.data.base import ImageSet
-from cnnlab.errors import DataError
+from cnnlab.errors import CheckpointError, DataError
+from cnnlab.runs.layout import BOVW_PICTURES
 from cnnlab.runs.reader import OpenRun
 from cnnlab.train.loop import evaluate
 from cnnlab.viz.curves import confusion_figure
@@ -61,6 +66,38 @@ def labels_section(ctx: Context) -> str:
                f">= {gallery.threshold}); {gallery.exact} exactly right")
     return img_tag(gallery.grid, "true and predicted label sets", caption,
                    indices=sample.index[:len(gallery.index)])
+
+
+def bovw_section(ctx: Context) -> str:
+    """A bag-of-visual-words run (docs/BOVW.md), from its files: test and training accuracy
+    of the classifier on pyramid levels 0..l, each class's accuracy per level, the confusion
+    matrix at L, and the pictures the run saved (visual words, word map, pyramid)."""
+    run = ctx.run
+    levels = run.metrics()  # one record per pyramid level
+    rows = [[f"L={r['level']}", f"{100 * r['test_acc']:.2f}%", f"{100 * r['train_acc']:.2f}%",
+             f"{r['seconds']:.1f}"] for r in levels]
+    parts = [table(["levels 0..l", "test accuracy", "training accuracy", "seconds"], rows,
+                   numeric={1, 2, 3})]
+    per_class = [[name, *("-" if r["per_class_acc"][c] is None
+                          else f"{100 * r['per_class_acc'][c]:.1f}%" for r in levels)]
+                 for c, name in enumerate(run.classes)]
+    parts.append(table(["class", *(f"L={r['level']}" for r in levels)], per_class,
+                       numeric=set(range(1, len(levels) + 1))))
+    if isinstance(run.index.get("confusion"), list):
+        parts.append(chart_tag(confusion_figure(run.index["confusion"], run.classes),
+                               "confusion matrix", f"test confusion matrix at "
+                               f"L={levels[-1]['level']} "
+                               f"({run.index.get('data', {}).get('test', '?')} images)"))
+    for name, caption in BOVW_PICTURES.items():
+        if name == "confusion":  # drawn above from run.json, with the class names
+            continue
+        try:
+            image = Image.open(io.BytesIO(run.read_file(f"{name}.png")))
+        except (CheckpointError, OSError) as error:
+            parts.append(note(f"no {name}.png: {error}"))
+            continue
+        parts.append(img_tag(image, name, caption))
+    return "\n".join(parts)
 
 
 def segmentation_section(ctx: Context) -> str:

@@ -313,6 +313,10 @@ def visualize(kind: str, run: str | Path | OpenRun, *, out: str | Path | None = 
         raise ConfigError(f"unknown visualisation {choices_hint(kind, list(KINDS))}")
     opened = open_run(run, checkpoint=which, device=device, threshold=threshold)
     task = opened.task
+    if not task.picture_kinds:
+        raise ConfigError(f"visualize {kind}: {opened.run_dir} is a {task.name} run, not a "
+                          f"network: it has no filters or feature maps to draw; its own "
+                          f"pictures are in the run folder and in `cnnlab report`")
     if kind not in task.picture_kinds:  # each task declares the pictures that make sense for it
         raise ConfigError(f"visualize {kind}: needs a run trained with "
                           f"{' or '.join(f'--task {n}' for n in serving_tasks(kind))}, not a "
