@@ -16,7 +16,7 @@ from cnnlab.viz.visualize import pixel_range, visualize
 
 
 def train(out, name: str, seed: int, augment: str = "") -> str:
-    config = TrainConfig(model="lenet5", data="digits", epochs=2, out=str(out), name=name,
+    config = TrainConfig(model="lenet5", data="digits", epochs=3, out=str(out), name=name,
                          progress=False, device="cpu", seed=seed, augment=augment)
     return fit(config, log=lambda *_: None).run_dir
 
@@ -25,8 +25,8 @@ def train(out, name: str, seed: int, augment: str = "") -> str:
 def test_class_models_are_recognised_by_an_independent_network(tmp_path):
     maker = open_run(train(tmp_path, "maker", seed=0))
     judge = open_run(train(tmp_path, "judge", seed=1, augment="crop:2"))
-    result = regularized_class_model(maker.model, list(range(10)), maker.input_size, steps=100,
-                                     lr=0.2, **pixel_range(maker))
+    result = regularized_class_model(maker.model, list(range(10)), maker.input_size, steps=200,
+                                     lr=0.1, **pixel_range(maker))
     # the judge sees the pixels, normalised by its own statistics
     mean, std = (torch.tensor(v).view(1, -1, 1, 1) for v in (maker.preprocess.mean,
                                                               maker.preprocess.std))

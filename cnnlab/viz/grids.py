@@ -198,20 +198,21 @@ def diverging(x: torch.Tensor) -> torch.Tensor:
 
 
 def colour_bar(low: float, high: float, label: str, *, signed: bool = False,
-               width: int = 260) -> Image.Image:
-    """A horizontal colour bar from ``low`` to ``high`` (grey, or :func:`diverging` when
-    ``signed``), labelled at both ends and with ``label``."""
+               colours=None, width: int = 200) -> Image.Image:
+    """A horizontal colour bar from ``low`` to ``high`` (grey; :func:`diverging` when
+    ``signed``; or ``colours``, a function of values in [0, 1] ``(1, 1, h, w)`` -> RGB
+    ``(1, 3, h, w)``), its ends numbered below, ``label`` to its right."""
     ramp = torch.linspace(-1 if signed else 0, 1, width).view(1, 1, 1, width).expand(1, 1, 12, -1)
-    strip = diverging(ramp)[0] if signed else ramp[0].expand(3, -1, -1)
-    text = f"{low:.3g}   {label}   {high:.3g}"
-    out = Image.new("RGB", (max(width, int(font().getlength(text))) + 8, 12 + CAPTION_LINE + 6),
+    strip = (diverging(ramp) if signed else colours(ramp) if colours
+             else ramp.expand(1, 3, -1, -1))[0]
+    out = Image.new("RGB", (width + 16 + int(font().getlength(label)), 12 + CAPTION_LINE + 6),
                     BACKGROUND)
     out.paste(to_pil(strip), (4, 2))
     draw = ImageDraw.Draw(out)
     draw.text((4, 16), f"{low:.3g}", fill=TEXT, font=font())
     right = f"{high:.3g}"
     draw.text((4 + width - font().getlength(right), 16), right, fill=TEXT, font=font())
-    draw.text((4 + (width - font().getlength(label)) / 2, 16), label, fill=TEXT, font=font())
+    draw.text((width + 12, 0), label, fill=TEXT, font=font())
     return out
 
 

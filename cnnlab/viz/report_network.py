@@ -191,7 +191,7 @@ def patches_section(ctx: Context) -> str:
 
 def saliency_section(ctx: Context) -> str:
     """Image, saliency and Grad-CAM of the predicted class for a few test images."""
-    from cnnlab.viz.visualize import saliency_tiles
+    from cnnlab.viz.visualize import saliency_legend, saliency_tiles
 
     run, sample = ctx.run, ctx.sample
     if not conv_layers(run.model):
@@ -207,6 +207,7 @@ def saliency_section(ctx: Context) -> str:
                      f"grad-cam {name}"]
     grid = make_grid(saliency_tiles(run, x, None, None), columns=6,
                      scale=max(1, 96 // x.shape[-1]), normalize="none", captions=captions)
+    grid.legend = saliency_legend()
     return img_tag(grid, "saliency and Grad-CAM",
                    "per test image: the image, its saliency (|d score / d pixel|, Simonyan et al. "
                    "2014) and Grad-CAM of the last conv layer (Selvaraju et al. 2017) for the "

@@ -161,6 +161,16 @@ def saliency_tiles(run: OpenRun, x: torch.Tensor, target: int | None, layer: str
     return torch.stack(tiles)
 
 
+def saliency_legend() -> Image.Image:
+    """The two colour bars of a saliency panel: grey saliency, red-yellow Grad-CAM, each
+    relative to its image's largest value."""
+    from cnnlab.viz.grids import below, colour_bar
+    from cnnlab.viz.saliency import heat_colours
+
+    return below(colour_bar(0, 1, "saliency |dS/dI|, / its image's largest"),
+                 colour_bar(0, 1, "Grad-CAM, / its image's largest", colours=heat_colours))
+
+
 def draw_saliency(run: OpenRun, request: Request, out: Path) -> list[Path]:
     x, names = sample_inputs(run, request, 8)
     target = None if request.target_class is None else resolve_class(run.classes,
@@ -175,6 +185,7 @@ def draw_saliency(run: OpenRun, request: Request, out: Path) -> list[Path]:
     scale = max(1, 96 // x.shape[-1])
     grid = make_grid(tiles, columns=3, scale=scale, normalize="none", captions=captions)
     grid.title = f"saliency and Grad-CAM ({request.layer or 'last conv'}), {about(run)}"
+    grid.legend = saliency_legend()
     return [grid.save(out / "saliency.png")]
 
 
