@@ -124,7 +124,8 @@ def browser_check(html: str, folder: Path) -> dict:
     the page reported from inside the browser."""
     page = folder / "checked.html"
     page.write_text(html.replace("</body>", CHECK_SCRIPT + "</body>"), encoding="utf-8")
-    result = chromium("--dump-dom", "--virtual-time-budget=5000", page.resolve().as_uri())
+    result = chromium("--dump-dom", "--virtual-time-budget=5000", "--window-size=1200,1000",
+                      page.resolve().as_uri())  # the screenshot's width: the same height
     match = re.search(r'<pre id="cnnlab-check">(.*?)</pre>', result.stdout, re.S)
     assert match, f"the page did not report: {result.stderr[-2000:]}"
     return json.loads(match.group(1).replace("&quot;", '"').replace("&amp;", "&"))
