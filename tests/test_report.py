@@ -33,7 +33,7 @@ BROWSERS = ("chromium", "chromium-browser", "google-chrome", "chrome")
 TITLES = ["Settings", "Model", "Training data", "Training curves", "Accuracy per class",
           "Confusion matrix", "Errors", "Top losses", "Filters", "Feature maps",
           "What excites the last conv layer", "Saliency and Grad-CAM", "Feature evolution"]
-MAX_BYTES = 500_000  # LeNet-5 on digits: about 390 kB
+MAX_BYTES = 500_000  # LeNet-5 on digits: about 360 kB
 # Run inside the page once it has loaded: what the browser itself made of it.
 CHECK_SCRIPT = """<script>
 window.addEventListener("load", () => {

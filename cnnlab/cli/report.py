@@ -1,10 +1,14 @@
-"""Write one self-contained HTML page for a run: config, model summary, training curves,
-confusion matrix, errors, filters, feature maps and top patches. All images are embedded, so the
-file opens from disk in any browser with no network access.
+"""Write one self-contained HTML page for a run, read like a lab notebook: a headline box
+(test metric, errors, time, hardware), the settings that differ from the defaults, the model as a
+diagram, training data and augmentation, per-step curves, per-class accuracy, confusion (counts
+and normalised), errors, top losses, filters, feature maps, top patches, saliency / Grad-CAM and
+feature evolution (what the run's task shows). All images are embedded, so the file opens from
+disk in any browser with no network access.
 
 examples:
   cnnlab report runs/lenet5-mnist                   # writes runs/lenet5-mnist/report.html
   cnnlab report runs/lenet5-mnist --out ~/notebook/lenet5.html
+  cnnlab report runs/lenet5-scenes --threshold 0.3  # a multilabel run's decision threshold
 """
 
 from __future__ import annotations
