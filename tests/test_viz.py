@@ -335,7 +335,7 @@ def test_normalize_tiles_scales_each_tile_to_full_range():
 
 
 @pytest.mark.parametrize("kind", ["filters", "maps", "top-patches", "saliency", "class-model",
-                                  "evolution", "errors", "curves", "confusion"])
+                                  "evolution", "errors", "top-losses", "curves", "confusion"])
 def test_cli_writes_pngs_for_every_kind(run_dir, tmp_path, capsys, kind):
     out = tmp_path / kind
     extra = ["--class", "3"] if kind == "class-model" else []
