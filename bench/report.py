@@ -84,6 +84,9 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--limit", type=int, default=5000, help="report --limit")
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--before", metavar="HTML",
+                        help="another report of the same run (e.g. written by an older cnnlab) "
+                             "to open the same way, for comparison")
     parser.add_argument("--record", action="store_true", help="write docs/BENCHMARKS.md")
     args = parser.parse_args()
     import torch
@@ -106,13 +109,23 @@ def main() -> None:
             ["Chromium loadEventEnd, median", f"{statistics.median(loads):.0f} ms "
              f"(min {min(loads):.0f}, max {max(loads):.0f})", ""],
             ["headless Chromium process, median", f"{statistics.median(walls):.2f} s", ""]]
+    if args.before:
+        before = Path(args.before)
+        old_loads, old_walls, old_images = load_times(before, args.repeats)
+        rows.append([f"before: `{before.name}`", f"{before.stat().st_size:,} bytes, "
+                     f"{old_images} images, loadEventEnd median "
+                     f"{statistics.median(old_loads):.0f} ms, process "
+                     f"{statistics.median(old_walls):.2f} s", ""])
     table = markdown_table(["what", "value", "budget (1 MB)"], rows)
     sections = markdown_table(["section", "bytes", "images"], section_sizes(page.read_text()))
     print(table + "\n\n" + sections)
     if args.record:
         write_section("report", "## Report size and load time (issue 21)\n\n"
-                      + recorded_header() + f"Run: `{run}`; {args.repeats} openings. "
-                      "Measured under load (2 cores shared by several sessions).\n\n"
+                      + recorded_header() + f"Run: `{run}`"
+                      + ("" if args.run else f" (ResNet-20, {args.per_class} CIFAR-10 training "
+                         f"images per class, {args.epochs} epochs)")
+                      + f"; {args.repeats} openings. **Measured under load** (2 cores shared "
+                      "by several sessions).\n\n"
                       + table + "\n\n" + sections)
 
 
