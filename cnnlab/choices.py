@@ -13,4 +13,5 @@ TRANSFORMS = {"translate": "pixels (dx, right)", "scale": "factor", "rotate": "d
 CENTERING = ("none", "image")  # embed: subtract nothing, or each image's own mean feature
 PROBE_CLASSIFIERS = {"svm": "SVM", "softmax": "Softmax"}
 PICTURE_KINDS = ("filters", "maps", "top-patches", "saliency", "class-model", "evolution",
-                 "errors", "curves", "confusion", "segmentation")  # cnnlab visualize KIND
+                 "errors", "top-losses", "curves", "confusion",
+                 "segmentation")  # cnnlab visualize KIND

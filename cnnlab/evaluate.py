@@ -9,6 +9,7 @@ the ensemble's error is reported next to each member's.
 from __future__ import annotations
 
 import dataclasses
+import html
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,6 +41,14 @@ class Scores:
     @property
     def error_rate(self) -> float:
         return 1.0 - self.top1
+
+    def _repr_html_(self) -> str:
+        """Jupyter: accuracy, top-k, errors and the accuracy of each class."""
+        head = (f"<p><b>{html.escape(self.name)}</b>: accuracy {100 * self.top1:.2f}%, "
+                f"top-{self.k} {100 * self.topk:.2f}%, {len(self.errors)} errors</p>")
+        rows = "".join(f"<tr><td>{html.escape(c)}</td><td style='text-align:right'>"
+                       f"{100 * a:.1f}%</td></tr>" for c, a in self.per_class.items())
+        return f"{head}<table><tr><th>class</th><th>accuracy</th></tr>{rows}</table>"
 
 
 def score(name: str, probs: torch.Tensor, labels: torch.Tensor, classes: list[str], *,
@@ -76,6 +85,13 @@ class Report:
     @property
     def main(self) -> Scores:
         return self.ensemble or self.members[0]
+
+    def _repr_html_(self) -> str:
+        """Jupyter: the main scores (the ensemble's, for several runs) and each member's."""
+        members = "".join(f"<li>{html.escape(s.name)}: {100 * s.top1:.2f}%</li>"
+                          for s in self.members) if self.ensemble else ""
+        return (f"<p>{html.escape(self.data)} {html.escape(self.split)}, {self.count} images"
+                f"</p>{self.main._repr_html_()}" + (f"<ul>{members}</ul>" if members else ""))
 
 
 def run_probabilities(run: OpenRun, data: ImageSet, *, batch_size: int = 500,

@@ -25,24 +25,35 @@ from cnnlab.runs import open_run
 from cnnlab.tasks import Task
 from cnnlab.train.fit import fit
 from cnnlab.viz.errors import errors_grid, split_scores
+from cnnlab.viz.grids import compact
 from cnnlab.viz.maps import conv_layers, feature_maps, maps_grid
-from cnnlab.viz.report import MAX_ERRORS
+from cnnlab.viz.report import MAX_ERRORS, MAX_MAPS
 
 BROWSERS = ("chromium", "chromium-browser", "google-chrome", "chrome")
-TITLES = ["Configuration", "Model summary", "Training curves", "Confusion matrix", "Errors",
-          "Filters", "Feature maps", "What excites the last conv layer"]
-MAX_BYTES = 400_000  # LeNet-5 on digits: about 270 kB
+TITLES = ["Settings", "Model", "Training data", "Training curves", "Accuracy per class",
+          "Confusion matrix", "Errors", "Top losses", "Filters", "Feature maps",
+          "What excites the last conv layer", "Saliency and Grad-CAM", "Feature evolution"]
+MAX_BYTES = 500_000  # LeNet-5 on digits: about 360 kB
 # Run inside the page once it has loaded: what the browser itself made of it.
 CHECK_SCRIPT = """<script>
 window.addEventListener("load", () => {
   const images = [...document.images];
   const out = document.createElement("pre");
   out.id = "cnnlab-check";
+  const first = images[0];
+  first.click();  // click to enlarge: the image covers the window
+  const zoomed = getComputedStyle(first).position === "fixed" && first.classList.contains("zoom");
+  first.click();
   out.textContent = JSON.stringify({
     images: images.length,
     undecoded: images.filter(i => !(i.complete && i.naturalWidth > 0)).length,
     sections: [...document.querySelectorAll("section")].map(s => s.id),
     headings: [...document.querySelectorAll("section > h2")].map(h => h.textContent),
+    contents: [...document.querySelectorAll("nav a")].map(a => a.getAttribute("href")),
+    headline: document.querySelector(".headline").innerText,
+    diagram: document.querySelectorAll(".diagram .box").length,
+    collapsed: [...document.querySelectorAll("details")].filter(d => !d.open).length,
+    zoomed, unzoomed: !first.classList.contains("zoom"),
     height: document.documentElement.scrollHeight});
   document.body.appendChild(out);
 });
@@ -93,7 +104,7 @@ def parse(html: str) -> Page:
 
 
 def decode(src: str) -> np.ndarray:
-    match = re.fullmatch(r"data:image/png;base64,([A-Za-z0-9+/=]+)", src)
+    match = re.fullmatch(r"data:image/(?:png|webp);base64,([A-Za-z0-9+/=]+)", src)
     image = Image.open(io.BytesIO(base64.b64decode(match.group(1), validate=True)))
     return np.asarray(image.convert("RGB"))
 
@@ -113,17 +124,24 @@ def browser_check(html: str, folder: Path) -> dict:
     the page reported from inside the browser."""
     page = folder / "checked.html"
     page.write_text(html.replace("</body>", CHECK_SCRIPT + "</body>"), encoding="utf-8")
-    result = chromium("--dump-dom", "--virtual-time-budget=5000", page.resolve().as_uri())
+    result = chromium("--dump-dom", "--virtual-time-budget=5000", "--window-size=1200,1000",
+                      page.resolve().as_uri())  # the screenshot's width: the same height
     match = re.search(r'<pre id="cnnlab-check">(.*?)</pre>', result.stdout, re.S)
     assert match, f"the page did not report: {result.stderr[-2000:]}"
     return json.loads(match.group(1).replace("&quot;", '"').replace("&amp;", "&"))
 
 
 def assert_renders(found: dict) -> None:
-    """Every image decoded in the browser, every section and heading there, in order."""
-    assert found["images"] >= 8 and found["undecoded"] == 0, found
+    """Every image decoded in the browser, every section and heading there, in order, the
+    contents linking to each, the headline and the diagram shown, the full configuration and
+    the layer table collapsed, and a click enlarging an image (and a second shrinking it)."""
+    assert found["images"] >= 15 and found["undecoded"] == 0, found
     assert found["sections"] == list(Task.report_sections), found
     assert found["headings"] == TITLES, found
+    assert found["contents"] == [f"#{s}" for s in Task.report_sections], found
+    assert "test accuracy" in found["headline"] and "hardware" in found["headline"], found
+    assert found["diagram"] == 9  # input, C1, S2, C3, S4, flatten, C5 (linear), F6, output
+    assert found["collapsed"] >= 2 and found["zoomed"] and found["unzoomed"], found
 
 
 @pytest.fixture(scope="module")
@@ -146,11 +164,13 @@ def test_report_has_every_section_in_order_and_stays_small(report):
     assert 20_000 < report.stat().st_size < MAX_BYTES
 
 
-def test_every_image_is_an_embedded_png_and_nothing_is_fetched(report):
+def test_every_image_is_embedded_and_nothing_is_fetched(report):
     page = parse(report.read_text())
     assert len(page.images) >= 8  # curves, confusion, errors, filters, maps, patches
     assert all(decode(src).size > 0 for src in page.images)
-    assert all(link.startswith("data:") for link in page.links)
+    assert all(link.startswith(("data:", "#")) for link in page.links)  # in-page links only
+    anchors = [link[1:] for link in page.links if link.startswith("#")]
+    assert anchors == page.sections  # the table of contents names every section, in order
 
 
 def test_report_contents_match_the_run(run_dir, report):
@@ -183,7 +203,8 @@ def test_report_maps_show_the_test_images_they_name(run_dir, report):
             (figure,) = [g for g in figures if g["indices"] == [k] and
                          g["caption"].endswith(f"maps of test image {k}") and
                          f"({layer})" in g["caption"]]
-            expected = np.asarray(maps_grid(maps[layer][0, :32]).image)
+            grid = maps_grid(maps[layer][0, :MAX_MAPS]).framed(title=False)
+            expected = np.asarray(compact(grid, 256).convert("RGB"))  # the report's palette
             assert np.array_equal(decode(figure["src"]), expected)
 
 

@@ -22,7 +22,7 @@ from cnnlab.runs import open_run
 from cnnlab.train.fit import fit
 from cnnlab.viz.classmodel import class_model
 from cnnlab.viz.curves import confusion_figure, curves_figure, read_metrics
-from cnnlab.viz.errors import error_caption, errors_grid, split_scores
+from cnnlab.viz.errors import caption_width, error_caption, errors_grid, split_scores
 from cnnlab.viz.evolution import feature_evolution, snapshot_files
 from cnnlab.viz.filters import filter_grid
 from cnnlab.viz.grids import make_grid, normalize_tiles
@@ -68,31 +68,41 @@ def test_grid_places_each_tile_at_its_box():
     assert np.all(tile_pixels(grid, 7) == 255)  # the empty ninth cell is background
 
 
-def test_filter_grid_has_one_tile_per_filter_scaled_per_filter(run):
+def diverging_reference(w: torch.Tensor, m: float) -> np.ndarray:
+    """Blue-white-red by hand: v = w / m; red = 1 - max(-v, 0), green = 1 - |v|, blue =
+    1 - max(v, 0), in 0..255."""
+    v = (w / m).clamp(-1, 1)
+    rgb = torch.stack([1 - (-v).clamp(min=0), 1 - v.abs(), 1 - v.clamp(min=0)], -1)
+    return (rgb * 255).round().numpy()
+
+
+def test_filter_grid_has_one_numbered_tile_per_filter_on_one_signed_scale(run):
+    """C1's kernels share one symmetric scale (white = 0, red = +max|w|, blue = -max|w|), so
+    a weak filter looks weak; the colour bar names that scale."""
     weight = run.model.features[0].weight.detach()  # C1: (6, 1, 5, 5)
     grid = filter_grid(run.model, scale=4)
     assert grid.layout.count == 6 and grid.image.size == grid.layout.size
     assert (grid.layout.tile_w, grid.layout.tile_h) == (20, 20)
+    m = float(weight.abs().max())
     for i in range(6):
-        w = weight[i, 0]
-        expected = ((w - w.min()) / (w.max() - w.min()) * 255).round()
-        got = tile_pixels(grid, i)[::4, ::4, 0]  # one pixel per kernel weight
-        assert np.abs(got - expected.numpy()).max() <= 1
+        got = tile_pixels(grid, i)[::4, ::4]  # one pixel per kernel weight
+        assert np.abs(got - diverging_reference(weight[i, 0], m)).max() <= 1
+    assert grid.legend is not None and grid.framed().height > grid.image.height
+    assert grid.layout.caption_h > 0  # the tiles are numbered
     deep = filter_grid(run.model, "conv2", scale=2)  # C3 per input channel: 16 rows of 6
-    assert deep.layout.count == 16 * 6 and deep.layout.columns == 6 and deep.note == ""
+    assert deep.layout.count == 16 * 6 and deep.layout.columns == 6
+    assert "one row per filter" in deep.note
 
 
-def test_deep_filters_share_one_min_max_scale_per_filter(run):
-    """Each C3 filter's 6 slices are min-max scaled together: its smallest weight is black,
-    its largest white, every other weight in proportion (a clamp would fail this)."""
+def test_deep_filters_share_one_signed_scale(run):
+    """All of C3's slices are drawn on the layer's one scale max|w|: the largest weight is
+    full red or full blue, every other in proportion (a per-tile min-max would fail this)."""
     weight = run.model.features[3].weight.detach()  # (16, 6, 5, 5)
     grid = filter_grid(run.model, "conv2", scale=1)
+    m = float(weight.abs().max())
     for f in (0, 7, 15):
-        w = weight[f]
-        expected = ((w - w.min()) / (w.max() - w.min()) * 255).round()
-        got = np.stack([tile_pixels(grid, f * 6 + c)[:, :, 0] for c in range(6)])
-        assert np.abs(got - expected.numpy()).max() <= 1
-        assert got.min() == 0 and got.max() == 255
+        got = np.stack([tile_pixels(grid, f * 6 + c) for c in range(6)])
+        assert np.abs(got - diverging_reference(weight[f], m)).max() <= 1
 
 
 def test_per_channel_filter_grids_are_capped_with_a_note():
@@ -268,12 +278,12 @@ def test_errors_grid_shows_every_error_with_its_caption(run):
     cells = [tile_pixels(grid, i).std() > 0 for i in range(grid.layout.rows * 10)]
     assert grid.layout.count == len(scores.errors) == sum(cells)
     probs = torch.softmax(run.model(x), 1)
-    for error in scores.errors[:20]:  # the caption's lines: true->pred, then the best two
-        best = probs[error["index"]].topk(2).indices.tolist()
+    for error in scores.errors[:20]:  # true, then the best two guesses with probabilities
+        p, best = probs[error["index"]].topk(2)
         true = run.classes[int(labels[error["index"]])]
         lines = error_caption(error).split("\n")
-        assert lines == [f"{true}->{run.classes[best[0]]}",
-                         f"{run.classes[best[0]]} {run.classes[best[1]]}"]
+        assert lines == [f"true {true}", f"pred {run.classes[best[0]]} ({p[0]:.2f})",
+                         f"2nd {run.classes[best[1]]} ({p[1]:.2f})"]
 
 
 def _true_labels(run):
@@ -325,7 +335,7 @@ def test_normalize_tiles_scales_each_tile_to_full_range():
 
 
 @pytest.mark.parametrize("kind", ["filters", "maps", "top-patches", "saliency", "class-model",
-                                  "evolution", "errors", "curves", "confusion"])
+                                  "evolution", "errors", "top-losses", "curves", "confusion"])
 def test_cli_writes_pngs_for_every_kind(run_dir, tmp_path, capsys, kind):
     out = tmp_path / kind
     extra = ["--class", "3"] if kind == "class-model" else []
@@ -366,7 +376,7 @@ def test_report_limit_below_one_is_a_one_line_error(run_dir, tmp_path, capsys, l
 def test_maps_tiles_are_the_captured_activations_of_the_chosen_image(run_dir, run, tmp_path,
                                                                      capsys):
     """``maps --index 7 --layer conv2 --units 1,4,9``: tile j is channel units[j] of C3's
-    output for test image 7 (computed here with plain conv2d), min-max scaled on its own."""
+    output for test image 7 (computed here with plain conv2d), on the maps' shared scale."""
     assert main(["visualize", "maps", str(run_dir), "--out", str(tmp_path), "--index", "7",
                  "--layer", "conv2", "--units", "1,4,9"]) == 0
     source = run.source("test")
@@ -375,15 +385,18 @@ def test_maps_tiles_are_the_captured_activations_of_the_chosen_image(run_dir, ru
     with torch.no_grad():
         c3 = F.conv2d(f[2](f[1](f[0](x))), f[3].weight, f[3].bias)[0, [1, 4, 9]]  # (3, 10, 10)
     image = Image.open(tmp_path / "maps-conv2.png")
-    layout = maps_grid(c3).layout
-    assert layout.count == 3 and image.size == layout.size
+    grid = maps_grid(c3, units=[1, 4, 9])
+    grid.title = "t"
+    layout, top = grid.layout, grid.top
+    assert layout.count == 3 and image.height == grid.framed().height
+    m = float(c3.abs().max())  # one signed scale for the three maps
     for j in range(3):
-        m = c3[j]
-        expected = ((m - m.min()) / (m.max() - m.min()) * 255).round().numpy()
-        got = np.asarray(image.crop(layout.box(j)), dtype=np.float64)[::6, ::6, 0]
-        assert np.abs(got - expected).max() <= 1
+        left, upper, right, lower = layout.box(j)
+        got = np.asarray(image.crop((left, upper + top, right, lower + top)),
+                         dtype=np.float64)[::6, ::6]
+        assert np.abs(got - diverging_reference(c3[j], m)).max() <= 1
     shown = np.asarray(Image.open(tmp_path / "input.png"), dtype=np.float64)
-    assert np.array_equal(shown[2:2 + 128:4, 2:2 + 128:4, 0],
+    assert np.array_equal(shown[top + 2:top + 2 + 128:4, 2:2 + 128:4, 0],
                           source.images[7, 0].double().numpy())
 
 
@@ -407,13 +420,16 @@ def test_evolution_patches_are_cut_from_their_own_images(run_dir, run):
             assert torch.equal(evo.patches[u, e], expected)
 
 
-def test_long_class_names_get_a_line_each_in_error_captions():
+def test_error_captions_give_the_guesses_with_their_probabilities():
     error = {"index": 0, "true": "airplane", "pred": "automobile",
              "top2": [("automobile", 0.6), ("airplane", 0.3)]}
-    assert error_caption(error) == "airplane->automobile\nautomobile airplane"
-    assert error_caption(error, width=60) == "airplane\n->automobile\nautomobile\nairplane"
+    assert error_caption(error) == "true airplane\npred automobile (0.60)\n2nd airplane (0.30)"
+    assert error_caption(error, width=60) == "airplane\nautomobile .60\nairplane .30"
     grid = errors_grid([error], torch.zeros(1, 3, 32, 32, dtype=torch.uint8))
-    assert grid.layout.tile_w >= 100  # wide enough for the names, so nothing is cut off
+    shown = error_caption(error, grid.layout.tile_w + grid.layout.pad)
+    assert shown == "airplane\nautomobile .60\nairplane .30"  # the long lines did not fit
+    assert all(caption_width(line) <= grid.layout.tile_w + grid.layout.pad
+               for line in shown.split("\n"))  # nothing is cut off
 
 
 def test_unit_captions_separate_the_unit_from_the_value():

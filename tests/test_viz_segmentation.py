@@ -55,7 +55,10 @@ def test_panel_has_three_columns_and_the_argmax_prediction(segment_run, tmp_path
     panel = Image.open(tmp_path / "segmentation-test.png")
     grid = run_segmentation_grid(open_run(segment_run), "test", count)
     assert (grid.layout.columns, grid.layout.rows, grid.layout.count) == (3, count, 3 * count)
-    assert panel.size == grid.image.size
+    framed = grid.framed()  # with its class legend below, no title
+    assert grid.legend is not None and framed.height > grid.image.height
+    top = panel.height - framed.height  # the title visualize puts above
+    assert top > 0 and panel.width >= grid.image.width
     # independent reference: the run's preprocessing by hand, the model, argmax, colours
     model, meta = load_model(segment_run)
     data = load_dataset(DATA, "test")
@@ -69,7 +72,8 @@ def test_panel_has_three_columns_and_the_argmax_prediction(segment_run, tmp_path
         expected = [grey.expand(3, -1, -1), overlay_mask(grey, data.masks[i], num_classes=k),
                     overlay_mask(grey, pred[i], num_classes=k)]
         for column, rgb in enumerate(expected):
-            got = tile(panel, grid.layout.box(3 * i + column))
+            left, upper, right, lower = grid.layout.box(3 * i + column)
+            got = tile(panel, (left, upper + top, right, lower + top))
             assert np.array_equal(got, as_uint8(rgb)), (i, column)
     assert (pred[:count] > 0).any() or (data.masks[:count] > 0).any()
 
@@ -89,5 +93,5 @@ def test_report_of_a_segment_run_has_the_segmentation_section(segment_run, tmp_p
     sections = re.findall(r'<section id="([a-z]+)"', page)
     assert tuple(sections) == Segment.report_sections and "segmentation" in sections
     body = page.split('<section id="segmentation">')[1].split("</section>")[0]
-    assert body.count('<img src="data:image/png;base64,') == 1
-    assert "true mask, predicted mask" in body
+    assert body.count('<img src="data:image/') == 2  # the panel, the pixel confusion
+    assert "true mask, predicted mask" in body and "pixel confusion matrix" in body

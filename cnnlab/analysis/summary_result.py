@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from html import escape
 
 from cnnlab.analysis.fields import Field
 from cnnlab.analysis.layer_field import plain_number
@@ -76,6 +77,28 @@ class Summary:
 
     def __str__(self) -> str:  # print(cnnlab.summary(...)) prints the table
         return self.render()
+    def _repr_html_(self) -> str:
+        """Jupyter: the table as HTML, then the totals and warnings."""
+        groups = any((r.groups or 1) > 1 for r in self.rows)
+        header = (*HEADER[:5], "G", *HEADER[5:]) if groups else HEADER
+        lines = render_summary(self).split("\n")
+        totals = lines[len(self.rows) + 5:]  # after the title, blank, header, rule, rows, rule
+        return (f"<p><b>{escape(lines[0])}</b></p>"
+                + html_table(header, [_row_cells(r, groups) for r in self.rows])
+                + "".join(f"<div>{escape(t)}</div>" for t in totals if t))
+
+
+def html_table(header: tuple[str, ...] | list[str], rows: list[list[str]]) -> str:
+    """An HTML table of strings (numbers right-aligned), for notebooks' rich display."""
+    head = "".join(f"<th>{escape(str(h))}</th>" for h in header)
+    body = "".join("<tr>" + "".join(
+        f'<td style="text-align:{"right" if _numeric(c) else "left"}">{escape(str(c))}</td>'
+        for c in row) + "</tr>" for row in rows)
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _numeric(cell: object) -> bool:
+    return str(cell).replace(",", "").replace(".", "").replace("%", "").isdigit()
 
 
 @dataclass

@@ -1,10 +1,14 @@
-"""Write one self-contained HTML page for a run: config, model summary, training curves,
-confusion matrix, errors, filters, feature maps and top patches. All images are embedded, so the
-file opens from disk in any browser with no network access.
+"""Write one self-contained HTML page for a run, read like a lab notebook: a headline box
+(test metric, errors, time, hardware), the settings that differ from the defaults, the model as a
+diagram, training data and augmentation, per-step curves, per-class accuracy, confusion (counts
+and normalised), errors, top losses, filters, feature maps, top patches, saliency / Grad-CAM and
+feature evolution (what the run's task shows). All images are embedded, so the file opens from
+disk in any browser with no network access.
 
 examples:
   cnnlab report runs/lenet5-mnist                   # writes runs/lenet5-mnist/report.html
   cnnlab report runs/lenet5-mnist --out ~/notebook/lenet5.html
+  cnnlab report runs/lenet5-scenes --threshold 0.3  # a multilabel run's decision threshold
 """
 
 from __future__ import annotations
@@ -21,6 +25,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
     parser.add_argument("--limit", default="5000", metavar="N",
                         help="test images searched for top patches (default 5000)")
+    parser.add_argument("--threshold", type=float, default=None, metavar="P",
+                        help="multilabel runs: a class is present where its sigmoid >= P "
+                             "(default 0.5)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -28,6 +35,6 @@ def run(args: argparse.Namespace) -> int:
     from cnnlab.viz.report import run_report
 
     path = run_report(args.run, out=args.out, which=args.checkpoint, device=args.device,
-                      limit=whole_number(args.limit, "--limit"))
+                      limit=whole_number(args.limit, "--limit"), threshold=args.threshold)
     print(f"wrote {path}")
     return 0

@@ -1,17 +1,29 @@
 """Look inside a trained network: filters, feature maps, top patches, saliency, class models,
 feature evolution, errors, curves and the confusion matrix, written as PNG files.
 
-kinds:
+kinds (and the --task of the runs each one serves):
   filters      first conv layer's kernels (--layer conv2: per input channel)
+               [classify, multilabel, segment]
   maps         feature maps of every conv layer (or --layer) for a test image or --image
+               [classify, multilabel, segment]
   top-patches  for --units of --layer (default: last conv), the 9 most exciting data patches
+               [classify, multilabel, segment]
   saliency     input-gradient saliency and Grad-CAM (last conv) for 8 test images or --image
-  class-model  the image maximising each class score (or --class) by gradient ascent
+               [classify, multilabel]
+  class-model  the image maximising each class score (or --class), regularised ascent
+               [classify, multilabel]
   evolution    strongest patch per unit at each snapshot (train with --snapshot-epochs 1,2,5)
-  errors       misclassified test images captioned true->pred with the top-2 guesses
-  curves       loss, accuracy and learning rate per epoch
-  confusion    confusion-matrix heat map of the test split
-  segmentation image / truth / predicted mask for --count test images (a --task segment run)
+               [classify, multilabel, segment]
+  errors       misclassified test images: true class, prediction and 2nd guess with their
+               probabilities; multilabel: the scenes whose label set is wrong
+               [classify, multilabel]
+  top-losses   the --count (30) images with the largest loss, and the most confused pairs
+               [classify]
+  curves       loss, the task's metrics (accuracy, mAP, mIoU) and learning rate, per step
+               [classify, multilabel, segment]
+  confusion    confusion matrix of the test split (--normalize: also per true class);
+               segment: of pixels [classify, segment]
+  segmentation image / truth / predicted mask for --count test images [segment]
 
 examples:
   cnnlab visualize maps runs/lenet5-mnist
@@ -76,7 +88,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="start at image N of the split (maps, saliency; default 0)")
     parser.add_argument("--limit", metavar="N",
                         help="search at most N images (top-patches, evolution)")
-    parser.add_argument("--count", metavar="N", help="images shown (segmentation, default 8)")
+    parser.add_argument("--count", metavar="N",
+                        help="images shown (segmentation, default 8; top-losses, default 30)")
+    parser.add_argument("--normalize", action="store_true",
+                        help="confusion: also the matrix normalised per true class")
+    parser.add_argument("--threshold", type=float, default=None, metavar="P",
+                        help="multilabel runs: a class is present where its sigmoid >= P "
+                             "(default 0.5)")
     parser.add_argument("--checkpoint", choices=["best", "last"], default="best")
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
     add_output(parser, help="output folder (default RUN/viz)")
@@ -91,7 +109,8 @@ def run(args: argparse.Namespace) -> int:
                       target_class=args.target_class, split=args.split,
                       limit=whole_number(args.limit, "--limit"),
                       count=whole_number(args.count, "--count"),
-                      index=whole_number(args.index, "--index", minimum=0) or 0)
+                      index=whole_number(args.index, "--index", minimum=0) or 0,
+                      normalize=args.normalize, threshold=args.threshold)
     for path in paths:
         print(f"wrote {path}")
     return 0

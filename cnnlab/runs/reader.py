@@ -14,6 +14,7 @@ Example:
 from __future__ import annotations
 
 import functools
+import html
 import importlib
 import json
 import math
@@ -170,6 +171,27 @@ class OpenRun:
         return to_batch_source(data, self.preprocess, batch_size=batch_size,
                                device=self.device)
 
+    def _repr_html_(self) -> str:
+        """Jupyter: the run's model, data, task, status, best and test metrics, and a table of
+        its epochs."""
+        model = self.meta.get("model", {}).get("name", "?")
+        best, test = self.index.get("best") or {}, self.index.get("test") or {}
+        facts = [("model", model), ("data", self.data_name), ("task", self.task.name),
+                 ("status", self.index.get("status", "?")),
+                 ("best", f"{best.get('metric', '?')} {_short(best.get('value'))} (epoch "
+                          f"{best.get('epoch', '?')})"),
+                 ("test", ", ".join(f"{k} {v:.4f}" for k, v in test.items()
+                                    if _finite_number(v)) or "-")]
+        records = self.metrics()
+        keys = [k for k in ("epoch", "train_loss", "train_acc", "val_loss",
+                            f"val_{self.task.main_metric}", "lr") if any(k in r for r in records)]
+        rows = "".join("<tr>" + "".join(f"<td>{_short(r.get(k))}</td>" for k in keys) + "</tr>"
+                       for r in records)
+        return (f"<p><b>run {html.escape(self.run_dir.name)}</b></p><table>"
+                + "".join(f"<tr><th>{k}</th><td>{html.escape(str(v))}</td></tr>"
+                          for k, v in facts) + "</table><table><tr>"
+                + "".join(f"<th>{k}</th>" for k in keys) + f"</tr>{rows}</table>")
+
     def check_classes(self, data: ImageSet) -> None:
         """CheckpointError when ``data`` has other classes than the model was trained on."""
         want, have = self.classes, self.task.output_names(list(data.classes))
@@ -274,6 +296,11 @@ def read_test_metrics(run_dir: Path) -> dict:
     """The finite scalar ``test`` metrics ``run.json`` records ({} when none)."""
     test = read_index(run_dir).get("test")
     return {k: v for k, v in test.items() if _finite_number(v)} if isinstance(test, dict) else {}
+
+
+def _short(value: object) -> str:
+    """A metric for a table cell: 4 significant digits, ``-`` when missing."""
+    return "-" if value is None else f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
 def _finite_number(value: object) -> bool:

@@ -31,10 +31,11 @@ class Task:
     output_kind: ClassVar[str] = "class"  # predict's table: class | labels | mask
     evaluation: ClassVar[str] = "classes"  # evaluate's table: classes | dense
     report_sections: ClassVar[tuple[str, ...]] = (
-        "config", "summary", "curves", "confusion", "errors", "filters", "maps", "patches")
+        "config", "summary", "samples", "curves", "classes", "confusion", "errors", "losses",
+        "filters", "maps", "patches", "saliency", "evolution")
     picture_kinds: ClassVar[tuple[str, ...]] = (
         "filters", "maps", "top-patches", "saliency", "class-model", "evolution", "errors",
-        "curves", "confusion")
+        "top-losses", "curves", "confusion")
     curve_metrics: ClassVar[tuple[str, ...]] = ("acc",)  # what the curves plot, per split
     shardable: ClassVar[bool] = True  # data parallel: each rank scores one shard
     label_offset: ClassVar[int] = 0  # output index of data label c is c + label_offset

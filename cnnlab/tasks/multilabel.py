@@ -25,9 +25,11 @@ class MultiLabel(Task):
     output_kind: ClassVar[str] = "labels"
     evaluation: ClassVar[str] = "dense"
     report_sections: ClassVar[tuple[str, ...]] = (
-        "config", "summary", "curves", "precision", "labels", "filters", "maps", "patches")
+        "config", "summary", "curves", "precision", "labels", "filters", "maps", "patches",
+        "evolution")
     picture_kinds: ClassVar[tuple[str, ...]] = (
-        "filters", "maps", "top-patches", "saliency", "class-model", "evolution", "curves")
+        "filters", "maps", "top-patches", "saliency", "class-model", "evolution", "curves",
+        "errors")  # errors: the scenes whose label set is wrong
     curve_metrics: ClassVar[tuple[str, ...]] = ("map", "acc")
     shardable: ClassVar[bool] = False
 

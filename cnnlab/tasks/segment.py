@@ -25,9 +25,11 @@ class Segment(Task):
     output_kind: ClassVar[str] = "mask"
     evaluation: ClassVar[str] = "dense"
     report_sections: ClassVar[tuple[str, ...]] = (
-        "config", "summary", "curves", "segmentation", "filters", "maps", "patches")
+        "config", "summary", "curves", "segmentation", "filters", "maps", "patches",
+        "evolution")
     picture_kinds: ClassVar[tuple[str, ...]] = (
-        "filters", "maps", "top-patches", "evolution", "curves", "segmentation")
+        "filters", "maps", "top-patches", "evolution", "curves", "segmentation",
+        "confusion")  # confusion: of pixels, background included
     curve_metrics: ClassVar[tuple[str, ...]] = ("miou", "acc")
     shardable: ClassVar[bool] = False
     label_offset: ClassVar[int] = 1  # mask value c + 1 = class c; 0 = background

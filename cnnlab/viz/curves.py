@@ -20,12 +20,21 @@ from cnnlab.errors import DataError
 from cnnlab.runs import reader as runs_reader
 from cnnlab.runs.layout import INDEX, METRICS
 
-# (axis title, [(metrics.jsonl key, legend label)]) per panel
-PANELS = [
-    ("loss", [("train_loss", "train"), ("val_loss", "validation")]),
-    ("accuracy", [("train_acc", "train"), ("val_acc", "validation")]),
-    ("learning rate", [("lr", "lr")]),
-]
+MIN_FONT = 9  # points: no text on a figure is smaller (at the saved DPI, 100)
+LOSS = ("loss", [("train_loss", "train"), ("val_loss", "validation")])
+LR = ("learning rate", [("lr", "lr")])
+
+
+def metric_panels(metrics: tuple[str, ...] = ("acc",), labels: dict[str, str] | None = None
+                  ) -> list[tuple[str, list[tuple[str, str]]]]:
+    """The curves' panels: the loss, one panel per metric the task declares
+    (``task.curve_metrics``, the main one first: mAP, mIoU, accuracy), the learning rate."""
+    labels = labels or {}
+    panels = [LOSS]
+    for metric in metrics:
+        panels.append((labels.get(metric, "accuracy" if metric == "acc" else metric),
+                       [(f"train_{metric}", "train"), (f"val_{metric}", "validation")]))
+    return [*panels, LR]
 
 
 def read_metrics(run_dir: str | Path) -> list[dict]:
@@ -40,24 +49,48 @@ def read_metrics(run_dir: str | Path) -> list[dict]:
     return records
 
 
-def curves_figure(records: list[dict]):
-    """Loss, accuracy and learning rate against the epoch, one panel each."""
+def curves_figure(records: list[dict], *, metrics: tuple[str, ...] = ("acc",),
+                  labels: dict[str, str] | None = None, steps: list[dict] | None = None,
+                  title: str = ""):
+    """Loss, each of ``metrics`` and the learning rate against the epoch, one panel each.
+    With ``steps`` (``steps.jsonl``'s records) the training loss, accuracy and learning rate
+    are drawn per window of steps at fractional epochs (a thin line under the epoch markers),
+    so a short run still has a curve and a warm-up's peak shows."""
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(11, 3.2), dpi=100, layout="constrained")
-    axes = fig.subplots(1, len(PANELS))
-    for ax, (title, series) in zip(axes, PANELS, strict=True):
+    panels = metric_panels(metrics, labels)
+    fig = Figure(figsize=(3.7 * len(panels), 3.4), dpi=100, layout="constrained")
+    axes = fig.subplots(1, len(panels))
+    step_keys = {"train_loss": "loss", "train_acc": "acc", "lr": "lr"}
+    for ax, (name, series) in zip(axes, panels, strict=True):
         for key, label in series:
+            per_step = [(s["epoch"], s[step_keys[key]]) for s in steps or []
+                        if key in step_keys and s.get(step_keys[key]) is not None]
+            if per_step:
+                x, y = zip(*per_step, strict=True)
+                ax.plot(x, y, linewidth=1, alpha=0.8, label=f"{label} (per step)",
+                        color="C0" if key != "lr" else "C2")
             points = [(r["epoch"], r[key]) for r in records if r.get(key) is not None]
-            if points:
+            if points and not (per_step and key == "lr"):
                 epochs, values = zip(*points, strict=True)
-                ax.plot(epochs, values, marker="o", markersize=3, label=label)
-        ax.set_title(title)
+                ax.plot(epochs, values, marker="o", markersize=4, linestyle="-" if not per_step
+                        else "none", label=label)
+        ax.set_title(name, fontsize=11)
         ax.set_xlabel("epoch")
         ax.grid(alpha=0.3)
-        if len(series) > 1:
-            ax.legend()
+        if ax.lines and len(ax.lines) > 1:
+            ax.legend(fontsize=MIN_FONT)
+    if title:
+        fig.suptitle(title, fontsize=12)
     return fig
+
+
+def run_curves(run, title: str = ""):
+    """:func:`curves_figure` of an opened run (:class:`~cnnlab.runs.reader.OpenRun`): the
+    metrics its task declares (``task.curve_metrics``: mAP for multilabel, mIoU for segment,
+    the metric that picks the best checkpoint, first), per step from ``steps.jsonl``."""
+    return curves_figure(read_metrics(run.run_dir), metrics=run.task.curve_metrics,
+                         labels=run.task.metric_labels, steps=run.steps(), title=title)
 
 
 def read_test_metrics(run_dir: str | Path) -> dict:
@@ -111,31 +144,51 @@ def compare_figure(runs: dict[str, list[dict]]):
         ax.set_xlabel("epoch")
         ax.grid(alpha=0.3)
         if ax.lines:  # a run with no epochs (cnnlab bovw) draws nothing
-            ax.legend(fontsize=8)
+            ax.legend(fontsize=MIN_FONT)
     return fig
 
 
-def confusion_figure(confusion: list[list[int]], classes: list[str]):
-    """Heat map of a confusion matrix (rows = true class, columns = predicted), with counts."""
+def normalize_rows(confusion: list[list[int]]) -> list[list[float]]:
+    """Each row divided by its sum (the fraction of each true class given each answer; a
+    class with no images stays 0).
+
+    Example:
+        >>> normalize_rows([[3, 1], [0, 0]])
+        [[0.75, 0.25], [0.0, 0.0]]
+    """
+    return [[v / sum(row) if sum(row) else 0.0 for v in row] for row in confusion]
+
+
+def confusion_figure(confusion: list[list[int]], classes: list[str], *,
+                     normalize: bool = False, title: str = ""):
+    """Heat map of a confusion matrix (rows = true class, columns = predicted), with the
+    counts (or, ``normalize``, each true class's fractions) in the cells and a colour bar."""
     from matplotlib.figure import Figure
 
     n = len(classes)
-    side = min(12.0, 2.5 + 0.45 * n)
+    values = normalize_rows(confusion) if normalize else confusion
+    side = min(12.0, 3.2 + 0.45 * n)
     fig = Figure(figsize=(side, side * 0.85), dpi=100, layout="constrained")
     ax = fig.subplots()
-    image = ax.imshow(confusion, cmap="Blues")
-    fig.colorbar(image, ax=ax, shrink=0.8)
+    image = ax.imshow(values, cmap="Blues", vmin=0, vmax=1 if normalize else None)
+    bar = fig.colorbar(image, ax=ax, shrink=0.8)
+    bar.set_label("fraction of the true class" if normalize else "images")
     if n <= 30:
-        ax.set_xticks(range(n), classes, rotation=90 if n > 10 else 0)
+        long = n > 10 or max(len(c) for c in classes) * n > 40  # names would run together
+        ax.set_xticks(range(n), classes, rotation=45 if long else 0, ha="right" if long
+                      else "center", rotation_mode="anchor")
         ax.set_yticks(range(n), classes)
-        high = max(max(row) for row in confusion) or 1
-        for i, row in enumerate(confusion):
-            for j, count in enumerate(row):
-                if count and n <= 20:
-                    ax.text(j, i, str(count), ha="center", va="center", fontsize=8,
-                            color="white" if count > high / 2 else "black")
+        high = max(max(row) for row in values) or 1
+        for i, row in enumerate(values):
+            for j, value in enumerate(row):
+                if value and n <= 20:
+                    text = f"{value:.2f}".lstrip("0") if normalize else str(value)
+                    ax.text(j, i, text, ha="center", va="center", fontsize=MIN_FONT,
+                            color="white" if value > high / 2 else "black")
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
+    ax.set_title(title or ("confusion matrix, normalised per true class" if normalize
+                           else "confusion matrix (counts)"), fontsize=11)
     return fig
 
 

@@ -83,7 +83,7 @@ def evolution_grid(evo: Evolution, *, scale: int | None = None) -> Grid:
     """One row per unit, one column per snapshot epoch, captioned ``epoch N``."""
     epochs = evo.patches.shape[1]
     tiles = evo.patches.flatten(0, 1).float() / 255  # (U*E, C, s, s)
-    scale = scale or math.ceil(48 / tiles.shape[-1])
+    scale = scale or math.ceil(64 / tiles.shape[-1])
     values = evo.values.flatten().tolist()  # unit-major, like the tiles
     captions = [f"ep {evo.epochs[i % epochs]}\n{v:.2f}" for i, v in enumerate(values)]
     for u, unit in enumerate(evo.units):  # name the unit under its row's first tile

@@ -2,8 +2,9 @@
 "multi-layer architecture helps to generate more complicated templates").
 
 The first layer's kernels act on pixels, so each is shown as a small image: RGB when the layer
-sees 3 channels, grey otherwise, min-max scaled per filter. A deeper layer's kernel has one slice
-per input map; :func:`filter_tiles` with ``per_channel=True`` lays them out one row per filter.
+sees 3 channels (grey = 0), a diverging blue-white-red map otherwise, all on one scale with a
+colour bar so filters can be compared. A deeper layer's kernel has one slice per input map;
+:func:`filter_tiles` with ``per_channel=True`` lays them out one row per filter.
 
 Example:
     >>> from cnnlab.models import create
@@ -18,7 +19,7 @@ import torch
 from torch import nn
 
 from cnnlab.errors import ModelError
-from cnnlab.viz.grids import Grid, make_grid
+from cnnlab.viz.grids import Grid, colour_bar, make_grid, signed_tiles
 from cnnlab.viz.maps import resolve_layer
 
 
@@ -54,32 +55,44 @@ MAX_PIXELS = 4_000_000  # pixel budget of a per-channel grid (rows are dropped b
 def filter_grid(model: nn.Module, layer: str | None = None, *, per_channel: bool | None = None,
                 scale: int | None = None, max_filters: int = 256,
                 max_channels: int = MAX_CHANNELS, max_pixels: int = MAX_PIXELS) -> Grid:
-    """The kernels of ``layer`` as a grid of tiles, each normalised on its own; per-channel
-    grids have one row per filter (``in`` tiles wide), at most ``max_channels`` input channels
-    and about ``max_pixels`` pixels. At most ``max_filters`` filters; ``Grid.note`` says what
-    was left out."""
+    """The kernels of ``layer`` as a grid of numbered tiles, all on one shared scale so they
+    can be compared: grey kernels in a diverging map (blue < 0 < red, white = 0) with its
+    colour bar, colour kernels around grey = 0. Per-channel grids have one row per filter
+    (``in`` tiles wide), at most ``max_channels`` input channels and about ``max_pixels``
+    pixels. At most ``max_filters`` filters; ``Grid.note`` says what was left out."""
     full = conv_weight(model, layer)  # (out, in, kh, kw)
     weight = full[:max_filters]
     scale = scale or max(1, 48 // max(weight.shape[-2:]))
     per_channel = weight.shape[1] not in (1, 3) if per_channel is None else per_channel
+    m = float(weight.abs().max()) or 1e-12
+    if not per_channel and weight.shape[1] == 3:
+        # colour kernels: one shared scale, grey = 0 (a weight's sign shows as the colour)
+        tiles = (0.5 + weight / (2 * m)).clamp(0, 1)
+        grid = make_grid(tiles, scale=scale, normalize="none", captions=_numbers(len(weight)))
+        grid.legend = colour_bar(-m, m, "weight per channel (grey = 0)")
+        return _noted(grid, weight, full, per_channel)
     if not per_channel:
-        grid = make_grid(filter_tiles(weight, per_channel=False), scale=scale, normalize="each")
+        tiles, m = signed_tiles(filter_tiles(weight, per_channel=False))
+        grid = make_grid(tiles, scale=scale, normalize="none", captions=_numbers(len(weight)))
     else:
         weight = weight[:, :max_channels]
         tile = (weight.shape[-2] * scale + 2) * (weight.shape[-1] * scale + 2)
         weight = weight[:max(1, max_pixels // (tile * weight.shape[1]))]
-        # per input channel: one filter's slices share its scale, as they act together
-        tiles = _normalise_per_filter(filter_tiles(weight, per_channel=True), weight.shape[1])
+        tiles, m = signed_tiles(filter_tiles(weight, per_channel=True))
         grid = make_grid(tiles, columns=weight.shape[1], scale=scale, normalize="none")
+        grid.note = f"one row per filter (0..{len(weight) - 1}), one tile per input channel"
+    grid.legend = colour_bar(-m, m, "weight", signed=True)
+    return _noted(grid, weight, full, per_channel)
+
+
+def _numbers(count: int) -> list[str] | None:
+    """Tile indices as captions, for grids of up to 64 filters."""
+    return [str(i) for i in range(count)] if count <= 64 else None
+
+
+def _noted(grid: Grid, weight: torch.Tensor, full: torch.Tensor, per_channel: bool) -> Grid:
     shown, kept = weight.shape[:2], full.shape[:2]
     if shown[0] < kept[0] or (per_channel and shown[1] < kept[1]):
         grid.note = (f"showing {shown[0]} of {kept[0]} filters"
                      + (f" x {shown[1]} of {kept[1]} input channels" if per_channel else ""))
     return grid
-
-
-def _normalise_per_filter(tiles: torch.Tensor, per_filter: int) -> torch.Tensor:
-    groups = tiles.reshape(-1, per_filter * tiles[0].numel())  # (out, in*kh*kw)
-    low, high = groups.amin(1, keepdim=True), groups.amax(1, keepdim=True)
-    scaled = (groups - low) / (high - low).clamp(min=1e-12)
-    return scaled.reshape(tiles.shape)

@@ -14,6 +14,7 @@ Example:
 from __future__ import annotations
 
 import base64
+import functools
 import io
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +27,17 @@ from cnnlab.runs.outputs import write_output
 
 BACKGROUND = (255, 255, 255)
 TEXT = (20, 20, 20)
-CAPTION_LINE = 13  # pixels per caption line (Pillow's default font is ~12 px high)
+DPI = 100  # pixels per inch of every saved picture
+FONT_PX = 13  # caption font: 13 px = 9.4 pt at DPI, the smallest text on any picture
+TITLE_PX = 16  # title font
+CAPTION_LINE = 16  # pixels per caption line
+
+
+@functools.cache
+def font(size: int = FONT_PX) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
+    """Pillow's built-in scalable font at ``size`` pixels (its bitmap font, ~11 px, only when
+    Pillow was built without FreeType)."""
+    return ImageFont.load_default(size=size)
 
 
 @dataclass(frozen=True)
@@ -66,10 +77,30 @@ class Grid:
     image: Image.Image
     layout: GridLayout
     note: str = ""  # e.g. what was left out when a grid was capped
+    title: str = ""  # what the picture shows: layer, run, data
+    legend: Image.Image | None = None  # a colour bar or class legend shown under the grid
+
+    def framed(self, *, title: bool = True) -> Image.Image:
+        """The grid with its title above, its note and legend below (what :meth:`save`
+        writes; the report puts the title in its caption instead: ``title=False``)."""
+        image = with_footer(self.image, self.note) if self.note else self.image
+        image = below(image, self.legend) if self.legend is not None else image
+        return titled(image, self.title) if self.title and title else image
+
+    @property
+    def top(self) -> int:
+        """Pixels above the grid in :meth:`framed` (the title's height)."""
+        return TITLE_PX + 10 if self.title else 0
+
+    def _repr_png_(self) -> bytes:
+        """Jupyter: the framed grid, inline."""
+        buffer = io.BytesIO()
+        self.framed().save(buffer, format="PNG")
+        return buffer.getvalue()
 
     def save(self, path: str | Path) -> Path:
-        """Write the grid (with its note, if any, as a line of text below it)."""
-        return save_png(with_footer(self.image, self.note) if self.note else self.image, path)
+        """Write the grid (title above, note, if any, as a line of text below it)."""
+        return save_png(self.framed(), path)
 
 
 def normalize_tiles(tiles: torch.Tensor, mode: str = "each") -> torch.Tensor:
@@ -82,6 +113,13 @@ def normalize_tiles(tiles: torch.Tensor, mode: str = "each") -> torch.Tensor:
     low, high = x.amin(dim=dims, keepdim=True), x.amax(dim=dims, keepdim=True)
     span = high - low
     return torch.where(span > 0, (x - low) / span.clamp(min=1e-12), torch.full_like(x, 0.5))
+
+
+def signed_tiles(tiles: torch.Tensor) -> tuple[torch.Tensor, float]:
+    """Grey tiles ``(N, 1, h, w)`` on one shared, symmetric scale -> :func:`diverging` RGB
+    tiles and the scale ``m`` (white = 0, full red = +m, full blue = -m)."""
+    m = float(tiles.detach().abs().max()) if tiles.numel() else 0.0
+    return diverging(tiles.detach().float().cpu() / max(m, 1e-12)), m
 
 
 def to_pil(tile: torch.Tensor) -> Image.Image:
@@ -109,14 +147,12 @@ def make_grid(
     if scale != 1:
         x = F.interpolate(x, scale_factor=scale, mode="nearest")  # (N, C, h*s, w*s)
     draw = ImageDraw.Draw(image)
-    font = ImageFont.load_default()
     for i in range(n):
         left, top, _, bottom = layout.box(i)
         image.paste(to_pil(x[i]), (left, top))
-        if captions:
-            text = "\n".join(clip_text(line, font, layout.tile_w + pad)
-                             for line in captions[i].split("\n"))
-            draw.multiline_text((left, bottom), text, fill=TEXT, font=font, spacing=0)
+        for k, line in enumerate(captions[i].split("\n") if captions else []):
+            draw.text((left, bottom + k * CAPTION_LINE), clip_text(line, font(),
+                      layout.tile_w + pad), fill=TEXT, font=font())
     return Grid(image, layout)
 
 
@@ -131,12 +167,62 @@ def clip_text(text: str, font: ImageFont.ImageFont, width: int) -> str:
 
 def with_footer(image: Image.Image, text: str) -> Image.Image:
     """``image`` with a line of ``text`` below it (the grid itself stays at the top left)."""
-    font = ImageFont.load_default()
-    width = max(image.width, int(font.getlength(text)) + 4)
+    width = max(image.width, int(font().getlength(text)) + 4)
     framed = Image.new("RGB", (width, image.height + CAPTION_LINE + 4), BACKGROUND)
     framed.paste(image, (0, 0))
-    ImageDraw.Draw(framed).text((2, image.height + 2), text, fill=TEXT, font=font)
+    ImageDraw.Draw(framed).text((2, image.height + 2), text, fill=TEXT, font=font())
     return framed
+
+
+def titled(image: Image.Image, title: str) -> Image.Image:
+    """``image`` below a line of ``title`` (at :data:`TITLE_PX`), widened when the title is."""
+    big = font(TITLE_PX)
+    width = max(image.width, int(big.getlength(title)) + 8)
+    out = Image.new("RGB", (width, image.height + TITLE_PX + 10), BACKGROUND)
+    ImageDraw.Draw(out).text((4, 4), title, fill=TEXT, font=big)
+    out.paste(image, (0, TITLE_PX + 10))
+    return out
+
+
+def diverging(x: torch.Tensor) -> torch.Tensor:
+    """Signed values in [-1, 1] ``(N, 1, h, w)`` -> RGB ``(N, 3, h, w)``: blue for negative,
+    white for 0, red for positive (a diverging map: the sign of a weight stays readable).
+
+    Example:
+        >>> diverging(torch.tensor([-1.0, 0.0, 1.0]).view(3, 1, 1, 1))[:, :, 0, 0].tolist()
+        [[0.0, 0.0, 1.0], [1.0, 1.0, 1.0], [1.0, 0.0, 0.0]]
+    """
+    v = x.clamp(-1, 1)
+    pos, neg = v.clamp(min=0), (-v).clamp(min=0)
+    return torch.cat([1 - neg, 1 - pos - neg, 1 - pos], dim=1)
+
+
+def colour_bar(low: float, high: float, label: str, *, signed: bool = False,
+               colours=None, width: int = 200) -> Image.Image:
+    """A horizontal colour bar from ``low`` to ``high`` (grey; :func:`diverging` when
+    ``signed``; or ``colours``, a function of values in [0, 1] ``(1, 1, h, w)`` -> RGB
+    ``(1, 3, h, w)``), its ends numbered below, ``label`` to its right."""
+    ramp = torch.linspace(-1 if signed else 0, 1, width).view(1, 1, 1, width).expand(1, 1, 12, -1)
+    strip = (diverging(ramp) if signed else colours(ramp) if colours
+             else ramp.expand(1, 3, -1, -1))[0]
+    out = Image.new("RGB", (width + 16 + int(font().getlength(label)), 12 + CAPTION_LINE + 6),
+                    BACKGROUND)
+    out.paste(to_pil(strip), (4, 2))
+    draw = ImageDraw.Draw(out)
+    draw.text((4, 16), f"{low:.3g}", fill=TEXT, font=font())
+    right = f"{high:.3g}"
+    draw.text((4 + width - font().getlength(right), 16), right, fill=TEXT, font=font())
+    draw.text((width + 12, 0), label, fill=TEXT, font=font())
+    return out
+
+
+def below(image: Image.Image, extra: Image.Image) -> Image.Image:
+    """``image`` with ``extra`` (a colour bar, a legend) under it, left-aligned."""
+    out = Image.new("RGB", (max(image.width, extra.width), image.height + extra.height),
+                    BACKGROUND)
+    out.paste(image, (0, 0))
+    out.paste(extra, (0, image.height))
+    return out
 
 
 def fit_width(image: Image.Image, max_width: int) -> Image.Image:
@@ -155,8 +241,40 @@ def save_png(image: Image.Image, path: str | Path) -> Path:
     return write_output(path, buffer.getvalue())
 
 
-def png_data_uri(image: Image.Image) -> str:
-    """``data:image/png;base64,...`` of ``image``, for self-contained HTML."""
+def compact(image: Image.Image, colors: int | None = None) -> Image.Image:
+    """``image`` in the smallest PNG mode that keeps it: grey (``L``) when every pixel is
+    grey, a palette when it has at most 256 colours (both lossless); with ``colors``, a
+    palette of that many colours even when that loses some (charts: flat colours, antialiased
+    edges)."""
+    rgb = image.convert("RGB")
+    r, g, b = rgb.split()
+    if r.tobytes() == g.tobytes() == b.tobytes():
+        return r
+    if rgb.getcolors(256) is not None:
+        return rgb.quantize(colors=256, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE)
+    if colors:
+        return rgb.quantize(colors=colors, method=Image.Quantize.MEDIANCUT,
+                            dither=Image.Dither.NONE)
+    return rgb
+
+
+def png_data_uri(image: Image.Image, colors: int | None = None) -> str:
+    """``data:image/png;base64,...`` of ``image`` (:func:`compact`), for self-contained HTML."""
     buffer = io.BytesIO()
-    image.save(buffer, format="PNG", optimize=True)
+    compact(image, colors).save(buffer, format="PNG", optimize=True)
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+PHOTO_QUALITY = 85  # WebP quality of embedded colour photographs
+
+
+def data_uri(image: Image.Image, colors: int | None = None) -> str:
+    """A ``data:`` URI as small as the picture allows: a lossless PNG for grey pictures,
+    pictures of at most 256 colours and charts (``colors``), a WebP of quality
+    :data:`PHOTO_QUALITY` for colour photographs (CIFAR tiles: about a quarter of the PNG)."""
+    kept = compact(image, colors)
+    if kept.mode != "RGB":
+        return png_data_uri(kept)
+    buffer = io.BytesIO()
+    kept.save(buffer, format="WEBP", quality=PHOTO_QUALITY, method=6)
+    return "data:image/webp;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")

@@ -22,7 +22,7 @@ from torch import nn
 
 from cnnlab.analysis.features import capture, conv_layers, resolve_layer  # noqa: F401 (re-exported)
 from cnnlab.errors import ModelError
-from cnnlab.viz.grids import Grid, make_grid
+from cnnlab.viz.grids import Grid, colour_bar, make_grid, signed_tiles
 
 
 def unit_count(model: nn.Module, path: str) -> int:
@@ -52,10 +52,16 @@ def feature_maps(model: nn.Module, x: torch.Tensor, layers: list[str]) -> dict[s
     return {name: store[path].detach() for name, path in paths.items()}
 
 
-def maps_grid(maps: torch.Tensor, *, max_maps: int = 64, scale: int | None = None) -> Grid:
-    """The maps of one image ``(C, H', W')`` as a grey grid, each map min-max scaled on its own
-    (so a weak map still shows its pattern); at most ``max_maps`` maps."""
+def maps_grid(maps: torch.Tensor, *, max_maps: int = 64, scale: int | None = None,
+              units: list[int] | None = None) -> Grid:
+    """The maps of one image ``(C, H', W')``, at most ``max_maps``, numbered (``units``, or
+    0, 1, ...), on one shared symmetric scale (maps of a layer are compared: a weak map looks
+    weak) in a diverging map, blue < 0 < red, with its colour bar."""
     tiles = maps[:max_maps, None].float()  # (C, 1, H', W')
     scale = scale or max(1, 64 // max(tiles.shape[-2:]))
-    return make_grid(tiles, scale=scale, normalize="each",
-                     columns=min(8, tiles.shape[0]))
+    coloured, m = signed_tiles(tiles)
+    numbers = units or list(range(tiles.shape[0]))
+    grid = make_grid(coloured, scale=scale, normalize="none", columns=min(8, tiles.shape[0]),
+                     captions=[str(u) for u in numbers[:tiles.shape[0]]])
+    grid.legend = colour_bar(-m, m, "activation (before the ReLU)", signed=True)
+    return grid

@@ -133,7 +133,7 @@ def patches_grid(patches: torch.Tensor, values: torch.Tensor, units: list[int] |
     (the row's first caption also names the unit: ``u3: 2.52``)."""
     k = patches.shape[1]
     tiles = patches.flatten(0, 1).float() / 255  # (U*k, C, s, s)
-    scale = scale or math.ceil(48 / patches.shape[-1])  # captions need ~48 px of width
+    scale = scale or math.ceil(64 / patches.shape[-1])  # captions need ~64 px of width
     units = units if units is not None else list(range(patches.shape[0]))
     captions = [f"u{units[i // k]}: {v:.2f}" if i % k == 0 else f"{v:.2f}"
                 for i, v in enumerate(values.flatten().tolist())]

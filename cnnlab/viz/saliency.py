@@ -79,10 +79,15 @@ def _conv_choices(model: nn.Module) -> str:
     return ", ".join(f"conv{i + 1} ({p})" for i, p in enumerate(convs)) or "(none)"
 
 
+def heat_colours(h: torch.Tensor) -> torch.Tensor:
+    """Heat in [0, 1] ``(B, 1, H, W)`` -> RGB ``(B, 3, H, W)``: black, red, yellow."""
+    return torch.cat([h.clamp(max=0.5) * 2, (h - 0.5).clamp(min=0) * 2, torch.zeros_like(h)], 1)
+
+
 def heat_overlay(image: torch.Tensor, heat: torch.Tensor, *, alpha: float = 0.55) -> torch.Tensor:
     """An image ``(C, H, W)`` in [0, 1] with a heat map ``(H, W)`` blended on top in red-yellow:
     ``(3, H, W)`` in [0, 1]."""
     grey = image.mean(0, keepdim=True).expand(3, -1, -1) if image.shape[0] == 1 else image
     h = normalize_tiles(heat[None, None])[0, 0]  # (H, W) in [0, 1]
-    colour = torch.stack([h.clamp(max=0.5) * 2, (h - 0.5).clamp(min=0) * 2, torch.zeros_like(h)])
+    colour = heat_colours(h[None, None])[0]
     return (1 - alpha * h) * grey + alpha * h * colour

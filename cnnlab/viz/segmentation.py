@@ -11,9 +11,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image, ImageDraw
 
-from cnnlab.viz.grids import BACKGROUND, CAPTION_LINE, TEXT, Grid, make_grid, save_png
+from cnnlab.tasks.metrics import confusion_matrix
+from cnnlab.viz.grids import BACKGROUND, CAPTION_LINE, TEXT, Grid, below, font, make_grid, save_png
 
 # background (unused: the image shows through), then 10 colours that differ from each other and
 # from white strokes and black background: tab10 without its grey, plus magenta.
@@ -21,7 +22,7 @@ PALETTE = torch.tensor([
     [0, 0, 0], [31, 119, 180], [255, 127, 14], [44, 160, 44], [214, 39, 40], [148, 103, 189],
     [140, 86, 75], [227, 119, 194], [188, 189, 34], [23, 190, 207], [255, 0, 255],
 ], dtype=torch.float32) / 255
-SWATCH = 10  # legend colour square, pixels
+SWATCH = 12  # legend colour square, pixels
 
 
 def class_colours(num_classes: int) -> torch.Tensor:
@@ -73,26 +74,29 @@ def legend_colours(classes: list[str]) -> dict[str, str]:
 def add_legend(image: Image.Image, classes: list[str]) -> Image.Image:
     """``image`` with rows of "colour square + class name" appended below it, wrapped to its
     width (at least one entry per row)."""
-    font = ImageFont.load_default()
+    return below(image, legend_strip(classes, image.width))
+
+
+def legend_strip(classes: list[str], width: int) -> Image.Image:
+    """Rows of "colour square + class name" (each class's mask colour), wrapped to ``width``
+    pixels (at least one entry per row)."""
     colours = (class_colours(len(classes) + 1)[1:] * 255).round().int().tolist()
-    widths = [SWATCH + 4 + int(font.getlength(name)) + 10 for name in classes]
+    widths = [SWATCH + 4 + int(font().getlength(name)) + 10 for name in classes]
     rows, x = [[]], 0
-    for i, width in enumerate(widths):
-        if rows[-1] and x + width > image.width:
+    for i, w in enumerate(widths):
+        if rows[-1] and x + w > width:
             rows.append([])
             x = 0
         rows[-1].append((i, x))
-        x += width
-    out = Image.new("RGB", (image.width, image.height + 4 + len(rows) * CAPTION_LINE),
-                    BACKGROUND)
-    out.paste(image, (0, 0))
+        x += w
+    out = Image.new("RGB", (max(width, 1), 4 + len(rows) * CAPTION_LINE), BACKGROUND)
     draw = ImageDraw.Draw(out)
     for r, row in enumerate(rows):
-        top = image.height + 4 + r * CAPTION_LINE
+        top = 4 + r * CAPTION_LINE
         for i, left in row:
-            draw.rectangle((left + 2, top, left + 1 + SWATCH, top + SWATCH - 1),
+            draw.rectangle((left + 2, top + 1, left + 1 + SWATCH, top + SWATCH),
                            fill=tuple(colours[i]))
-            draw.text((left + SWATCH + 4, top - 1), classes[i], fill=TEXT, font=font)
+            draw.text((left + SWATCH + 4, top - 1), classes[i], fill=TEXT, font=font())
     return out
 
 
@@ -150,4 +154,20 @@ def run_segmentation_grid(run, split: str = "test", count: int = 8) -> Grid:
     source = run.source(data)
     x, _ = next(source.batches())  # (B, C, H, W) normalised, in data order
     pred = run.model(x).argmax(1).cpu()  # (B, H, W) class per pixel
-    return segmentation_grid(source.images.cpu(), data.masks, pred, classes=data.classes)
+    grid = segmentation_grid(source.images.cpu(), data.masks, pred, classes=data.classes)
+    grid.legend = legend_strip(data.classes, grid.image.width)
+    return grid
+
+
+@torch.no_grad()
+def pixel_confusion(run, split: str = "test") -> list[list[int]]:
+    """The pixel confusion matrix of a segment run on ``split``: rows = true class, columns =
+    predicted, background first (the counts behind pixel accuracy and IoU)."""
+    data = run.load_split(split)
+    source = run.source(data, batch_size=64)
+    source.labels = run.task.targets(data).to(source.images.device)
+    k = len(run.classes)
+    total = torch.zeros(k, k, dtype=torch.long)
+    for x, y in source.batches():
+        total += confusion_matrix(run.model(x).argmax(1).cpu(), y.cpu(), k)
+    return total.tolist()

@@ -9,9 +9,11 @@ pick layers, units and images so that ``visualize("maps", run)`` just works.
 | saliency    | input gradient and Grad-CAM                      | first 8 test images, predicted |
 | class-model | image maximising each class score                | every class (at most 10)       |
 | evolution   | strongest patch per unit per snapshot epoch      | last conv, first 8 units       |
-| errors      | misclassified test images, true->pred, top-2     | first 100 errors               |
-| curves      | loss/accuracy/lr per epoch                       |                                |
-| confusion   | confusion-matrix heat map                        | test split                     |
+| errors      | misclassified images with probabilities          | first 100 errors               |
+|             | (multilabel: scenes with a wrong label set)      |                                |
+| top-losses  | largest -log p(true), and most confused pairs    | 30 images                      |
+| curves      | loss, the task's metrics, lr per step and epoch  |                                |
+| confusion   | confusion-matrix heat map (segment: pixels)      | test split, counts + normalised|
 | segmentation| image / truth / predicted mask, side by side     | first 8 test images            |
 
 Example:
@@ -25,11 +27,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from PIL import Image
 
 from cnnlab.errors import ConfigError, ModelError, choices_hint
 from cnnlab.runs.reader import OpenRun, open_run
 from cnnlab.tasks import get_task, task_names
-from cnnlab.viz.grids import make_grid, normalize_tiles, save_png
+from cnnlab.viz.grids import make_grid, normalize_tiles, png_data_uri, save_png
 from cnnlab.viz.inputs import image_input, to_display
 from cnnlab.viz.kd_filters import draw_kd_filters
 from cnnlab.viz.kd_maps import draw_kd_maps, draw_kd_saliency
@@ -47,6 +50,7 @@ class Request:
     limit: int | None = None  # images searched (top-patches, evolution)
     count: int | None = None  # images shown (segmentation)
     index: int = 0  # first image of the split shown (maps, saliency)
+    normalize: bool = False  # confusion: also the matrix normalised per true class
 
     def __post_init__(self) -> None:
         for flag, value in (("--limit", self.limit), ("--count", self.count)):
@@ -82,6 +86,12 @@ def sample_inputs(run: OpenRun, request: Request, count: int) -> tuple[torch.Ten
         f"#{i} true {run.task.label_name(run.classes, int(data.labels[i]))}" for i in picked]
 
 
+def about(run: OpenRun, split: str | None = None) -> str:
+    """``run lenet5-mnist, mnist test``: what a title names besides the picture."""
+    data = f", {run.data_name}" + (f" {split}" if split else "") if run.data_name else ""
+    return f"run {run.run_dir.name}{data}"
+
+
 def alias(run: OpenRun, layer: str) -> str:
     from cnnlab.viz.maps import conv_alias
 
@@ -93,7 +103,9 @@ def draw_filters(run: OpenRun, request: Request, out: Path) -> list[Path]:
     from cnnlab.viz.maps import resolve_layer
 
     path = resolve_layer(run.model, request.layer)
-    return [filter_grid(run.model, path).save(out / f"filters-{alias(run, path)}.png")]
+    grid = filter_grid(run.model, path)
+    grid.title = f"filters of {alias(run, path)} ({path}), {about(run)}"
+    return [grid.save(out / f"filters-{alias(run, path)}.png")]
 
 
 def draw_maps(run: OpenRun, request: Request, out: Path) -> list[Path]:
@@ -103,16 +115,20 @@ def draw_maps(run: OpenRun, request: Request, out: Path) -> list[Path]:
     x, names = sample_inputs(run, request, 1)
     layers = [request.layer] if request.layer else conv_layers(run.model)
     maps = feature_maps(run.model, x[:1], layers)
-    written = [save_png(make_grid(to_display(x[:1], run.preprocess), scale=4,
-                                  normalize="none", captions=names[:1]).image, out / "input.png")]
+    shown = make_grid(to_display(x[:1], run.preprocess), scale=max(1, 128 // x.shape[-1]),
+                      normalize="none", captions=names[:1])
+    shown.title = f"input, {about(run, request.split)}"
+    written = [shown.save(out / "input.png")]
     for name, value in maps.items():
         if value.dim() != 4:
             raise ModelError(f"layer {name} outputs vectors {tuple(value.shape)}, not maps")
         units = check_units(request.units, value.shape[1],
                             conv_alias(run.model, resolve_layer(run.model, name)))
         chosen = value[0, units]
-        file = f"maps-{alias(run, resolve_layer(run.model, name))}.png"
-        written.append(maps_grid(chosen).save(out / file))
+        layer = alias(run, resolve_layer(run.model, name))
+        grid = maps_grid(chosen, units=units)
+        grid.title = f"feature maps of {layer} for {names[0]}, {about(run, request.split)}"
+        written.append(grid.save(out / f"maps-{layer}.png"))
     return written
 
 
@@ -127,6 +143,8 @@ def draw_top_patches(run: OpenRun, request: Request, out: Path) -> list[Path]:
     top = top_activations(run.model, source, path, units=units)
     patches = top_patches(top, source, receptive_field(run.model, run.input_size, path))
     grid = patches_grid(patches, top.values, top.units)
+    grid.title = (f"top patches of {alias(run, path)}, {len(source.images)} images searched, "
+                  f"{about(run, request.split)}")
     return [grid.save(out / f"top-patches-{alias(run, path)}.png")]
 
 
@@ -145,6 +163,16 @@ def saliency_tiles(run: OpenRun, x: torch.Tensor, target: int | None, layer: str
     return torch.stack(tiles)
 
 
+def saliency_legend() -> Image.Image:
+    """The two colour bars of a saliency panel: grey saliency, red-yellow Grad-CAM, each
+    relative to its image's largest value."""
+    from cnnlab.viz.grids import below, colour_bar
+    from cnnlab.viz.saliency import heat_colours
+
+    return below(colour_bar(0, 1, "saliency |dS/dI|, / its image's largest"),
+                 colour_bar(0, 1, "Grad-CAM, / its image's largest", colours=heat_colours))
+
+
 def draw_saliency(run: OpenRun, request: Request, out: Path) -> list[Path]:
     x, names = sample_inputs(run, request, 8)
     target = None if request.target_class is None else resolve_class(run.classes,
@@ -158,22 +186,32 @@ def draw_saliency(run: OpenRun, request: Request, out: Path) -> list[Path]:
         captions += [name, f"saliency {cls}", f"grad-cam {cls}"]
     scale = max(1, 96 // x.shape[-1])
     grid = make_grid(tiles, columns=3, scale=scale, normalize="none", captions=captions)
+    grid.title = f"saliency and Grad-CAM ({request.layer or 'last conv'}), {about(run)}"
+    grid.legend = saliency_legend()
     return [grid.save(out / "saliency.png")]
 
 
 def draw_class_model(run: OpenRun, request: Request, out: Path) -> list[Path]:
-    from cnnlab.viz.classmodel import class_model
+    from cnnlab.viz.classmodel import regularized_class_model
 
     if request.target_class is not None:
         targets = [resolve_class(run.classes, request.target_class)]
     else:
         targets = list(range(min(10, len(run.classes))))
     device = next(run.model.parameters()).device
-    images = class_model(run.model, targets, run.input_size, device=device).images
-    tiles = normalize_tiles(images.cpu())  # each image min-max scaled on its own
-    grid = make_grid(tiles, columns=min(5, len(targets)), scale=max(1, 96 // tiles.shape[-1]),
+    result = regularized_class_model(run.model, targets, run.input_size, device=device,
+                                     **pixel_range(run))
+    tiles = to_display(result.images, run.preprocess).cpu()  # pixels, as an input would be
+    grid = make_grid(tiles, columns=min(5, len(targets)), scale=max(1, 128 // tiles.shape[-1]),
                      normalize="none", captions=[run.classes[t] for t in targets])
+    grid.title = f"class models (regularised ascent on the class score), {about(run)}"
     return [grid.save(out / "class-model.png")]
+
+
+def pixel_range(run: OpenRun) -> dict[str, torch.Tensor]:
+    """``low``/``high``: the normalised values of pixels 0 and 255, per channel."""
+    mean, std = torch.tensor(run.preprocess.mean), torch.tensor(run.preprocess.std)
+    return {"low": (0 - mean) / std, "high": (1 - mean) / std}
 
 
 def draw_evolution(run: OpenRun, request: Request, out: Path) -> list[Path]:
@@ -181,68 +219,125 @@ def draw_evolution(run: OpenRun, request: Request, out: Path) -> list[Path]:
 
     evo = feature_evolution(run.run_dir, request.layer, units=request.units,
                             split=request.split, limit=request.limit or 2000)
-    return [evolution_grid(evo).save(out / f"evolution-{alias(run, evo.layer)}.png")]
+    grid = evolution_grid(evo)
+    grid.title = f"evolution of {alias(run, evo.layer)} over the snapshots, {about(run)}"
+    return [grid.save(out / f"evolution-{alias(run, evo.layer)}.png")]
 
 
 def draw_errors(run: OpenRun, request: Request, out: Path) -> list[Path]:
+    """Misclassified images; for a multilabel run, the scenes whose label set is wrong."""
     from cnnlab.viz.errors import errors_grid, split_scores
+    from cnnlab.viz.labels import wrong_sets
 
-    scores, images = split_scores(run, request.split)
-    return [errors_grid(scores.errors, images).save(out / f"errors-{request.split}.png")]
+    if run.task.output_kind == "labels":
+        gallery = wrong_sets(run, run.load_split(request.split))
+        grid = gallery.grid
+        grid.title = (f"{len(gallery.index)} scenes with a wrong label set (sigmoid >= "
+                      f"{gallery.threshold}), {about(run, request.split)}")
+    else:
+        scores, images = split_scores(run, request.split)
+        grid = errors_grid(scores.errors, images)
+        grid.title = (f"{grid.layout.count} of {len(scores.errors)} errors, "
+                      f"{about(run, request.split)}")
+    return [grid.save(out / f"errors-{request.split}.png")]
+
+
+def draw_top_losses(run: OpenRun, request: Request, out: Path) -> list[Path]:
+    """The images with the largest loss, and a table of the most confused pairs."""
+    from cnnlab.viz.errors import confused_pairs, losses_grid, split_outputs, top_losses
+
+    result = split_outputs(run, request.split)
+    losses = top_losses(result.probs, result.labels, run.classes, request.count or 30)
+    grid = losses_grid(losses, result.images)
+    pairs = confused_pairs(result.scores.confusion, run.classes, 5)
+    grid.note = "most confused (true -> pred: count): " + ", ".join(
+        f"{t} -> {p}: {n}" for t, p, n in pairs) if pairs else "no confusions"
+    grid.title = f"top {len(losses)} losses -log p(true), {about(run, request.split)}"
+    return [grid.save(out / f"top-losses-{request.split}.png")]
 
 
 def draw_curves(run: OpenRun, request: Request, out: Path) -> list[Path]:
-    from cnnlab.viz.curves import curves_figure, figure_image, read_metrics
+    from cnnlab.viz.curves import figure_image, run_curves
 
-    image = figure_image(curves_figure(read_metrics(run.run_dir)))
-    return [save_png(image, out / "curves.png")]
+    fig = run_curves(run, title=f"training curves, {about(run)}")
+    return [save_png(figure_image(fig), out / "curves.png")]
 
 
 def draw_confusion(run: OpenRun, request: Request, out: Path) -> list[Path]:
+    """Counts (and with ``normalize`` the per-class fractions); a segment run's matrix counts
+    pixels, background included."""
     from cnnlab.viz.curves import confusion_figure, figure_image
     from cnnlab.viz.errors import split_scores
+    from cnnlab.viz.segmentation import pixel_confusion
 
-    scores, _ = split_scores(run, request.split)
-    image = figure_image(confusion_figure(scores.confusion, run.classes))
-    return [save_png(image, out / f"confusion-{request.split}.png")]
+    if run.task.output_kind == "mask":
+        confusion, unit = pixel_confusion(run, request.split), "pixels"
+    else:
+        confusion, unit = split_scores(run, request.split)[0].confusion, "images"
+    written = []
+    for normalize in (False, True) if request.normalize else (False,):
+        fig = confusion_figure(confusion, run.classes, normalize=normalize,
+                               title=f"confusion ({'fractions' if normalize else unit}), "
+                                     f"{about(run, request.split)}")
+        name = f"confusion-{request.split}{'-normalized' if normalize else ''}.png"
+        written.append(save_png(figure_image(fig), out / name))
+    return written
 
 
 def draw_segmentation(run: OpenRun, request: Request, out: Path) -> list[Path]:
     from cnnlab.viz.segmentation import run_segmentation_grid
 
     grid = run_segmentation_grid(run, request.split, request.count or 8)
+    grid.title = f"image, true mask, predicted mask, {about(run, request.split)}"
     return [grid.save(out / f"segmentation-{request.split}.png")]
 
 
 KINDS = {
     "filters": draw_filters, "maps": draw_maps, "top-patches": draw_top_patches,
     "saliency": draw_saliency, "class-model": draw_class_model, "evolution": draw_evolution,
-    "errors": draw_errors, "curves": draw_curves, "confusion": draw_confusion,
+    "errors": draw_errors, "top-losses": draw_top_losses, "curves": draw_curves,
+    "confusion": draw_confusion,
     "segmentation": draw_segmentation,
 }
 
 
-def visualize(kind: str, run: str | Path, *, out: str | Path | None = None,
-              which: str = "best", device: str = "cpu", **options) -> list[Path]:
+class Pictures(list):
+    """The files ``visualize`` wrote (a list of Paths, as before), their images
+    (``.figures``, Pillow images) and, in Jupyter, the pictures themselves."""
+
+    @property
+    def figures(self) -> list[Image.Image]:
+        return [Image.open(path).convert("RGB") for path in self]
+
+    def _repr_html_(self) -> str:
+        return "".join(f'<figure><img src="{png_data_uri(image)}" style="max-width:100%">'
+                       f"<figcaption>{path.name}</figcaption></figure>"
+                       for path, image in zip(self, self.figures, strict=True))
+
+
+def visualize(kind: str, run: str | Path | OpenRun, *, out: str | Path | None = None,
+              which: str = "best", device: str = "cpu", threshold: float | None = None,
+              **options) -> Pictures:
     """Draw ``kind`` for a run directory or checkpoint; PNGs go to ``out`` (default
-    ``RUN/viz``). ``options`` are :class:`Request` fields (layer, units, image, ...)."""
+    ``RUN/viz``). ``options`` are :class:`Request` fields (layer, units, image, ...);
+    ``threshold`` is a multilabel run's decision threshold. Returns the paths, with
+    ``.figures`` (the images) and an inline display in Jupyter."""
     if kind not in KINDS:
         raise ConfigError(f"unknown visualisation {choices_hint(kind, list(KINDS))}")
-    opened = open_run(run, checkpoint=which, device=device)
+    opened = open_run(run, checkpoint=which, device=device, threshold=threshold)
     task = opened.task
     if not task.picture_kinds:
         raise ConfigError(f"visualize {kind}: {opened.run_dir} is a {task.name} run, not a "
                           f"network: it has no filters or feature maps to draw; its own "
                           f"pictures are in the run folder and in `cnnlab report`")
     if kind not in task.picture_kinds:  # each task declares the pictures that make sense for it
-        serving = [name for name in task_names() if kind in get_task(name).picture_kinds]
         raise ConfigError(f"visualize {kind}: needs a run trained with "
-                          f"{' or '.join(f'--task {n}' for n in serving)}, not a '{task.name}' "
-                          f"run; its pictures are: {', '.join(task.picture_kinds)}")
+                          f"{' or '.join(f'--task {n}' for n in serving_tasks(kind))}, not a "
+                          f"'{task.name}' run; its pictures are: {', '.join(task.picture_kinds)}")
     folder = Path(out) if out else opened.run_dir / "viz"
     if len(opened.input_size) != 3:  # a 1-D or 3-D run (issue 23)
-        return kd_picture(kind, opened)(opened, Request(**options), folder)
-    return KINDS[kind](opened, Request(**options), folder)
+        return Pictures(kd_picture(kind, opened)(opened, Request(**options), folder))
+    return Pictures(KINDS[kind](opened, Request(**options), folder))
 
 
 def kd_picture(kind: str, run: OpenRun):  # noqa: ANN201 - a draw_KIND function
@@ -256,3 +351,8 @@ def kd_picture(kind: str, run: OpenRun):  # noqa: ANN201 - a draw_KIND function
                           f"{len(run.input_size) - 1}-D ({run.data_name}); its pictures are: "
                           f"{', '.join(kinds)}")
     return kinds[kind]
+
+
+def serving_tasks(kind: str) -> list[str]:
+    """The tasks whose runs can draw picture ``kind`` (their ``picture_kinds``)."""
+    return [name for name in task_names() if kind in get_task(name).picture_kinds]
