@@ -116,6 +116,6 @@ def run(args: argparse.Namespace) -> int:
         result = fit(config_from_args(args), resume=args.resume,
                      stop_after_epochs=args.stop_after_epochs, break_lock=args.break_lock,
                      observers=live_observers(args))
-    if result.status == "interrupted":
+    if result.status == "interrupted" and result.signal != 0:  # 0: a stop from --live's page
         return 128 + (result.signal or signal.SIGINT)
     return 0

@@ -48,10 +48,11 @@ class LiveObserver(Observer):
 
     def __init__(self, *, port: int = 0, host: str = "127.0.0.1", every: int = 10,
                  snapshot_every: int = 100, images: int = 8, linger_s: float = 0.0,
-                 announce: Callable[[str], None] = print,
+                 announce: Callable[[str], None] | None = None,
                  channel: LiveChannel | None = None) -> None:
         self.port, self.host, self.every, self.snapshot_every = port, host, every, snapshot_every
-        self.images, self.linger_s, self.announce = images, linger_s, announce
+        self.images, self.linger_s = images, linger_s
+        self.announce = announce or flushed_print  # the address, even when stdout is a pipe
         self.channel = channel or LiveChannel()
         self.server: LiveServer | None = None
         self.probe: LiveProbe | None = None
@@ -167,6 +168,10 @@ class LiveObserver(Observer):
         until = time.monotonic() + DRAIN_S
         while time.monotonic() < until and self.channel.pending():
             time.sleep(0.05)
+
+
+def flushed_print(line: str) -> None:
+    print(line, flush=True)
 
 
 def fixed_batch(run, count: int) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:

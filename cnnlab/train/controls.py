@@ -14,7 +14,8 @@ effect:
 - ``batch_size`` b: at the start of the next epoch (mid-epoch, the resume position, a batch
   index, would change meaning); the schedule keeps counting epochs;
 - ``pause`` / ``resume``; ``save_now`` (the ``last`` checkpoint, now); ``stop`` (as Ctrl-C:
-  ``last`` saved at the next step, continue with ``--resume``).
+  ``last`` saved at the next step, continue with ``--resume``; but ``cnnlab train`` exits 0,
+  and so do ``--nproc``'s workers, since it was asked for).
 
 ``--resume`` replays the settings (not pause, save or stop): those recorded up to the
 checkpoint's step at once, later ones (a crash lost their checkpoint) at their own step, so a
@@ -33,7 +34,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import signal
 import time
 from collections.abc import Callable
 
@@ -49,6 +49,7 @@ SETTINGS = ("lr_multiplier", "momentum", "weight_decay", "batch_size")  # replay
 ACTIONS = (*SETTINGS, "pause", "resume", "save_now", "stop")
 PAUSE_POLL_S = 0.1
 SYNC_EVERY = 10  # data parallel: steps between exchanges of rank 0's requests
+STOP_SIGNAL = 0  # ``run.stop.signal`` of a stop asked for by a control (no signal: exit 0)
 
 Request = tuple[str, "float | int | None"]
 Source = Callable[[], list[Request]]
@@ -185,7 +186,7 @@ class RunControls(Observer):
         if run.dist.enabled:
             requests, stopping = broadcast_object((requests, bool(run.stop)), run.dist)
             if stopping and not run.stop:  # leave a pause together with rank 0
-                run.stop.request(signal.SIGINT)
+                run.stop.request(STOP_SIGNAL)
         applied = []
         for action, value in requests:
             try:
@@ -212,7 +213,7 @@ class RunControls(Observer):
             run.write_index("running")
         elif action == "stop":
             self.paused = False
-            run.stop.request(signal.SIGINT)
+            run.stop.request(STOP_SIGNAL)
         self._record(run, event)
         return event
 
