@@ -59,12 +59,15 @@ def test_the_page_gets_scalars_snapshots_epochs_and_the_final_result(tmp_path):
     events = replayed(live.channel)
     kinds = [kind for kind, _ in events]
     scalars = [payload for kind, payload in events if kind == "scalars"]
-    assert [s["step"] for s in scalars] == [2, 4, 6]  # 2 epochs of 3 steps
+    assert [s["step"] for s in scalars] == [1, 2, 4, 6]  # the first step, then every 2
     steps = {s["step"]: s for s in open_run(result.run_dir).steps()}
-    assert scalars[0]["lr"] == steps[2]["lr"] and scalars[0]["examples"] == 128
+    assert scalars[1]["lr"] == steps[2]["lr"] and scalars[1]["examples"] == 128
     assert scalars[-1]["examples"] == 2 * 180
-    # steps 1 and 2: the window's mean loss weighted by images, as steps.jsonl has it
-    assert scalars[0]["loss"] == pytest.approx((steps[1]["loss"] + steps[2]["loss"]) / 2)
+    # a window is the steps since the last event in this epoch, weighted by images: step 4
+    # alone (an epoch starts), steps 5 and 6 (64 and 52 images)
+    assert scalars[2]["loss"] == pytest.approx(steps[4]["loss"])
+    assert scalars[3]["loss"] == pytest.approx((steps[5]["loss"] * 64 + steps[6]["loss"] * 52)
+                                               / 116)
     epochs = [payload for kind, payload in events if kind == "epoch"]
     assert epochs == open_run(result.run_dir).metrics()
     status = dict(events)["status"]

@@ -4,7 +4,9 @@
 :class:`LiveObserver` starts the server (:mod:`cnnlab.live.server`) when the run starts and
 publishes on its channel (:mod:`cnnlab.live.channel`, never waiting for a page): every ``every``
 steps the loss, accuracy and images/s of those steps and the learning rate; every
-``snapshot_every`` steps, at each epoch's end and at the run's end the per-layer statistics, the
+``snapshot_every`` steps (fewer when a snapshot would take more than :data:`SNAPSHOT_SHARE` of the
+time: a small model's steps are fast), at each epoch's end and at the run's end the per-layer
+statistics, the
 activation maps, filters and gradients of a fixed test image and the fixed test batch's
 predictions (:mod:`cnnlab.live.snapshot`); each epoch's record; the run's state. The page's
 controls go to the run's controls (:mod:`cnnlab.train.controls`: applied between steps,
@@ -40,6 +42,7 @@ from cnnlab.train.loop import StepInfo
 from cnnlab.train.observers import Observer
 
 STATES = {"completed": "finished", "interrupted": "stopped", "stopped": "stopped"}
+SNAPSHOT_SHARE = 0.02  # snapshots take at most this share of the training time
 DRAIN_S = 2.0  # at the end, how long pages may take to read the last events
 
 
@@ -47,7 +50,7 @@ class LiveObserver(Observer):
     """Serves the live page of the run it watches (see the module text)."""
 
     def __init__(self, *, port: int = 0, host: str = "127.0.0.1", every: int = 10,
-                 snapshot_every: int = 100, images: int = 8, linger_s: float = 0.0,
+                 snapshot_every: int = 50, images: int = 8, linger_s: float = 0.0,
                  announce: Callable[[str], None] | None = None,
                  channel: LiveChannel | None = None) -> None:
         self.port, self.host, self.every, self.snapshot_every = port, host, every, snapshot_every
@@ -57,7 +60,8 @@ class LiveObserver(Observer):
         self.server: LiveServer | None = None
         self.probe: LiveProbe | None = None
         self.fixed: tuple[torch.Tensor, torch.Tensor | None, torch.Tensor] | None = None
-        self.run = None
+        self.run, self.first_step = None, True
+        self.snapshot_cost, self.snapshot_end = 0.0, 0.0  # seconds: the last one took, ended
         self._window_start()
 
     def _window_start(self) -> None:
@@ -87,9 +91,11 @@ class LiveObserver(Observer):
             return
         self.loss_sum += step.loss * step.seen
         self.correct, self.seen = self.correct + step.correct, self.seen + step.seen
-        if step.step % self.every == 0:
+        if step.step % self.every == 0 or self.first_step:  # the first: data on the page soon
+            self.first_step = False
             self._scalars(run, step)
-        if step.step % self.snapshot_every == 0:
+        if step.step % self.snapshot_every == 0 and (
+                time.perf_counter() - self.snapshot_end >= self.snapshot_cost / SNAPSHOT_SHARE):
             self._snapshot(run)
 
     def on_epoch_end(self, run, record: dict) -> None:
@@ -143,6 +149,7 @@ class LiveObserver(Observer):
 
     def _snapshot(self, run) -> None:
         """Layers, maps and predictions of the fixed batch; the probe's weights now."""
+        started = time.perf_counter()
         x, y, pictures = self.fixed
         step = run.state.step
         seen = inspect_batch(run.model, x, y)
@@ -153,6 +160,8 @@ class LiveObserver(Observer):
                 seen.logits, y, run.classes, pictures)})
         if self.probe is not None:
             self.probe.update(run.model)
+        self.snapshot_end = time.perf_counter()
+        self.snapshot_cost = self.snapshot_end - started
 
     def _requests(self) -> list[tuple]:
         return [(control.action, control.value) for control in self.channel.poll_controls()]
