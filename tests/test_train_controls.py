@@ -107,8 +107,16 @@ def test_resume_replays_the_changes_exactly(tmp_path):
     later = [e for e in open_run(whole.run_dir).events() if e["step"] > 9]
     with open(part.run_dir / "events.jsonl", "a") as handle:
         handle.writelines(json.dumps(e) + "\n" for e in later)
-    resumed = fit(None, resume=part.run_dir, **QUIET)
+    watcher = Page({})
+    resumed = fit(None, resume=part.run_dir, observers=[watcher], **QUIET)
     assert resumed.status == "completed"
+    (start, replayed, values), (at, later_replayed, _) = watcher.told  # told as replayed
+    assert start == 9 and [e["action"] for e in replayed] == \
+        ["lr_multiplier", "batch_size", "momentum", "weight_decay"]
+    assert all(e["replayed"] for e in replayed + later_replayed)
+    assert values == {"paused": False, "lr_multiplier": 0.5, "momentum": 0.8,
+                      "weight_decay": 1e-3, "batch_size": 32, "next_batch_size": None}
+    assert at == 11 and later_replayed[0]["value"] == 2.0
     for name, tensor in weights(whole.run_dir).items():
         assert torch.equal(tensor, weights(part.run_dir)[name]), name
     assert without_timing(open_run(part.run_dir).metrics()) == \

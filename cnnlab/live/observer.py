@@ -81,6 +81,7 @@ class LiveObserver(Observer):
         self.announce(f"live page: {self.server.url}")
         run.controls.connect(self._requests, self._applied)
         self._status(run, "training")
+        self._applied(run.state.step, [], run.controls.values(run))  # the settings' values
         self._snapshot(run)
 
     def on_epoch_start(self, run) -> None:

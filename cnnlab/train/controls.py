@@ -150,11 +150,15 @@ class RunControls(Observer):
     def on_run_start(self, run) -> None:
         events = sorted((e for e in read_events(run.run_dir) if e["action"] in SETTINGS),
                         key=lambda e: e["step"])
+        replayed = []
         for event in events:
             if event["step"] <= run.state.step:
                 self._set(run, event)
+                replayed.append({**event, "replayed": True})
             else:
                 self.scheduled.append(event)
+        if replayed:
+            self._notify(run, replayed)
 
     def on_epoch_start(self, run) -> None:
         self._replay(run, lambda e: e["step"] <= run.state.step)
@@ -179,6 +183,8 @@ class RunControls(Observer):
         self.scheduled = [e for e in self.scheduled if not due(e)]
         for event in ready:
             self._set(run, event)
+        if ready:
+            self._notify(run, [{**e, "replayed": True} for e in ready])
 
     def _take(self, run) -> None:
         """Apply what the sources asked for (rank 0's, on every rank)."""

@@ -163,7 +163,7 @@ const live = {
     }
     const applied = (event.applied || []).map(c => (c.value === null || c.value === undefined
       ? c.action : `${c.action}=${c.value}`) + (c.error ? ` refused (${c.error})` : "") +
-      (c.when ? ` (${c.when})` : ""));
+      (c.when ? ` (${c.when})` : "") + (c.replayed ? " (replayed from the events file)" : ""));
     if (applied.length) {
       cnn.byId("control-applied").textContent =
         `the trainer applied at step ${event.step}: ${applied.join(", ")}`;
