@@ -10,7 +10,6 @@ then the folder, only if this process created it and it is empty.
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -68,19 +67,6 @@ class RunFolder:
         assert is_run_file(relative), f"{relative} is not in the run layout"
         target = self.path / relative
         atomic_write_bytes(target, data)
-        self.record(target)
-        return target
-
-    def append_line(self, relative: str, record: dict) -> Path:
-        """Append ``record`` as one JSON line to the run file ``relative`` (metrics.jsonl,
-        steps.jsonl, events.jsonl), recorded as this process's; an OSError names the file."""
-        assert is_run_file(relative), f"{relative} is not in the run layout"
-        target = self.path / relative
-        try:
-            with open(target, "a") as handle:
-                handle.write(json.dumps(record) + "\n")
-        except OSError as error:  # a full disk: name the file
-            raise OSError(error.errno, error.strerror, str(target)) from error
         self.record(target)
         return target
 

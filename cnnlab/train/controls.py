@@ -32,6 +32,7 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import time
 from collections.abc import Callable
@@ -250,7 +251,13 @@ class RunControls(Observer):
         """Append ``event`` to ``RUN/events.jsonl`` (rank 0)."""
         if not run.dist.is_main:
             return
-        run.folder.append_line(EVENTS, event)
+        path = run.run_dir / EVENTS
+        try:
+            with open(path, "a") as handle:
+                handle.write(json.dumps(event) + "\n")
+        except OSError as error:  # a full disk: name the file
+            raise OSError(error.errno, error.strerror, str(path)) from error
+        run.folder.record(path)
 
     def _notify(self, run, events: list[dict]) -> None:
         for listener in self.listeners:

@@ -16,6 +16,7 @@ Example:
 
 from __future__ import annotations
 
+import json
 import sys
 import time
 
@@ -74,7 +75,13 @@ class MetricsFile(Observer):
     """Appends each epoch record to ``RUN/metrics.jsonl`` (one JSON line per epoch)."""
 
     def on_epoch_end(self, run, record: dict) -> None:
-        run.folder.append_line(METRICS, record)
+        path = run.run_dir / METRICS
+        try:
+            with open(path, "a") as handle:
+                handle.write(json.dumps(record) + "\n")
+        except OSError as error:  # a full disk: name the file
+            raise OSError(error.errno, error.strerror, str(path)) from error
+        run.folder.record(run.run_dir / METRICS)
 
 
 class StepMetricsFile(Observer):
@@ -113,7 +120,13 @@ class StepMetricsFile(Observer):
                   "loss": self.loss_sum / max(self.seen, 1),
                   "acc": self.correct / max(self.seen, 1), "lr": step.lr,
                   "images_per_s": self.seen / seconds}
-        run.folder.append_line(STEPS, record)
+        path = run.run_dir / STEPS
+        try:
+            with open(path, "a") as handle:
+                handle.write(json.dumps(record) + "\n")
+        except OSError as error:  # a full disk: name the file
+            raise OSError(error.errno, error.strerror, str(path)) from error
+        run.folder.record(path)
         self._reset()
 
 

@@ -173,7 +173,7 @@ def test_a_sidecar_left_a_step_behind_is_rewritten_from_the_checkpoint_on_resume
 
 def test_a_full_disk_during_a_run_names_the_file_and_marks_the_run(tmp_path, monkeypatch,
                                                                    capsys):
-    import cnnlab.runs.folder as folder  # appends the run's JSON-lines files
+    import cnnlab.train.observers as observers
 
     real_open, writes = open, []
 
@@ -184,7 +184,7 @@ def test_a_full_disk_during_a_run_names_the_file_and_marks_the_run(tmp_path, mon
                 raise OSError(28, "No space left on device")
         return real_open(path, mode, *args, **kwargs)
 
-    monkeypatch.setattr(folder, "open", full, raising=False)
+    monkeypatch.setattr(observers, "open", full, raising=False)
     code, err = cli(["train", "--data", "digits", "--epochs", "2", "--no-progress",
                      "--out", str(tmp_path), "--name", "full"], capsys)
     assert code == 2 and "metrics.jsonl: No space left on device" in err
