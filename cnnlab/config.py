@@ -17,6 +17,7 @@ from pathlib import Path
 import yaml
 
 from cnnlab.errors import ConfigError
+from cnnlab.files import atomic_write_bytes
 from cnnlab.yamltext import load_yaml
 
 GROUPS = ("data", "model", "optimisation", "schedule", "augmentation", "speed", "run")
@@ -265,8 +266,6 @@ def config_yaml(config: TrainConfig) -> str:
 
 def save_config(config: TrainConfig, path: Path) -> None:
     """Write ``config`` as YAML (atomically) so ``cnnlab train --config`` re-runs it."""
-    from cnnlab.files import atomic_write_bytes
-
     atomic_write_bytes(path, config_yaml(config).encode())
 
 

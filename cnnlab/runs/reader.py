@@ -26,6 +26,7 @@ from cnnlab.data.pipeline import BatchSource, Preprocess, to_batch_source
 from cnnlab.data.request import DataRequest
 from cnnlab.devices import resolve_device
 from cnnlab.errors import CheckpointError
+from cnnlab.models import create
 from cnnlab.runs.checkpoint import check_model_meta, read_checkpoint, resolve_checkpoint
 from cnnlab.runs.layout import EVENTS, INDEX, METRICS, SNAPSHOTS, STEPS
 from cnnlab.tasks import Task, task_of
@@ -193,8 +194,6 @@ def load_model(path: str | Path, *, which: str = "best", device: str | torch.dev
 
 def build_model(file: Path, meta: dict) -> nn.Module:
     """The architecture a checkpoint's metadata describes, freshly initialised."""
-    from cnnlab.models import create
-
     spec = meta["model"]
     try:
         model = create(spec["name"], num_classes=spec["num_classes"],

@@ -71,17 +71,22 @@ class Observers(Observer):
             observer.on_run_end(run, status)
 
 
+def append_line(run, name: str, record: dict) -> None:
+    """Append ``record`` as one JSON line to the run's file ``name`` (a file the run owns)."""
+    path = run.run_dir / name
+    try:
+        with open(path, "a") as handle:
+            handle.write(json.dumps(record) + "\n")
+    except OSError as error:  # a full disk: name the file
+        raise OSError(error.errno, error.strerror, str(path)) from error
+    run.folder.record(path)
+
+
 class MetricsFile(Observer):
     """Appends each epoch record to ``RUN/metrics.jsonl`` (one JSON line per epoch)."""
 
     def on_epoch_end(self, run, record: dict) -> None:
-        path = run.run_dir / METRICS
-        try:
-            with open(path, "a") as handle:
-                handle.write(json.dumps(record) + "\n")
-        except OSError as error:  # a full disk: name the file
-            raise OSError(error.errno, error.strerror, str(path)) from error
-        run.folder.record(run.run_dir / METRICS)
+        append_line(run, METRICS, record)
 
 
 class StepMetricsFile(Observer):
@@ -120,13 +125,7 @@ class StepMetricsFile(Observer):
                   "loss": self.loss_sum / max(self.seen, 1),
                   "acc": self.correct / max(self.seen, 1), "lr": step.lr,
                   "images_per_s": self.seen / seconds}
-        path = run.run_dir / STEPS
-        try:
-            with open(path, "a") as handle:
-                handle.write(json.dumps(record) + "\n")
-        except OSError as error:  # a full disk: name the file
-            raise OSError(error.errno, error.strerror, str(path)) from error
-        run.folder.record(path)
+        append_line(run, STEPS, record)
         self._reset()
 
 
