@@ -32,7 +32,6 @@ Example:
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import time
 from collections.abc import Callable
@@ -42,7 +41,7 @@ from cnnlab.runs.layout import EVENTS
 from cnnlab.runs.reader import read_events
 from cnnlab.train.distributed import broadcast_object
 from cnnlab.train.loop import Schedule, StepInfo
-from cnnlab.train.observers import Observer
+from cnnlab.train.observers import Observer, append_line
 from cnnlab.train.optim import lr_at
 
 SETTINGS = ("lr_multiplier", "momentum", "weight_decay", "batch_size")  # replayed on resume
@@ -251,13 +250,7 @@ class RunControls(Observer):
         """Append ``event`` to ``RUN/events.jsonl`` (rank 0)."""
         if not run.dist.is_main:
             return
-        path = run.run_dir / EVENTS
-        try:
-            with open(path, "a") as handle:
-                handle.write(json.dumps(event) + "\n")
-        except OSError as error:  # a full disk: name the file
-            raise OSError(error.errno, error.strerror, str(path)) from error
-        run.folder.record(path)
+        append_line(run, EVENTS, event)
 
     def _notify(self, run, events: list[dict]) -> None:
         for listener in self.listeners:
