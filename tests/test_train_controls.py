@@ -5,6 +5,8 @@ the resumed run equals an uninterrupted run given the same changes."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -195,3 +197,28 @@ def test_events_file_lines_that_are_not_events_are_skipped(tmp_path):
         '"action": "stop"}\n[1]\n{"step": 4, "epoch": 0, "action": "lr_multiplier", "value": '
         '"x"}\n{"step": 5, "epoch": 1, "action": "momentum", "value": 0.5}\n{"step": 6, "ep')
     assert [e["step"] for e in read_events(tmp_path)] == [3, 5]
+
+
+@pytest.mark.slow
+def test_data_parallel_ranks_replay_the_same_changes_and_rank_0_serves(tmp_path):
+    """--nproc 2: every rank applies the events at the same step (else their batches, and so
+    their collectives, would disagree and the job would hang or fail); one page is served."""
+    base = [sys.executable, "-m", "cnnlab", "train", "--nproc", "2", "--threads", "1",
+            "--no-progress"]
+    first = subprocess.run([*base, "--data", "digits", "--train-per-class", "20", "--epochs",
+                            "3", "--stop-after-epochs", "1", "--out", str(tmp_path), "--name",
+                            "dp"], capture_output=True, text=True, timeout=600)
+    assert first.returncode == 0, first.stderr[-2000:]
+    run_dir = tmp_path / "dp"
+    (run_dir / "events.jsonl").write_text(
+        '{"step": 4, "epoch": 1, "action": "lr_multiplier", "value": 0.5}\n'
+        '{"step": 6, "epoch": 2, "action": "batch_size", "value": 32}\n')
+    resumed = subprocess.run([*base, "--resume", str(run_dir), "--live"], capture_output=True,
+                             text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert resumed.stdout.count("live page: http://127.0.0.1:") == 1
+    steps = {s["step"]: s for s in open_run(run_dir).steps()}
+    built = config(tmp_path, epochs=3)
+    assert steps[5]["lr"] == pytest.approx(0.5 * lr_at(4, 9, 3, built))
+    assert max(steps) == 6 + 6  # the third epoch in batches of 32
+    assert open_run(run_dir).index["status"] == "completed"
