@@ -82,7 +82,6 @@ class LiveObserver(Observer):
         run.controls.connect(self._requests, self._applied)
         self._status(run, "training")
         self._applied(run.state.step, [], run.controls.values(run))  # the settings' values
-        self._snapshot(run)
 
     def on_epoch_start(self, run) -> None:
         self._window_start()
@@ -92,8 +91,11 @@ class LiveObserver(Observer):
             return
         self.loss_sum += step.loss * step.seen
         self.correct, self.seen = self.correct + step.correct, self.seen + step.seen
-        if step.step % self.every == 0 or self.first_step:  # the first: data on the page soon
+        if self.first_step:  # numbers on the page soon, then the first pictures
             self.first_step = False
+            self._scalars(run, step)
+            self._snapshot(run)
+        elif step.step % self.every == 0:
             self._scalars(run, step)
         if step.step % self.snapshot_every == 0 and (
                 time.perf_counter() - self.snapshot_end >= self.snapshot_cost / SNAPSHOT_SHARE):
