@@ -160,6 +160,15 @@ def test_a_request_the_run_cannot_take_is_answered_not_fatal(tmp_path):
     assert open_run(result.run_dir).events() == []
 
 
+def test_a_bad_event_in_the_file_names_the_file_on_resume(tmp_path):
+    part = fit(config(tmp_path, name="e", epochs=2), stop_after_epochs=1, **QUIET)
+    (part.run_dir / "events.jsonl").write_text(
+        '{"step": 2, "epoch": 0, "action": "batch_size", "value": 100000}\n')
+    with pytest.raises(ConfigError, match=r"events\.jsonl: the event at step 2: control "
+                                          r"batch_size: 100000 is not allowed"):
+        fit(None, resume=part.run_dir, **QUIET)
+
+
 def test_values_are_checked():
     assert check_value("momentum", 0.5, 100) == 0.5 and check_value("stop", None, 1) is None
     for action, value in [("momentum", 1.0), ("lr_multiplier", 0), ("weight_decay", -1),

@@ -152,7 +152,7 @@ class RunControls(Observer):
         replayed = []
         for event in events:
             if event["step"] <= run.state.step:
-                self._set(run, event)
+                self._replay_one(run, event)
                 replayed.append({**event, "replayed": True})
             else:
                 self.scheduled.append(event)
@@ -181,9 +181,16 @@ class RunControls(Observer):
         ready = [e for e in self.scheduled if due(e)]
         self.scheduled = [e for e in self.scheduled if not due(e)]
         for event in ready:
-            self._set(run, event)
+            self._replay_one(run, event)
         if ready:
             self._notify(run, [{**e, "replayed": True} for e in ready])
+
+    def _replay_one(self, run, event: dict) -> None:
+        try:
+            self._set(run, event)
+        except ConfigError as error:  # a hand-edited events file
+            raise ConfigError(f"{run.run_dir / EVENTS}: the event at step {event['step']}: "
+                              f"{error}") from None
 
     def _take(self, run) -> None:
         """Apply what the sources asked for (rank 0's, on every rank)."""
