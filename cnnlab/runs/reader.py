@@ -14,6 +14,7 @@ Example:
 from __future__ import annotations
 
 import functools
+import importlib
 import json
 import math
 from pathlib import Path
@@ -28,11 +29,20 @@ from cnnlab.devices import resolve_device
 from cnnlab.errors import CheckpointError
 from cnnlab.models import create
 from cnnlab.runs.checkpoint import check_model_meta, read_checkpoint, resolve_checkpoint
+<<<<<<< HEAD
 from cnnlab.runs.layout import EVENTS, INDEX, METRICS, SNAPSHOTS, STEPS
+=======
+from cnnlab.runs.layout import INDEX, METRICS, SNAPSHOTS, STEPS, is_run_file
+>>>>>>> main
 from cnnlab.tasks import Task, task_of
 from cnnlab.weightfile import load_state_checked, model_state
 
 NETWORK = "network"  # run.json "kind" of a trained network (the default)
+# Runs that hold no network: run.json "kind" -> the module whose ``open_kind(path, **options)``
+# returns its OpenRun subclass. Such a kind is written by an application above this layer
+# (docs/ARCHITECTURE.md, "A run kind"), so its module is named here and imported by name on
+# first use, as the packages' lazy exports are; tests/test_architecture.py checks the table.
+RUN_KINDS = {"bovw": "cnnlab.bovw.run"}
 
 
 class OpenRun:
@@ -124,6 +134,20 @@ class OpenRun:
     def kind(self) -> str:
         return str(self.index.get("kind", NETWORK))
 
+    @property
+    def is_network(self) -> bool:
+        """True for a trained network (what export, filters and feature maps need)."""
+        return True
+
+    def read_file(self, name: str) -> bytes:
+        """The bytes of one of the run's own files (a ``LAYOUT`` name, e.g. ``words.png``)."""
+        if not is_run_file(name) or ".." in Path(name).parts or Path(name).is_absolute():
+            raise CheckpointError(f"{name}: not a file of the run layout")
+        path = self.run_dir / name
+        if not path.is_file():
+            raise CheckpointError(f"{self.run_dir}: has no {name}")
+        return path.read_bytes()
+
     def metrics(self) -> list[dict]:
         """The epoch records of ``metrics.jsonl`` (a torn or odd line is skipped)."""
         return read_metrics(self.run_dir)
@@ -175,7 +199,14 @@ def open_run(path: str | Path | OpenRun, *, checkpoint: str = "best", device: st
     path = Path(path)
     if not path.exists():
         raise CheckpointError(f"no run directory or checkpoint at {path}")
-    return OpenRun(path, which=checkpoint, device=device, threshold=threshold)
+    run = OpenRun(path, which=checkpoint, device=device, threshold=threshold)
+    if run.kind == NETWORK:
+        return run
+    if run.kind not in RUN_KINDS:
+        raise CheckpointError(f"{run.run_dir}: a run of kind {run.kind!r}, which this cnnlab "
+                              f"cannot read (known: {', '.join([NETWORK, *RUN_KINDS])})")
+    return importlib.import_module(RUN_KINDS[run.kind]).open_kind(
+        path, which=checkpoint, device=device, threshold=threshold)
 
 
 def load_model(path: str | Path, *, which: str = "best", device: str | torch.device = "cpu",
