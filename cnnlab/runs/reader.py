@@ -29,11 +29,7 @@ from cnnlab.devices import resolve_device
 from cnnlab.errors import CheckpointError
 from cnnlab.models import create
 from cnnlab.runs.checkpoint import check_model_meta, read_checkpoint, resolve_checkpoint
-<<<<<<< HEAD
-from cnnlab.runs.layout import EVENTS, INDEX, METRICS, SNAPSHOTS, STEPS
-=======
-from cnnlab.runs.layout import INDEX, METRICS, SNAPSHOTS, STEPS, is_run_file
->>>>>>> main
+from cnnlab.runs.layout import EVENTS, INDEX, METRICS, SNAPSHOTS, STEPS, is_run_file
 from cnnlab.tasks import Task, task_of
 from cnnlab.weightfile import load_state_checked, model_state
 
