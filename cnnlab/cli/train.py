@@ -8,6 +8,7 @@ examples:
   cnnlab train --resume runs/lenet5-digits-...               # continue an interrupted run
   cnnlab train --data mnist --nproc 2            # data parallel on 2 local processes
   torchrun --nproc-per-node 2 -m cnnlab train --data mnist   # the same through torchrun
+  cnnlab train --data mnist --live               # watch it learn: open the printed address
 
 Ctrl-C or SIGTERM saves the last checkpoint at the next step and exits with code 130 / 143
 (also during the last epoch's validation: the test evaluation is then skipped; --resume runs it).
@@ -45,11 +46,45 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     session.add_argument("--break-lock", action="store_true",
                          help="take over the run's lock (RUN/train.lock) although its owner "
                               "may be alive on another host: only when you know it is gone")
+    live = parser.add_argument_group("live page (docs/LIVE.md)")
+    live.add_argument("--live", nargs="?", const=0, type=int, metavar="PORT",
+                      help="serve a page of the run while it trains (curves, layers, test "
+                           "predictions, controls, poke the network) on 127.0.0.1:PORT "
+                           "(default: a free port; the address is printed)")
+    live.add_argument("--live-host", metavar="ADDRESS",
+                      help="serve the page on this address of the machine instead of "
+                           "127.0.0.1 (other machines can then open it; not encrypted)")
+    live.add_argument("--live-linger", type=float, default=0.0, metavar="S",
+                      help="keep the page up S seconds after the run ends (default 0)")
     add_config_flags(parser)
 
 
 def single_run_recipes() -> list[str]:
     return [name for name, recipe in RECIPES.items() if len(recipe.seeds) == 1]
+
+
+def live_flags(args: argparse.Namespace) -> list[str]:
+    """The ``--live`` flags as given (checked), for ``--nproc``'s workers; [] without."""
+    if args.live is None:
+        if args.live_host is not None or args.live_linger:
+            raise ConfigError("--live-host and --live-linger need --live")
+        return []
+    if not 0 <= args.live <= 65535:
+        raise ConfigError(f"--live {args.live} is not a port number (0..65535)")
+    if not 0 <= args.live_linger <= 86400:
+        raise ConfigError(f"--live-linger {args.live_linger} must be in [0, 86400] seconds")
+    flags = ["--live", str(args.live), "--live-linger", str(args.live_linger)]
+    return flags + (["--live-host", args.live_host] if args.live_host else [])
+
+
+def live_observers(args: argparse.Namespace) -> list:
+    """``[LiveObserver]`` with ``--live``, else []."""
+    if not live_flags(args):
+        return []
+    from cnnlab.live.observer import LiveObserver
+
+    return [LiveObserver(port=args.live, host=args.live_host or "127.0.0.1",
+                         linger_s=args.live_linger)]
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
@@ -78,11 +113,13 @@ def run(args: argparse.Namespace) -> int:
         args.nproc = training_recipe(args.recipe).nproc
     if args.nproc is not None and args.nproc < 1:
         raise ConfigError(f"--nproc must be >= 1, got {args.nproc}")
+    live_flags(args)  # checked before anything starts
     if args.nproc is not None and args.nproc > 1:
         from cnnlab.train.launch import launch
 
         return launch(config_from_args(args), args.nproc, resume=args.resume,
-                      stop_after_epochs=args.stop_after_epochs, break_lock=args.break_lock)
+                      stop_after_epochs=args.stop_after_epochs, break_lock=args.break_lock,
+                      worker_flags=live_flags(args))
     if args.resume and (Path(args.resume) / FINETUNE).is_file():  # a fine-tuning run
         from cnnlab.train.finetune import resume_finetune
 
@@ -92,7 +129,8 @@ def run(args: argparse.Namespace) -> int:
         from cnnlab.train.fit import fit
 
         result = fit(config_from_args(args), resume=args.resume,
-                     stop_after_epochs=args.stop_after_epochs, break_lock=args.break_lock)
-    if result.status == "interrupted":
+                     stop_after_epochs=args.stop_after_epochs, break_lock=args.break_lock,
+                     observers=live_observers(args))
+    if result.status == "interrupted" and result.signal != 0:  # 0: a stop from --live's page
         return 128 + (result.signal or signal.SIGINT)
     return 0

@@ -13,7 +13,7 @@ Events the page understands (``kind``: payload fields; :mod:`cnnlab.live.snapsho
 status        state (starting, training, paused, evaluating, finished, stopped, failed), run,
               model, data, epoch, epochs, step, message; ``test`` (the final test metrics)
 scalars       every N steps: step, epoch, examples (seen so far), loss, accuracy (of the batch), lr,
-              images_per_s, forward_ms and backward_ms (per example)
+              images_per_s, ms_per_example; forward_ms and backward_ms (per example) or null
 epoch         one per epoch, as in metrics.jsonl: epoch, step, train_loss, train_acc, val_loss,
               val_acc, lr
 layers        every M steps: step, layers: [{name, type, output, sizes, params, act: {min, max,
@@ -234,6 +234,12 @@ class LiveChannel:
             subscribers, gone = list(self._subscribers), self._dropped_by_gone
         return {"published": self.published, "clients": len(subscribers),
                 "dropped": gone + sum(s.dropped for s in subscribers)}
+
+    def pending(self) -> int:
+        """Frames queued for the connected pages and not yet written to them."""
+        with self._lock:
+            subscribers = list(self._subscribers)
+        return sum(len(s.frames) for s in subscribers)
 
     def request(self, control: Control) -> None:
         """Queue a page's request for the trainer (ConfigError when too many are waiting)."""

@@ -24,6 +24,7 @@ class RunFile:
 CONFIG = "config.yaml"
 METRICS = "metrics.jsonl"
 STEPS = "steps.jsonl"
+EVENTS = "events.jsonl"
 INDEX = "run.json"
 LOCK = "train.lock"
 ELASTIC_MARKER = "torchrun.json"
@@ -46,6 +47,8 @@ LAYOUT: tuple[RunFile, ...] = (
     RunFile(CONFIG, "the resolved settings; `cnnlab train --config` re-runs them"),
     RunFile(METRICS, "one JSON line per epoch (train/val loss and metrics, lr, time)"),
     RunFile(STEPS, "training loss, accuracy, lr and images/s per window of optimizer steps"),
+    RunFile(EVENTS, "controls applied while training (live page), keyed by global step; "
+                    "replayed on --resume"),
     RunFile(INDEX, "status, versions, git SHA, which epoch last/best hold, test metrics"),
     RunFile("last.safetensors", "weights, optimizer and RNG state of the newest epoch"),
     RunFile("last.json", "last.safetensors' metadata, for people (derived)"),

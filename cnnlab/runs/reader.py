@@ -30,7 +30,7 @@ from cnnlab.devices import resolve_device
 from cnnlab.errors import CheckpointError
 from cnnlab.models import create
 from cnnlab.runs.checkpoint import check_model_meta, read_checkpoint, resolve_checkpoint
-from cnnlab.runs.layout import INDEX, METRICS, SNAPSHOTS, STEPS, is_run_file
+from cnnlab.runs.layout import EVENTS, INDEX, METRICS, SNAPSHOTS, STEPS, is_run_file
 from cnnlab.tasks import Task, task_of
 from cnnlab.weightfile import load_state_checked, model_state
 
@@ -152,6 +152,10 @@ class OpenRun:
     def steps(self) -> list[dict]:
         """The per-step records of ``steps.jsonl`` ([] for runs made before it existed)."""
         return read_metrics(self.run_dir, STEPS, key="step")
+
+    def events(self) -> list[dict]:
+        """The controls applied while it trained (``events.jsonl``, :func:`read_events`)."""
+        return read_events(self.run_dir)
 
     def load_split(self, split: str = "test", *, data: DataRequest | str | None = None,
                    root: str | None = None, limit: int | None = None) -> ImageSet:
@@ -290,6 +294,30 @@ def read_metrics(run_dir: Path, name: str = METRICS, key: str = "epoch") -> list
         if isinstance(record, dict) and _finite_number(record.get(key)):
             records.append({k: v for k, v in record.items() if _finite_number(v)})
     return records
+
+
+def read_events(run_dir: Path) -> list[dict]:
+    """``events.jsonl``: ``{"step", "epoch", "action", "value"}`` per control applied while the
+    run trained (the live page, :mod:`cnnlab.train.controls`), in file order. A torn line, or
+    one without a whole ``step``/``epoch`` >= 0, a name for ``action`` and a finite number or
+    null ``value``, is skipped."""
+    path = Path(run_dir) / EVENTS
+    if not path.is_file():
+        return []
+    events = []
+    for line in path.read_text(errors="replace").splitlines():
+        try:
+            record = json.loads(line)
+        except (ValueError, RecursionError):
+            continue
+        if not isinstance(record, dict):
+            continue
+        step, epoch, action, value = (record.get(k) for k in ("step", "epoch", "action", "value"))
+        whole = all(isinstance(n, int) and not isinstance(n, bool) and n >= 0
+                    for n in (step, epoch))
+        if whole and isinstance(action, str) and (value is None or _finite_number(value)):
+            events.append({"step": step, "epoch": epoch, "action": action, "value": value})
+    return events
 
 
 def read_test_metrics(run_dir: Path) -> dict:

@@ -23,12 +23,14 @@ CONFIG_VARIABLE = "CNNLAB_LAUNCH_CONFIG"  # the workers' `--config env:CNNLAB_LA
 
 
 def launch(config: TrainConfig, nproc: int, *, resume: str | Path | None = None,
-           stop_after_epochs: int | None = None, break_lock: bool = False) -> int:
+           stop_after_epochs: int | None = None, break_lock: bool = False,
+           worker_flags: list[str] = ()) -> int:
     """Run ``config`` on ``nproc`` local processes through torchrun; returns the exit code
     (128 + the signal when interrupted).
 
     The same as typing ``python -m torch.distributed.run --standalone --nproc-per-node N -m
-    cnnlab train ...`` yourself, with the config checked first: bad input is one error here,
+    cnnlab train ...`` yourself (``worker_flags``: more flags for every worker, e.g.
+    ``--live``), with the config checked first: bad input is one error here,
     not one per process followed by torchrun's traceback.
     """
     from cnnlab.data.datasets import check_available  # the data readers (torch)
@@ -45,6 +47,7 @@ def launch(config: TrainConfig, nproc: int, *, resume: str | Path | None = None,
         command += ["--stop-after-epochs", str(stop_after_epochs)]
     if break_lock:
         command += ["--break-lock"]
+    command += list(worker_flags)
     env = {**os.environ, CONFIG_VARIABLE: config_yaml(config)}
     return run_forwarding_signals(command, env)
 

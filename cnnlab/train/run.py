@@ -32,6 +32,7 @@ from cnnlab.runs import RunFolder, is_run_file
 from cnnlab.runs.checkpoint import save_checkpoint, write_sidecar
 from cnnlab.runs.layout import CONFIG, INDEX, METRICS, MODEL_DEFINITION, SNAPSHOTS, STEPS, checkpoint_name
 from cnnlab.tasks import get_task
+from cnnlab.train.controls import RunControls
 from cnnlab.train.distributed import (
     SINGLE,
     DistContext,
@@ -132,8 +133,9 @@ class Run:
                  log=print) -> None:
         self.config, self.folder, self.device, self.dist = config, folder, device, dist
         self.run_dir = folder.path
+        self.controls = RunControls()  # changes between steps (the live page), replayed
         self.observers = Observers([*standard_observers(config, dist.is_main, log),
-                                    *observers])
+                                    *observers, self.controls])
         self.stop: StopFlag | None = None  # while training: set by a signal or an observer
         self.finish: str | None = None  # set by an observer: end as completed after this epoch
         self.saved: tuple[Path, int, int] | None = None  # newest checkpoint: path, epoch, step
@@ -159,6 +161,7 @@ class Run:
         groups = groups or parameter_groups(self.model, config.weight_decay,
                                             config.bias_lr_scale)
         self.optimizer = build_optimizer(groups, config)
+        self.controls.keep_proportions(self.optimizer, config.weight_decay)
         self.train = self._source(train, augment=True)
         self.val = self._source(val) if val is not None else None
         self.test = self._source(test) if test is not None else None

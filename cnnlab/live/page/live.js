@@ -68,8 +68,8 @@ const live = {
     cnn.byId("stat-train-acc").textContent = cnn.percent(mean("accuracy"));
     cnn.byId("stat-lr").textContent = cnn.num(s.lr);
     cnn.byId("stat-speed").textContent = cnn.num(Math.round(s.images_per_s || 0));
-    cnn.byId("stat-time").textContent =
-      `${cnn.num(s.forward_ms)} ms / ${cnn.num(s.backward_ms)} ms`;
+    cnn.byId("stat-time").textContent = s.forward_ms === null || s.forward_ms === undefined
+      ? `${cnn.num(s.ms_per_example)} ms` : `${cnn.num(s.forward_ms)} ms / ${cnn.num(s.backward_ms)} ms`;
     live.scheduleRedraw();
   },
 
@@ -161,8 +161,9 @@ const live = {
         input.dataset.sent = input.value;  // Apply sends only what the student changed
       }
     }
-    const applied = (event.applied || []).map(c => c.value === null || c.value === undefined
-      ? c.action : `${c.action}=${c.value}`);
+    const applied = (event.applied || []).map(c => (c.value === null || c.value === undefined
+      ? c.action : `${c.action}=${c.value}`) + (c.error ? ` refused (${c.error})` : "") +
+      (c.when ? ` (${c.when})` : "") + (c.replayed ? " (replayed from the events file)" : ""));
     if (applied.length) {
       cnn.byId("control-applied").textContent =
         `the trainer applied at step ${event.step}: ${applied.join(", ")}`;
