@@ -17,6 +17,7 @@ import torch.nn.functional as F
 
 from cnnlab.data.pipeline import Preprocess, border_mean, fit_to_size
 from cnnlab.errors import ConfigError, DataError
+from cnnlab.objects.predict import predict_boxes
 from cnnlab.runs.reader import OpenRun, open_run
 from cnnlab.tasks import THRESHOLD, label_set
 
@@ -166,4 +167,5 @@ def predict_mask(run: OpenRun, path: Path, k: int, out: Path) -> dict:
             "colours": {name: colours[name] for name in pixels}}
 
 
-PREDICTORS = {"class": predict_class, "labels": predict_labels, "mask": predict_mask}
+PREDICTORS = {"class": predict_class, "labels": predict_labels, "mask": predict_mask,
+              "boxes": predict_boxes}  # by the task's ``output_kind``

@@ -8,6 +8,7 @@ examples:
   cnnlab evaluate runs/airbench94-cifar10 --tta flip,translate   # test-time augmentation
   cnnlab evaluate runs/lenet5-digit-scenes --threshold 0.3   # multilabel: mAP, F1, label sets
   cnnlab evaluate runs/fcn-digit-scenes            # segment: pixel accuracy, IoU, masks.png
+  cnnlab evaluate runs/unet-mnist-scenes          # detect: COCO AP, PR curves, hits/misses
 Writes metrics.json, confusion.csv and errors.csv (into --out, default RUN/eval-SPLIT).
 """
 
@@ -87,4 +88,15 @@ def report_classes(args: argparse.Namespace, first: OpenRun) -> int:
     return 0
 
 
-REPORTS = {"classes": report_classes, "dense": report_dense}  # by the task's ``evaluation``
+def report_detection(args: argparse.Namespace, first: OpenRun) -> int:
+    """Boxes and masks (detect, instance): COCO AP tables, PR curves, hits and misses."""
+    from cnnlab.objects.evaluate import evaluate_detection_run, format_detection_report
+
+    print(format_detection_report(evaluate_detection_run(
+        first, data=data_request(args), split=args.split, data_root=args.data_root,
+        which=args.checkpoint, device=args.device, out=args.out)))
+    return 0
+
+
+REPORTS = {"classes": report_classes, "dense": report_dense,
+           "detection": report_detection}  # by the task's ``evaluation``

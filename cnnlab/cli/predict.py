@@ -8,6 +8,7 @@ examples:
   cnnlab predict runs/lenet5-mnist photos/ --top-k 5 --json
   cnnlab predict runs/fcn-scenes scene.png --out masks/   # segment run: coloured mask PNGs
   cnnlab predict runs/lenet5-scenes scene.png --threshold 0.3  # multilabel run: label set
+  cnnlab predict runs/unet-mnist-scenes scene.png --json   # detect: boxes (COCO results)
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ def run(args: argparse.Namespace) -> int:
         guesses = "  ".join(f"{label} {100 * p:5.1f}%" for label, p in r["top"])
         if "labels" in r:  # multilabel / segment: the set of classes found
             guesses = f"{{{', '.join(r['labels'])}}}  {guesses}" + (
-                f"  mask {r['mask']}" if "mask" in r else "")
+                f"  mask {r['mask']}" if "mask" in r else "") + (
+                f"  {len(r['detections'])} objects, {r['picture']}" if "picture" in r else "")
         print(f"{r['path']}: {guesses}")
     return 0

@@ -28,6 +28,8 @@ def detect_centernet(model: torch.nn.Module, images: torch.Tensor, *, top_k: int
     the final detections only; the head costs a small network per box).
     """
     out = model(images)
+    if hasattr(model, "unpack"):  # PackedCenterNet: one tensor, as trained by the task
+        out = model.unpack(out)
     found = decode_centernet(torch.sigmoid(out["heatmap"].float()), out["size"], out["offset"],
                              stride=model.stride, top_k=top_k, threshold=threshold)
     result = {"boxes": found}
