@@ -1,0 +1,144 @@
+"""``--task detect`` as a task: packed targets, the meter's COCO AP on perfect / moved / swapped
+outputs, the backbone check, and a COCO folder written here trained, evaluated and predicted
+from the CLI (non-square image mapped back to its own pixels)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from cnnlab.cli.main import main
+from cnnlab.config import TrainConfig
+from cnnlab.data.coco_write import write_coco_folder
+from cnnlab.data.datasets import load_dataset
+from cnnlab.data.scenes import SceneSpec, make_scenes
+from cnnlab.detection.nms import box_iou, xywh_to_xyxy
+from cnnlab.detection.packing import (
+    pack_targets,
+    semantic_masks,
+    targets_as_scenes,
+    unpack_targets,
+)
+from cnnlab.detection.targets import encode_centernet
+from cnnlab.errors import ConfigError
+from cnnlab.tasks import get_task
+
+
+@pytest.fixture(scope="module")
+def apart():
+    """Scenes whose boxes never overlap (no two centres share a heatmap cell)."""
+    spec = SceneSpec(48, (1, 2), (1.5, 2.5), overlap=False)
+    return make_scenes(load_dataset("digits", "test"), 60, spec, seed=3)
+
+
+def test_packed_targets_round_trip(apart):
+    rows = pack_targets(apart, instances=True)
+    back = unpack_targets(rows, (48, 48))
+    assert torch.equal(back["boxes"], apart.boxes.float())
+    assert torch.equal(back["labels"], apart.box_labels)
+    assert torch.equal(back["instances"], apart.instances.long())
+    assert torch.equal(semantic_masks(back["labels"], back["instances"]), apart.masks)
+    scenes = targets_as_scenes(rows, apart.classes, (48, 48), instances=True)
+    assert torch.equal(scenes.boxes, back["boxes"]) and scenes.instances.shape == (60, 48, 48)
+
+
+def perfect_outputs(data, relabel=None) -> torch.Tensor:
+    """The packed network output that encodes the ground truth exactly: logit +10 at every
+    centre (-10 elsewhere), the true size and offset at the centre cell."""
+    labels = relabel(data.box_labels) if relabel else data.box_labels
+    t = encode_centernet(data.boxes, labels.where(data.box_labels >= 0, -1), 10,
+                         data.image_shape[1:])
+    n, _, h, w = t["heatmap"].shape
+    heat = torch.where(t["heatmap"] == 1, 10.0, -10.0)
+    maps = torch.zeros(n, 4, h * w)
+    for j in range(t["index"].shape[1]):
+        rows = t["mask"][:, j].nonzero().flatten()
+        cells = t["index"][rows, j]
+        maps[rows, :2, cells] = t["size"][rows, j]
+        maps[rows, 2:, cells] = t["offset"][rows, j]
+    return torch.cat([heat, maps.view(n, 4, h, w)], 1)
+
+
+def meter_result(data, logits):
+    task = get_task("detect")
+    meter = task.meter(logits.shape[1])
+    y = pack_targets(data)
+    for part in range(0, len(data), 25):  # batch by batch, as the loop does
+        meter.update(logits[part:part + 25], y[part:part + 25])
+    return meter.result()
+
+
+def test_perfect_outputs_give_ap_1_and_every_image_right(apart):
+    result = meter_result(apart, perfect_outputs(apart))
+    assert result["ap"] == pytest.approx(1.0) and result["ap50"] == pytest.approx(1.0)
+    assert result["acc"] == 1.0
+
+
+def test_a_swapped_class_gives_0(apart):
+    result = meter_result(apart, perfect_outputs(apart, relabel=lambda c: (c + 1) % 10))
+    assert result["ap"] == 0.0 and result["acc"] == 0.0
+
+
+def test_boxes_moved_by_their_width_give_ap50_0(apart):
+    logits = perfect_outputs(apart)
+    logits[:, 12] += logits[:, 10]  # offset x += box width (both in cells): IoU 0 with itself
+    found = get_task("detect").decode(logits)
+    for i, f in enumerate(found):  # and below 0.5 with every other object
+        truth = xywh_to_xyxy(apart.boxes[i][apart.box_labels[i] >= 0].float())
+        assert float(box_iou(f.boxes, truth).max()) < 0.5
+    assert meter_result(apart, logits)["ap50"] == 0.0
+
+
+def test_the_loss_is_lower_for_perfect_outputs(apart):
+    task = get_task("detect")
+    y = pack_targets(apart)
+    good = perfect_outputs(apart)
+    assert task.loss(good, y) < 0.05 < task.loss(torch.zeros_like(good), y)
+
+
+@pytest.mark.parametrize("model", ["lenet5", "xonet"])
+def test_a_model_without_power_of_two_feature_maps_is_a_one_line_error(model):
+    config = TrainConfig(model=model, data="digit-scenes", task="detect")
+    with pytest.raises(ConfigError) as error:
+        config.validate()
+    assert "--task detect" in str(error.value) and "\n" not in str(error.value)
+
+
+def test_augment_is_refused_for_detection():
+    with pytest.raises(ConfigError, match="boxes"):
+        TrainConfig(model="unet", data="digit-scenes", task="detect", augment="flip").validate()
+
+
+def test_coco_folder_trains_evaluates_and_predicts_from_the_cli(tmp_path, capsys):
+    scenes = load_dataset("digit-scenes:n=48", "train")
+    write_coco_folder(scenes, tmp_path / "coco", category_ids=[3 * c + 2 for c in range(10)])
+    assert main(["train", "--task", "detect", "--model", "unet", "--data", "coco:size=32",
+                 "--data-root", str(tmp_path / "coco"), "--epochs", "1", "--batch-size", "16",
+                 "--optimizer", "adamw", "--lr", "0.002", "--threads", "2", "--no-progress",
+                 "--out", str(tmp_path), "--name", "det"]) == 0
+    run = tmp_path / "det"
+    meta = json.loads((run / "best.json").read_text())
+    assert meta["category_ids"] == [3 * c + 2 for c in range(10)]
+    capsys.readouterr()
+    assert main(["evaluate", str(run)]) == 0
+    text = capsys.readouterr().out
+    assert "box: AP " in text and "medium n/a" in text and "area terciles" in text
+    for name in ("metrics.json", "pr-boxes.png", "detections.png"):
+        assert (run / "eval-test" / name).is_file()
+    report = json.loads((run / "eval-test" / "metrics.json").read_text())
+    assert report["boxes"]["counts"]["images"] == 10  # 20% of 48 held out by seed
+    wide = np.zeros((32, 80), np.uint8)  # a non-square image: letterboxed, then mapped back
+    wide[:, 24:56] = scenes.images[0, 0].numpy()
+    Image.fromarray(wide).save(tmp_path / "wide.png")
+    assert main(["predict", str(run), str(tmp_path / "wide.png"), "--json",
+                 "--out", str(tmp_path / "pictures")]) == 0
+    result = json.loads(capsys.readouterr().out)[0]
+    assert (tmp_path / "pictures" / "wide.boxes.png").is_file()
+    for entry in result["detections"]:
+        x, y, w, h = entry["bbox"]
+        assert 0 <= x <= x + w <= 80 and 0 <= y <= y + h <= 32
+        assert entry["category_id"] in [3 * c + 2 for c in range(10)]
