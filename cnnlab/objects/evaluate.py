@@ -101,6 +101,11 @@ def format_detection_report(report: dict) -> str:
                   "  area terciles: " + ", ".join(f"{k}: {show(v)}"
                                                   for k, v in m["terciles"].items())]
         lines += [f"  AP {c:<14} {show(v)}" for c, v in m["per_class"].items()]
+    if "learned" in report and "baseline" in report:
+        a, b = report["learned"], report["baseline"]
+        lines.append(f"masks side by side: learned head AP {show(a['ap'])} / AP50 "
+                     f"{show(a['ap50'])}  vs  box and semantic AP {show(b['ap'])} / AP50 "
+                     f"{show(b['ap50'])}")
     lines += [f"wrote {p}" for p in report["pictures"]]
     lines.append(f"wrote {report['metrics_file']}")
     return "\n".join(lines)
