@@ -13,4 +13,4 @@ TRANSFORMS = {"translate": "pixels (dx, right)", "scale": "factor", "rotate": "d
 CENTERING = ("none", "image")  # embed: subtract nothing, or each image's own mean feature
 PROBE_CLASSIFIERS = {"svm": "SVM", "softmax": "Softmax"}
 PICTURE_KINDS = ("filters", "maps", "top-patches", "saliency", "class-model", "evolution",
-                 "errors", "curves", "confusion", "segmentation")  # cnnlab visualize KIND
+                 "errors", "curves", "confusion", "segmentation", "gradcam")  # cnnlab visualize KIND

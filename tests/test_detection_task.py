@@ -142,3 +142,13 @@ def test_coco_folder_trains_evaluates_and_predicts_from_the_cli(tmp_path, capsys
         x, y, w, h = entry["bbox"]
         assert 0 <= x <= x + w <= 80 and 0 <= y <= y + h <= 32
         assert entry["category_id"] in [3 * c + 2 for c in range(10)]
+    # the pictures: the report's detection section, saliency / Grad-CAM of one box
+    assert main(["report", str(run)]) == 0
+    page = (run / "report.html").read_text()
+    assert '<section id="detection">' in page and "COCO AP (pycocotools)" in page
+    for kind in ("saliency", "gradcam"):
+        assert main(["visualize", kind, str(run), "--box", "0"]) == 0
+        assert (run / "viz" / f"{kind}-box0.png").is_file()
+    capsys.readouterr()
+    assert main(["visualize", "gradcam", str(run), "--box", "100000"]) == 2
+    assert "--box 100000: the image has" in capsys.readouterr().err

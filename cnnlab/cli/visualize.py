@@ -5,7 +5,9 @@ kinds:
   filters      first conv layer's kernels (--layer conv2: per input channel)
   maps         feature maps of every conv layer (or --layer) for a test image or --image
   top-patches  for --units of --layer (default: last conv), the 9 most exciting data patches
-  saliency     input-gradient saliency and Grad-CAM (last conv) for 8 test images or --image
+  saliency     input-gradient saliency and Grad-CAM (last conv) for 8 test images or --image;
+               detection runs: of one detected box (--box K, best score first)
+  gradcam      the same; detection runs: Grad-CAM of box --box K on the fused stride-4 map
   class-model  the image maximising each class score (or --class) by gradient ascent
   evolution    strongest patch per unit at each snapshot (train with --snapshot-epochs 1,2,5)
   errors       misclassified test images captioned true->pred with the top-2 guesses
@@ -20,6 +22,7 @@ examples:
   cnnlab visualize maps runs/lenet5-mnist --index 42 --layer conv2 --units 0-7
   cnnlab visualize class-model runs/lenet5-mnist --out figures/
   cnnlab visualize segmentation runs/fcn-digit-scenes --count 4
+  cnnlab visualize gradcam runs/unet-mnist-scenes --image scene.png --box 1
 Writes into --out (default RUN/viz/) and prints each file written. See docs/VISUALIZE.md.
 """
 
@@ -77,6 +80,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--limit", metavar="N",
                         help="search at most N images (top-patches, evolution)")
     parser.add_argument("--count", metavar="N", help="images shown (segmentation, default 8)")
+    parser.add_argument("--box", metavar="K", help="detection runs: saliency/gradcam of the "
+                                                   "K-th detected box, best score first "
+                                                   "(default 0)")
     parser.add_argument("--checkpoint", choices=["best", "last"], default="best")
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
     add_output(parser, help="output folder (default RUN/viz)")
@@ -91,7 +97,8 @@ def run(args: argparse.Namespace) -> int:
                       target_class=args.target_class, split=args.split,
                       limit=whole_number(args.limit, "--limit"),
                       count=whole_number(args.count, "--count"),
-                      index=whole_number(args.index, "--index", minimum=0) or 0)
+                      index=whole_number(args.index, "--index", minimum=0) or 0,
+                      box=whole_number(args.box, "--box", minimum=0))
     for path in paths:
         print(f"wrote {path}")
     return 0

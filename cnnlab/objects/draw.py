@@ -102,6 +102,18 @@ def legend(fig, kinds: tuple[str, ...]) -> None:
 
 def detections_figure(images: torch.Tensor, found: list[Detections], classes: list[str],
                       truth: list[tuple] | None, path: str | Path, *, columns: int = 4) -> Path:
+    """:func:`detections_plot` saved as a PNG at ``path``."""
+    import matplotlib.pyplot as plt
+
+    fig = detections_plot(images, found, classes, truth, columns=columns)
+    try:
+        return save_figure(fig, path)
+    finally:
+        plt.close(fig)
+
+
+def detections_plot(images: torch.Tensor, found: list[Detections], classes: list[str],
+                    truth: list[tuple] | None, *, columns: int = 4):
     """A grid of images with their detections (hits, false alarms, misses when ``truth``)."""
     import matplotlib.pyplot as plt
 
@@ -121,13 +133,21 @@ def detections_figure(images: torch.Tensor, found: list[Detections], classes: li
     kinds = ("hit", "false alarm", "miss", "ignore region") if truth is not None else ("found",)
     legend(fig, kinds)
     fig.tight_layout(rect=(0, 0.06, 1, 1))
+    return fig
+
+
+def pr_figure(curves: dict[str, list[float]], path: str | Path, title: str) -> Path:
+    """:func:`pr_plot` saved as a PNG at ``path``."""
+    import matplotlib.pyplot as plt
+
+    fig = pr_plot(curves, title)
     try:
         return save_figure(fig, path)
     finally:
         plt.close(fig)
 
 
-def pr_figure(curves: dict[str, list[float]], path: str | Path, title: str) -> Path:
+def pr_plot(curves: dict[str, list[float]], title: str):
     """Precision-recall curves at IoU 0.5, one line per class (COCOeval's 101 recall points;
     a curve stops where the class's recall ends)."""
     import matplotlib.pyplot as plt
@@ -146,7 +166,4 @@ def pr_figure(curves: dict[str, list[float]], path: str | Path, title: str) -> P
     ax.set_title(title, fontsize=9)
     ax.legend(fontsize=6, ncol=2, loc="lower left")
     fig.tight_layout()
-    try:
-        return save_figure(fig, path)
-    finally:
-        plt.close(fig)
+    return fig

@@ -43,8 +43,8 @@ class Detect(Task):
     output_kind: ClassVar[str] = "boxes"
     evaluation: ClassVar[str] = "detection"
     report_sections: ClassVar[tuple[str, ...]] = (
-        "config", "summary", "curves", "detection", "filters", "maps")
-    picture_kinds: ClassVar[tuple[str, ...]] = ("filters", "maps", "curves", "saliency",
+        "config", "summary", "curves", "detection", "filters")
+    picture_kinds: ClassVar[tuple[str, ...]] = ("filters", "curves", "saliency",
                                                 "gradcam")
     curve_metrics: ClassVar[tuple[str, ...]] = ("ap", "ap50")
     shardable: ClassVar[bool] = False

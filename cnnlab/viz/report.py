@@ -38,6 +38,7 @@ from cnnlab.runs.outputs import write_text_output
 from cnnlab.runs.reader import OpenRun, open_run
 from cnnlab.tasks import label_set
 from cnnlab.train.loop import evaluate
+from cnnlab.viz.detection import detection_section
 from cnnlab.viz.grids import fit_width, make_grid, png_data_uri
 from cnnlab.viz.inputs import source_inputs, to_display
 
@@ -348,7 +349,8 @@ TITLES = {"config": "Configuration", "summary": "Model summary", "curves": "Trai
           "confusion": "Confusion matrix", "errors": "Errors", "filters": "Filters",
           "maps": "Feature maps", "patches": "What excites the last conv layer",
           "segmentation": "Image, truth and prediction",
-          "precision": "Average precision per class", "labels": "True and predicted labels"}
+          "precision": "Average precision per class", "labels": "True and predicted labels",
+          "detection": "Detections: COCO AP, hits and misses"}
 
 
 def build_sections(run: OpenRun, *, limit: int = 5000) -> list[Section]:
@@ -366,6 +368,7 @@ def build_sections(run: OpenRun, *, limit: int = 5000) -> list[Section]:
                 "segmentation": lambda: segmentation_section(run),
                 "precision": lambda: precision_section(run),
                 "labels": lambda: labels_section(run, sample),
+                "detection": lambda: detection_section(run, img_tag, table),
                 "confusion": scored(0), "errors": scored(1)}
     return [Section(key, TITLES[key], builders[key]()) for key in run.task.report_sections]
 

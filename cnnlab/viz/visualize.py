@@ -7,6 +7,7 @@ pick layers, units and images so that ``visualize("maps", run)`` just works.
 | maps        | feature maps of every conv layer for one image   | first test image               |
 | top-patches | the 9 patches exciting each unit most            | last conv, first 16 units      |
 | saliency    | input gradient and Grad-CAM                      | first 8 test images, predicted |
+| gradcam     | the same (detection runs: of one box, ``--box``) | detection: box 0 (best score)  |
 | class-model | image maximising each class score                | every class (at most 10)       |
 | evolution   | strongest patch per unit per snapshot epoch      | last conv, first 8 units       |
 | errors      | misclassified test images, true->pred, top-2     | first 100 errors               |
@@ -29,6 +30,7 @@ import torch
 from cnnlab.errors import ConfigError, ModelError, choices_hint
 from cnnlab.runs.reader import OpenRun, open_run
 from cnnlab.tasks import get_task, task_names
+from cnnlab.viz.detection import draw_box_attribution
 from cnnlab.viz.grids import make_grid, normalize_tiles, save_png
 from cnnlab.viz.inputs import image_input, to_display
 
@@ -45,6 +47,7 @@ class Request:
     limit: int | None = None  # images searched (top-patches, evolution)
     count: int | None = None  # images shown (segmentation)
     index: int = 0  # first image of the split shown (maps, saliency)
+    box: int | None = None  # detection runs: which detected box (saliency, gradcam)
 
     def __post_init__(self) -> None:
         for flag, value in (("--limit", self.limit), ("--count", self.count)):
@@ -216,7 +219,12 @@ KINDS = {
     "filters": draw_filters, "maps": draw_maps, "top-patches": draw_top_patches,
     "saliency": draw_saliency, "class-model": draw_class_model, "evolution": draw_evolution,
     "errors": draw_errors, "curves": draw_curves, "confusion": draw_confusion,
-    "segmentation": draw_segmentation,
+    "segmentation": draw_segmentation, "gradcam": draw_saliency,
+}
+BY_OUTPUT = {  # pictures drawn differently for a task's ``output_kind``
+    "boxes": {"saliency": lambda run, request, out: draw_box_attribution(
+        run, request, out, "saliency"), "gradcam": lambda run, request, out:
+        draw_box_attribution(run, request, out, "gradcam")},
 }
 
 
@@ -234,4 +242,5 @@ def visualize(kind: str, run: str | Path, *, out: str | Path | None = None,
                           f"{' or '.join(f'--task {n}' for n in serving)}, not a '{task.name}' "
                           f"run; its pictures are: {', '.join(task.picture_kinds)}")
     folder = Path(out) if out else opened.run_dir / "viz"
-    return KINDS[kind](opened, Request(**options), folder)
+    draw = BY_OUTPUT.get(task.output_kind, {}).get(kind, KINDS[kind])
+    return draw(opened, Request(**options), folder)
