@@ -26,6 +26,7 @@ from cnnlab.detection.packing import (
 from cnnlab.detection.targets import encode_centernet
 from cnnlab.errors import ConfigError
 from cnnlab.tasks import get_task
+from cnnlab.tasks.detect import images_right
 
 
 @pytest.fixture(scope="module")
@@ -152,3 +153,16 @@ def test_coco_folder_trains_evaluates_and_predicts_from_the_cli(tmp_path, capsys
     capsys.readouterr()
     assert main(["visualize", "gradcam", str(run), "--box", "100000"]) == 2
     assert "--box 100000: the image has" in capsys.readouterr().err
+
+
+def test_images_right_by_hand():
+    truth = {"boxes": torch.tensor([[[0., 0., 10., 10.], [20., 20., 8., 8.]]] * 4),
+             "labels": torch.tensor([[1, 2]] * 4), "ignore": torch.tensor([[False, True]] * 4)}
+    exact = [[0., 0., 10., 10.], [0., 0., 10., 10.]]
+    boxes = torch.tensor([exact,  # the object found (the ignore region need not be)
+                          [[0., 0., 10., 10.], [40., 40., 50., 50.]],  # + a confident false alarm
+                          exact,  # the object found, but as class 2
+                          [[1., 0., 10., 10.], [40., 40., 50., 50.]]])  # IoU 0.9; unsure extra
+    scores = torch.tensor([[0.9, 0.1], [0.9, 0.8], [0.9, 0.1], [0.9, 0.2]])
+    labels = torch.tensor([[1, 1], [1, 1], [2, 1], [1, 1]])
+    assert images_right(boxes, scores, labels, truth).tolist() == [True, False, False, True]

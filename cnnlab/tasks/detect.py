@@ -16,10 +16,10 @@ from torch import nn
 
 from cnnlab.data.base import ImageSet
 from cnnlab.detection.coco import evaluate_detections
-from cnnlab.detection.decode import decode_centernet
+from cnnlab.detection.decode import decode_centernet, decode_padded
 from cnnlab.detection.detections import Detections
 from cnnlab.detection.losses import centernet_loss
-from cnnlab.detection.nms import box_iou, xywh_to_xyxy
+from cnnlab.detection.nms import xywh_to_xyxy
 from cnnlab.detection.packing import pack_targets, targets_as_scenes, unpack_targets
 from cnnlab.detection.targets import encode_centernet
 from cnnlab.errors import ConfigError, ModelError
@@ -114,7 +114,15 @@ class Detect(Task):
     def correct(self, logits: torch.Tensor, y: torch.Tensor) -> float:
         """Images whose confident detections are exactly their objects (IoU >= 0.5, class)."""
         with torch.no_grad():
-            return float(sum(images_right(self.decode(logits.detach()), unpack_targets(y))))
+            return float(self.images_right(logits, y).sum())
+
+    def images_right(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """Bool ``(N,)``: the batch's images whose objects are exactly found
+        (:func:`images_right`)."""
+        maps = self.maps(logits.detach())
+        found = decode_padded(torch.sigmoid(maps["heatmap"].float()), maps["size"],
+                              maps["offset"])
+        return images_right(*found, unpack_targets(y))
 
     def meter(self, num_outputs: int) -> Meter:
         return DetectionMeter(self)
@@ -154,22 +162,27 @@ class Detect(Task):
                 f"images all right {metrics['acc']:.4f}"]
 
 
-def images_right(found: list[Detections], truth: dict, score: float = RIGHT_SCORE) -> list[bool]:
-    """Per image: every object matched by a confident detection of its class at IoU >= 0.5,
-    and no confident detection left over (ignore regions may be found or not)."""
-    right = []
-    for i, f in enumerate(found):
-        keep = f.scores >= score
-        boxes, labels = f.boxes[keep], f.labels[keep]
-        present = truth["labels"][i] >= 0
-        real = present & ~truth["ignore"][i]
-        gt = xywh_to_xyxy(truth["boxes"][i].float())
-        iou = box_iou(boxes, gt) * (labels[:, None] == truth["labels"][i][None])  # (D, M)
-        hit = iou >= 0.5
-        found_all = bool(hit[:, real].any(0).all())
-        no_extra = bool((hit[:, present].any(1)).all())
-        right.append(found_all and no_extra and int(hit[:, real].any(1).sum()) >= int(real.sum()))
-    return right
+def images_right(boxes: torch.Tensor, scores: torch.Tensor, labels: torch.Tensor, truth: dict,
+                 score: float = RIGHT_SCORE) -> torch.Tensor:
+    """Bool ``(N,)``: every object of the image matched by a confident detection (score >=
+    ``score``) of its class at IoU >= 0.5, and no confident detection matching no object
+    (ignore regions may be found or not). Detections ``(N, T, ...)`` from ``decode_padded``."""
+    gt = xywh_to_xyxy(truth["boxes"].float())[:, None]  # (N, 1, M, 4)
+    found = boxes.float()[:, :, None]  # (N, T, 1, 4)
+    inter = (torch.minimum(found[..., 2:], gt[..., 2:]) - torch.maximum(found[..., :2],
+                                                                         gt[..., :2]))
+    inter = inter.clamp(min=0).prod(-1)  # (N, T, M)
+    areas = (found[..., 2:] - found[..., :2]).clamp(min=0).prod(-1) + \
+        (gt[..., 2:] - gt[..., :2]).clamp(min=0).prod(-1)
+    iou = inter / (areas - inter).clamp(min=1e-12)
+    present = truth["labels"] >= 0  # (N, M)
+    real = present & ~truth["ignore"]
+    confident = scores >= score  # (N, T)
+    hit = (iou >= 0.5) & (labels[:, :, None] == truth["labels"][:, None]) & confident[..., None]
+    found_all = (hit.any(1) | ~real).all(1)
+    no_extra = ((hit & present[:, None]).any(2) | ~confident).all(1)
+    enough = (hit & real[:, None]).any(2).sum(1) >= real.sum(1)
+    return found_all & no_extra & enough
 
 
 def check_backbone(task: Task, model: str, options: dict | None = None) -> None:
@@ -206,7 +219,7 @@ class DetectionMeter(Meter):
     def update(self, logits, y) -> None:
         super().update(logits, y)
         found = self.task.decode(logits)
-        self.right += sum(images_right(found, unpack_targets(y)))
+        self.right += int(self.task.images_right(logits, y).sum())
         self.found += found
         self.rows.append(y.cpu())
         self.size = self.task.image_size(logits)

@@ -23,7 +23,7 @@ from cnnlab.detection.losses import detector_loss
 from cnnlab.detection.packing import semantic_masks, targets_as_scenes, unpack_targets
 from cnnlab.errors import ModelError
 from cnnlab.tasks.base import Task
-from cnnlab.tasks.detect import Detect, images_right
+from cnnlab.tasks.detect import Detect
 from cnnlab.tasks.metrics import Meter
 from cnnlab.tasks.segment import median_frequency_weights
 
@@ -114,7 +114,7 @@ class InstanceMeter(Meter):
         with torch.no_grad():
             super().update(logits, y)
         found = self.task.from_logits(logits)
-        self.right += sum(images_right(found["boxes"], unpack_targets(y)))
+        self.right += int(self.task.images_right(logits, y).sum())
         for kind, items in found.items():
             self.found.setdefault(kind, []).extend(items)
         self.rows.append(y.cpu())
