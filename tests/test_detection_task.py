@@ -114,16 +114,26 @@ def test_augment_is_refused_for_detection():
         TrainConfig(model="unet", data="digit-scenes", task="detect", augment="flip").validate()
 
 
-def test_coco_folder_trains_evaluates_and_predicts_from_the_cli(tmp_path, capsys):
+IDS = [3 * c + 2 for c in range(10)]  # a COCO folder's own category ids
+
+
+@pytest.fixture(scope="module")
+def coco_run(tmp_path_factory):
+    """A detect run trained from the CLI (1 epoch) on a COCO folder written here."""
+    tmp = tmp_path_factory.mktemp("coco")
     scenes = load_dataset("digit-scenes:n=48", "train")
-    write_coco_folder(scenes, tmp_path / "coco", category_ids=[3 * c + 2 for c in range(10)])
+    write_coco_folder(scenes, tmp / "coco", category_ids=IDS)
     assert main(["train", "--task", "detect", "--model", "unet", "--data", "coco:size=32",
-                 "--data-root", str(tmp_path / "coco"), "--epochs", "1", "--batch-size", "16",
+                 "--data-root", str(tmp / "coco"), "--epochs", "1", "--batch-size", "16",
                  "--optimizer", "adamw", "--lr", "0.002", "--threads", "2", "--no-progress",
-                 "--out", str(tmp_path), "--name", "det"]) == 0
-    run = tmp_path / "det"
+                 "--out", str(tmp), "--name", "det"]) == 0
+    return tmp / "det", scenes
+
+
+def test_coco_folder_trains_evaluates_and_predicts_from_the_cli(coco_run, tmp_path, capsys):
+    run, scenes = coco_run
     meta = json.loads((run / "best.json").read_text())
-    assert meta["category_ids"] == [3 * c + 2 for c in range(10)]
+    assert meta["category_ids"] == IDS
     capsys.readouterr()
     assert main(["evaluate", str(run)]) == 0
     text = capsys.readouterr().out
@@ -142,8 +152,12 @@ def test_coco_folder_trains_evaluates_and_predicts_from_the_cli(tmp_path, capsys
     for entry in result["detections"]:
         x, y, w, h = entry["bbox"]
         assert 0 <= x <= x + w <= 80 and 0 <= y <= y + h <= 32
-        assert entry["category_id"] in [3 * c + 2 for c in range(10)]
-    # the pictures: the report's detection section, saliency / Grad-CAM of one box
+        assert entry["category_id"] in IDS
+
+
+@pytest.mark.slow
+def test_report_and_box_attribution_of_a_detect_run(coco_run, capsys):
+    run, _ = coco_run
     assert main(["report", str(run)]) == 0
     page = (run / "report.html").read_text()
     assert '<section id="detection">' in page and "COCO AP (pycocotools)" in page
