@@ -109,7 +109,7 @@ class Detect(Task):
     def detections(self, model: nn.Module, x: torch.Tensor) -> dict[str, list[Detections]]:
         """What the evaluation and prediction show for a batch: ``{"boxes": [...]}`` (and for
         instance segmentation one list per mask kind), one :class:`Detections` per image."""
-        return {"boxes": self.decode(model(x).float())}
+        return {"boxes": [d.cpu() for d in self.decode(model(x).float())]}
 
     def correct(self, logits: torch.Tensor, y: torch.Tensor) -> float:
         """Images whose confident detections are exactly their objects (IoU >= 0.5, class)."""

@@ -65,6 +65,8 @@ class Instance(Detect):
         return tuple(logits.shape[-2:])
 
     def loss(self, logits: torch.Tensor, y: torch.Tensor, label_smoothing: float = 0.0):
+        device = next(self.network.parameters()).device  # the meter scores CPU outputs
+        logits, y = logits.to(device), y.to(device)
         maps = self.maps(logits)
         size = self.image_size(logits)
         truth = unpack_targets(y, size)
@@ -79,10 +81,12 @@ class Instance(Detect):
 
     def from_logits(self, logits: torch.Tensor) -> dict[str, list[Detections]]:
         """Boxes and both kinds of masks of a packed output (inference mode)."""
+        device = next(self.network.parameters()).device  # the meter gets CPU outputs
         with torch.inference_mode():
-            return centernet_detections(self.network, self.maps(logits.float()),
-                                        self.image_size(logits), masks=MASK_KINDS,
-                                        mask_threshold=MASK_SCORE)
+            found = centernet_detections(self.network, self.maps(logits.float().to(device)),
+                                         self.image_size(logits), masks=MASK_KINDS,
+                                         mask_threshold=MASK_SCORE)
+        return {kind: [d.cpu() for d in items] for kind, items in found.items()}
 
     def decode(self, logits: torch.Tensor) -> list[Detections]:
         return super().decode(logits.detach())
