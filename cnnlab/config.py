@@ -17,6 +17,7 @@ from pathlib import Path
 import yaml
 
 from cnnlab.errors import ConfigError
+from cnnlab.files import atomic_write_bytes
 from cnnlab.yamltext import load_yaml
 
 GROUPS = ("data", "model", "optimisation", "schedule", "augmentation", "speed", "run")
@@ -182,13 +183,22 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, values: dict, *, source: str = "config") -> TrainConfig:
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ConfigError(f"{source}: unknown setting {unknown[0]!r}")
-        config = cls(**values)
-        check_types(config, source)
-        return config
+        return settings_from_dict(cls, values, source=source)
+
+
+def settings_from_dict(cls: type, values: dict, *, source: str = "config"):
+    """The settings dataclass ``cls`` (TrainConfig, BovwConfig) from a dict read from YAML:
+    an unknown key or a value of the wrong type is a ConfigError naming ``source``."""
+    if not isinstance(values, dict):
+        raise ConfigError(f"{source}: expected a mapping of settings, got "
+                          f"{type(values).__name__}")
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - known, key=str)
+    if unknown:
+        raise ConfigError(f"{source}: unknown setting {unknown[0]!r}")
+    config = cls(**values)
+    check_types(config, source)
+    return config
 
 
 def flag_name(item: dataclasses.Field) -> str:
@@ -207,7 +217,7 @@ def _type_ok(value: object, kind: str) -> bool:
     return table[kind]
 
 
-def check_types(config: TrainConfig, source: str = "config") -> None:
+def check_types(config: object, source: str = "config") -> None:
     """Every value has its field's type (YAML ``epochs: "1"``, ``data: [digits]``,
     ``model_options: [1, 2]``, NaN or infinite numbers are refused, naming the setting)."""
     for item in dataclasses.fields(config):
@@ -266,8 +276,6 @@ def config_yaml(config: TrainConfig) -> str:
 
 def save_config(config: TrainConfig, path: Path) -> None:
     """Write ``config`` as YAML (atomically) so ``cnnlab train --config`` re-runs it."""
-    from cnnlab.files import atomic_write_bytes
-
     atomic_write_bytes(path, config_yaml(config).encode())
 
 

@@ -33,7 +33,7 @@ from cnnlab.choices import EXPORT_FORMATS
 from cnnlab.errors import ConfigError, ModelError, choices_hint
 from cnnlab.runs.checkpoint import resolve_checkpoint
 from cnnlab.runs.outputs import check_output_path, write_output, write_text_output
-from cnnlab.runs.reader import load_model
+from cnnlab.runs.reader import load_model, open_run
 
 FORMATS = EXPORT_FORMATS
 
@@ -105,11 +105,15 @@ def export_model(run: str | Path, *, format: str = "onnx", out: str | Path | Non
     """Export the ``which`` checkpoint of ``run`` to ``format`` and check output parity."""
     if format not in FORMATS:
         raise ConfigError(f"unknown export format {choices_hint(format, list(FORMATS))}")
+    opened = open_run(run, checkpoint=which)
+    if not opened.is_network:
+        raise ConfigError(f"export: {opened.run_dir} is a {opened.task.name} run, not a "
+                          f"network: there is no model to write as {format}")
     path = Path(out) if out is not None else default_output(run, which, format)
     sidecar = path.with_name(path.name + ".json")
     check_output_path(path)  # before any work: never over a checkpoint or a user's file
     check_output_path(sidecar)
-    model, meta = load_model(run, which=which)  # eval mode, CPU
+    model, meta = load_model(opened, which=which)  # eval mode, CPU
     input_size = tuple(meta["model"]["input_size"])
     inputs = check_inputs(input_size, batch)
     with tempfile.TemporaryDirectory(prefix="cnnlab-export-") as folder:

@@ -167,5 +167,18 @@ def predict_mask(run: OpenRun, path: Path, k: int, out: Path) -> dict:
             "colours": {name: colours[name] for name in pixels}}
 
 
+def predict_scores(run: OpenRun, path: Path, k: int, out: Path) -> dict:
+    """A run that is no network (a bag of visual words, ``run.score_images``): its class and
+    the score of every class (SVM decision values or neighbour shares: ``run.score_name``)."""
+    x = prepare_image(path, run.preprocess)  # the run's size and polarity; mean 0, std 1
+    labels, scores = run.score_images((x * 255).round().clamp(0, 255).to(torch.uint8))
+    ranked = scores[0].nan_to_num(float("-inf")).argsort(descending=True, stable=True)
+    return {"path": str(path), "class": run.classes[int(labels[0])], "score": run.score_name,
+            "top": [(run.classes[i], round(float(scores[0, i]), 4))
+                    for i in ranked[:min(k, len(run.classes))].tolist()],
+            "scores": {name: round(float(v), 4) for name, v in zip(run.classes, scores[0],
+                                                                  strict=True)}}
+
+
 PREDICTORS = {"class": predict_class, "labels": predict_labels, "mask": predict_mask,
-              "boxes": predict_boxes}  # by the task's ``output_kind``
+              "scores": predict_scores, "boxes": predict_boxes}  # by the task's ``output_kind``

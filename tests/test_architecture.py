@@ -111,3 +111,16 @@ def test_no_import_cycles_between_modules():
         if node not in state:
             walk(node, [])
     assert cycles == []
+
+
+def test_run_kinds_are_opened_by_modules_above_the_run_layer():
+    """``RUN_KINDS`` (cnnlab/runs/reader.py) is the one place the run layer names a module
+    above it, by name: each entry must exist, sit in a higher layer and define ``open_kind``."""
+    from cnnlab.runs.reader import RUN_KINDS
+
+    modules = all_modules()
+    for kind, module in RUN_KINDS.items():
+        assert module in modules, kind
+        assert layer_of(module) > layer_of("cnnlab.runs"), kind
+        tree = ast.parse(modules[module].read_text())
+        assert "open_kind" in {n.name for n in tree.body if isinstance(n, ast.FunctionDef)}, kind

@@ -122,3 +122,48 @@ def test_an_interrupted_finetune_resumes_from_the_command_line(tmp_path):
     from cnnlab.runs import open_run
 
     assert open_run(part.run_dir).index["test"]["acc"] == whole.test_acc
+
+
+def _steps(run_dir) -> list[dict]:
+    return [json.loads(line) for line in (run_dir / "steps.jsonl").open()]
+
+
+def test_per_step_metrics_file_has_the_real_curve_and_survives_resume(tmp_path):
+    seen = Recorder()
+    whole = fit(config(tmp_path, name="whole"), observers=[seen], log=lambda *_: None)
+    lines = _steps(whole.run_dir)
+    assert [line["step"] for line in lines] == list(range(1, 2 * STEPS + 1))  # short epochs
+    assert [line["loss"] for line in lines] == pytest.approx([s.loss for s in seen.steps])
+    assert [line["lr"] for line in lines] == [s.lr for s in seen.steps]
+    assert lines[STEPS - 1]["epoch"] == 1.0 and lines[-1]["epoch"] == 2.0
+    assert lines[0]["acc"] == pytest.approx(seen.steps[0].correct / seen.steps[0].seen)
+    assert len((whole.run_dir / "metrics.jsonl").read_text().splitlines()) == 2  # per epoch
+
+    part = fit(config(tmp_path, name="part"), observers=[StopAtStep(30)], log=lambda *_: None)
+    with open(part.run_dir / "steps.jsonl", "a") as handle:  # written after the checkpoint
+        handle.write('{"step": 41, "loss": 9}\n{"step": "x"}\n{torn')
+    fit(None, resume=part.run_dir, log=lambda *_: None)
+    again = _steps(part.run_dir)
+    drop = lambda rows: [{k: v for k, v in r.items() if k != "images_per_s"} for r in rows]  # noqa: E731
+    assert drop(again) == drop(lines)
+
+
+def test_per_step_windows_average_their_steps(tmp_path):
+    from types import SimpleNamespace
+
+    from cnnlab.train.loop import StepInfo
+    from cnnlab.train.observers import StepMetricsFile
+
+    run = SimpleNamespace(schedule=SimpleNamespace(steps_per_epoch=21), run_dir=tmp_path,
+                          folder=SimpleNamespace(record=lambda path: None))
+    steps = [StepInfo(0, b, b, loss=float(b), correct=b % 2, seen=2 if b < 21 else 1, lr=0.1)
+             for b in range(1, 22)]
+    observer = StepMetricsFile(points=5)
+    observer.on_epoch_start(run)
+    for step in steps:
+        observer.on_step(run, step)
+    lines = _steps(tmp_path)
+    assert [line["step"] for line in lines] == [4, 8, 12, 16, 20, 21]  # every 21 // 5 = 4
+    assert lines[0]["loss"] == pytest.approx((1 + 2 + 3 + 4) / 4)  # equal weights: 2 images each
+    assert lines[0]["acc"] == pytest.approx(2 / 8)
+    assert lines[-1] == {**lines[-1], "step": 21, "epoch": 1.0, "loss": 21.0, "acc": 1.0}

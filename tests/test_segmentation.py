@@ -169,9 +169,9 @@ def test_masks_are_drawn_over_the_image(tmp_path):
 
 def test_median_class_weights_reach_the_training_loss(tmp_path):
     from cnnlab.data.datasets import load_dataset as load
+    from cnnlab.devices import resolve_device
     from cnnlab.tasks import Segment, median_frequency_weights
     from cnnlab.train.fit import Run, load_splits
-    from cnnlab.devices import resolve_device
 
     config = TrainConfig(model="fcn", data="digit-scenes", task="segment", epochs=1,
                          class_weights="median", out=str(tmp_path), progress=False)

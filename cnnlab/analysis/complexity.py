@@ -22,6 +22,7 @@ from pathlib import Path
 
 import torch
 
+from cnnlab.analysis.resolve import resolve_model
 from cnnlab.analysis.summary import summary
 from cnnlab.errors import CnnlabError, DataError
 from cnnlab.files import atomic_write_bytes
@@ -63,8 +64,6 @@ def _accuracy(run_dir: Path) -> tuple[float, str] | None:
 def run_points(runs_dir: str | Path) -> list[dict]:
     """Every run under ``runs_dir`` with an accuracy: run, model, data, accuracy, split, and
     the multiply-adds and parameters of its own model at its own input size."""
-    from cnnlab.analysis.resolve import resolve_model
-
     folder = Path(runs_dir)
     if not folder.is_dir():
         return []

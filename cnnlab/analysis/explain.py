@@ -19,6 +19,7 @@ import numpy as np
 
 from cnnlab import reference as ref
 from cnnlab.analysis.explain_text import Explanation, fmt, is_integral, term
+from cnnlab.analysis.window_checks import check_window as window_warnings
 from cnnlab.errors import ConfigError
 
 
@@ -74,8 +75,6 @@ def fit_warnings(op: str, size: tuple[int, int], kernel: tuple[int, int], stride
                  padding: int) -> list[str]:
     """The summary's warnings for hyper-parameters that do not fit (lecture 001: 6x6 input,
     3x3 filter, stride 2 -> 2.5), without the layer name."""
-    from cnnlab.analysis.window_checks import check_window as window_warnings
-
     found, _ = window_warnings("explain", op, tuple(size), tuple(kernel), (stride, stride),
                                (padding, padding))
     return [w.split(": ", 1)[1] for w in found]

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cnnlab.errors import ConfigError
+from cnnlab.errors import ConfigError, choices_hint
 
 
 @dataclass
@@ -164,7 +164,6 @@ def lecture_input(name: str, what: str = "--input-file") -> str:
     """The text of lecture matrix ``name`` (package data, so it works from any install)."""
     from importlib.resources import files
 
-    from cnnlab.errors import choices_hint
 
     names = lecture_inputs()
     if name not in names:

@@ -17,7 +17,12 @@ from torch import nn
 from cnnlab import reference as ref
 from cnnlab.analysis.explain import explain_conv
 from cnnlab.analysis.explain_text import lecture_input, parse_matrix
+from cnnlab.analysis.explain_upsampling import explain_transpose_conv
+from cnnlab.analysis.lecture_models import build_lecture_model
 from cnnlab.analysis.summary import Summary, summary
+from cnnlab.layers.local import LocallyConnected2d
+from cnnlab.models import create
+from cnnlab.models.catalog import count_parameters
 
 COMPUTE: dict[str, Callable[..., dict]] = {}
 
@@ -43,8 +48,6 @@ def meta_summary(build: Callable[[], nn.Module], size: tuple[int, ...]) -> Summa
 
 
 def meta_model(name: str, **options: object) -> nn.Module:
-    from cnnlab.models import create
-
     with torch.device("meta"):
         return create(name, **options)
 
@@ -74,8 +77,6 @@ def _what_if(_example: object) -> dict:
 
 @computes("fc-vs-conv")
 def _fc_vs_conv(_example: object) -> dict:
-    from cnnlab.analysis.lecture_models import build_lecture_model
-
     fc, one, two = (build_lecture_model(n) for n in ("fc256", "conv256", "conv256x2"))
     return {"inputs of a 256x256x3 image": summary(fc, (3, 256, 256)).input_units,
             "fully connected, first layer (slide \"Neural Networks\")": fc[1].weight.numel(),
@@ -95,8 +96,6 @@ def _table_column(prefix: str, s: Summary, parameters: int) -> dict:
 
 @computes("lenet-alexnet")
 def _lenet_alexnet(_example: object) -> dict:
-    from cnnlab.models import create
-
     old = summary(create("lenet1989"), (1, 16, 16))
     lenet5 = create("lenet5", partial_c3=True)
     new = summary(lenet5, (1, 32, 32))
@@ -138,8 +137,6 @@ def _conv_gradient(_example: object) -> dict:
 
 @computes("locally-connected")
 def _locally_connected(_example: object) -> dict:
-    from cnnlab.layers.local import LocallyConnected2d
-
     with torch.device("meta"):
         layer = LocallyConnected2d(3, 5, (30, 30), kernel_size=7)
     _, out_h, out_w = summary(layer, (3, 30, 30)).rows[0].output_shape
@@ -187,8 +184,6 @@ def _alexnet_neurons(_example: object) -> dict:
 
 @computes("layer-removal")
 def _layer_removal(_example: object) -> dict:
-    from cnnlab.models.catalog import count_parameters
-
     full = count_parameters(meta_model("alexnet_paper"))
     return {f"removing layer{'s' if ',' in key else ''} {key}":
             full - count_parameters(meta_model("alexnet_paper", remove=layers))
@@ -211,8 +206,6 @@ def _small_filters(_example: object) -> dict:
 
 @computes("inception-saving")
 def _inception_saving(_example: object) -> dict:
-    from cnnlab.analysis.lecture_models import build_lecture_model
-
     naive, reduced = (summary(build_lecture_model(n), (256, 28, 28))
                       for n in ("inception-naive", "inception-reduced"))
     return {"computations saved (%)": round(100 * (1 - reduced.total_macs / naive.total_macs), 1),
@@ -222,8 +215,6 @@ def _inception_saving(_example: object) -> dict:
 
 @computes("googlenet")
 def _googlenet(_example: object) -> dict:
-    from cnnlab.models.catalog import count_parameters
-
     s = summary(meta_model("googlenet"), (3, 224, 224))
     alexnet = count_parameters(meta_model("alexnet_paper"))
     return {"layers (with weights, on the longest path)": s.depth,
@@ -257,8 +248,6 @@ def _resnet_152(_example: object) -> dict:
 
 @computes("unpooling")
 def _unpooling(_example: object) -> dict:
-    from cnnlab.analysis.explain_upsampling import explain_transpose_conv
-
     x, seen = matrix("unpool_input")[None, None], matrix("pool_input")[None, None]
     pooled, where = ref.max_pool2d(seen, 2)
     up = explain_transpose_conv(x[0, 0], np.ones((3, 3)), stride=2, padding=1, output_padding=1)

@@ -18,6 +18,8 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
+from cnnlab.errors import ModelError, choices_hint
+
 
 class Branches(nn.Module):
     """Parallel branches on one input, concatenated along channels (an Inception module)."""
@@ -72,8 +74,6 @@ LECTURE_MODELS: dict[str, tuple[Callable[[], nn.Module], tuple[int, int, int]]] 
 
 def build_lecture_model(name: str, *, meta: bool = True) -> nn.Module:
     """Build a lecture example by name; on the ``meta`` device (no memory) by default."""
-    from cnnlab.errors import ModelError, choices_hint
-
     if name not in LECTURE_MODELS:
         raise ModelError(f"unknown lecture model {choices_hint(name, list(LECTURE_MODELS))}")
     with torch.device("meta") if meta else torch.device("cpu"):

@@ -33,6 +33,7 @@ from cnnlab.analysis.lecture_catalogue import (
     lecture_titles,
     plain_json,
 )
+from cnnlab.analysis.lecture_examples import COMPUTE
 from cnnlab.analysis.lecture_render import ExampleResult
 
 __all__ = ["Comparison", "Difference", "Example", "ExampleResult", "as_printed", "compare_quantity",
@@ -42,7 +43,6 @@ __all__ = ["Comparison", "Difference", "Example", "ExampleResult", "as_printed",
 def run_example(example_id: str) -> ExampleResult:
     """Compute cnnlab's numbers for one example and compare them with the slide's."""
     import cnnlab.analysis.lecture_examples_late  # noqa: F401  (registers lectures 003-004)
-    from cnnlab.analysis.lecture_examples import COMPUTE
 
     example = find_example(example_id)
     computed = COMPUTE[example.id](example)

@@ -10,7 +10,10 @@ from pathlib import Path
 
 from torch import nn
 
+from cnnlab.analysis.lecture_models import LECTURE_MODELS, build_lecture_model
 from cnnlab.errors import ConfigError
+from cnnlab.models import create, default_input_size, is_spec
+from cnnlab.runs.reader import load_model
 
 
 def parse_input_size(text: str) -> tuple[int, int, int]:
@@ -41,18 +44,13 @@ def resolve_model(name: str, input_size: tuple[int, int, int] | None,
     if options and (name.startswith("lecture:") or Path(name).exists()):
         raise ConfigError(f"--option applies to zoo models; '{name}' has its own settings")
     if name.startswith("lecture:"):
-        from cnnlab.analysis.lecture_models import LECTURE_MODELS, build_lecture_model
-
         model = build_lecture_model(name.split(":", 1)[1])
         return model, input_size or LECTURE_MODELS[name.split(":", 1)[1]][1]
     path = Path(name)
     if path.is_dir() or (path.is_file() and path.suffix == ".safetensors"):
-        from cnnlab.runs.reader import load_model
-
         model, meta = load_model(path)
         saved = (meta.get("model") or {}).get("input_size")
         return model, input_size or tuple(saved)  # type: ignore[return-value]
-    from cnnlab.models import create, default_input_size, is_spec
 
     size = input_size or default_input_size(name)
     lenient = {"strict": False} if is_spec(name) else {}  # build it, then warn what does not fit

@@ -17,7 +17,7 @@ from torch.overrides import TorchFunctionMode
 
 from cnnlab.analysis.fields import Field, union
 from cnnlab.analysis.layer_field import to_receptive_field
-from cnnlab.analysis.ops import Op, describe, setitem_field
+from cnnlab.analysis.ops import Op, _window_op, describe, setitem_field
 from cnnlab.analysis.window_checks import check_window
 from cnnlab.errors import ModelError
 
@@ -100,7 +100,6 @@ class Tracer(TorchFunctionMode):
         x = args[0] if args else kwargs.get("input")
         if not isinstance(x, torch.Tensor) or not hasattr(x, FIELD) or x.dim() < 3:
             return None
-        from cnnlab.analysis.ops import _window_op
 
         op = _window_op(name, args, kwargs)
         size = (int(x.shape[-2]), int(x.shape[-1]))

@@ -6,6 +6,7 @@ Example:
     >>> result = run_bovw(BovwConfig(data="mnist", train_per_class=200, test_count=1000))  # doctest: +SKIP
     >>> save_bovw(result, "runs/bovw-mnist")  # doctest: +SKIP
     >>> load_bovw("runs/bovw-mnist").model.predict(images)  # doctest: +SKIP
+    >>> evaluate_bovw("runs/bovw-mnist").main.top1  # the run's own test images  # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ from cnnlab.lazy import lazy_attributes
 
 _EXPORTS = {"BovwConfig": "cnnlab.bovw.config", "BovwResult": "cnnlab.bovw.pipeline",
             "run_bovw": "cnnlab.bovw.pipeline", "load_bovw": "cnnlab.bovw.store",
-            "save_bovw": "cnnlab.bovw.store"}
+            "save_bovw": "cnnlab.bovw.store", "BovwRun": "cnnlab.bovw.run",
+            "evaluate_bovw": "cnnlab.bovw.run"}
 __all__ = sorted(_EXPORTS)
 
 __getattr__, __dir__ = lazy_attributes(__name__, _EXPORTS)

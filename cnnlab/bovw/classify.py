@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from cnnlab.bovw.kernels import intersection_kernel
-from cnnlab.errors import ConfigError
+from cnnlab.errors import CheckpointError, ConfigError
 
 MAX_KERNEL_TRAIN = 10_000  # a precomputed N x N kernel: 10,000^2 float64 = 800 MB
 
@@ -55,22 +55,57 @@ class KernelSVM:
         """``(N, D)`` pyramid vectors -> ``(N,)`` labels."""
         return self.predict_from_kernel(intersection_kernel(features, self.support))
 
-    def predict_from_kernel(self, kernel: torch.Tensor) -> torch.Tensor:
-        """``(N, S)`` kernel values against the support vectors -> ``(N,)`` labels."""
+    def pair_decisions(self, kernel: torch.Tensor) -> torch.Tensor:
+        """``(N, S)`` kernel values against the support vectors -> ``(N, C(C-1)/2)`` libsvm
+        decision values of the one-vs-one pairs ``(i, j)``, ``i < j``; positive means ``i``."""
         kernel = kernel.double()
         starts = torch.cat([torch.zeros(1, dtype=torch.long), self.n_support.cumsum(0)])
-        votes = torch.zeros(len(kernel), len(self.classes), dtype=torch.long)
-        pair = 0
+        columns, pair = [], 0
         for i in range(len(self.classes)):
             for j in range(i + 1, len(self.classes)):
                 si, sj = slice(starts[i], starts[i + 1]), slice(starts[j], starts[j + 1])
-                decision = (kernel[:, si] @ self.dual_coef[j - 1, si].double()
-                            + kernel[:, sj] @ self.dual_coef[i, sj].double()
-                            + float(self.intercept[pair]))  # (N,)
-                votes[:, i] += decision > 0
-                votes[:, j] += decision <= 0
+                columns.append(kernel[:, si] @ self.dual_coef[j - 1, si].double()
+                               + kernel[:, sj] @ self.dual_coef[i, sj].double()
+                               + float(self.intercept[pair]))  # (N,)
                 pair += 1
-        return self.classes[_first_argmax(votes)]
+        return torch.stack(columns, 1) if columns else torch.zeros(len(kernel), 0)
+
+    def votes_and_confidence(self, kernel: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """One-vs-one votes ``(N, C)`` and the summed decision values for each class."""
+        decisions = self.pair_decisions(kernel)
+        votes = torch.zeros(len(kernel), len(self.classes), dtype=torch.long)
+        confidence = torch.zeros(len(kernel), len(self.classes), dtype=torch.float64)
+        pair = 0
+        for i in range(len(self.classes)):
+            for j in range(i + 1, len(self.classes)):
+                votes[:, i] += decisions[:, pair] > 0
+                votes[:, j] += decisions[:, pair] <= 0
+                confidence[:, i] += decisions[:, pair]
+                confidence[:, j] -= decisions[:, pair]
+                pair += 1
+        return votes, confidence
+
+    def predict_from_kernel(self, kernel: torch.Tensor) -> torch.Tensor:
+        """``(N, S)`` kernel values against the support vectors -> ``(N,)`` labels."""
+        return self.classes[_first_argmax(self.votes_and_confidence(kernel)[0])]
+
+    def scores(self, features: torch.Tensor) -> torch.Tensor:
+        """``(N, C)`` one-vs-one votes plus the summed decision values squashed into
+        (-1/3, 1/3): scikit-learn's ``decision_function_shape="ovr"`` scores."""
+        votes, confidence = self.votes_and_confidence(
+            intersection_kernel(features, self.support))
+        return votes + confidence / (3 * (confidence.abs() + 1))
+
+    def check(self, dims: int, classes: int, source: str) -> None:
+        """CheckpointError unless the tensors fit together and ``dims``-d inputs."""
+        count = len(self.classes)
+        _shape(source, "n_support", self.n_support, (count,))
+        if self.n_support.dtype.is_floating_point or bool((self.n_support < 0).any()):
+            raise CheckpointError(f"{source}: 'n_support' must hold counts >= 0")
+        _shape(source, "support", self.support, (int(self.n_support.sum()), dims))
+        _shape(source, "dual_coef", self.dual_coef, (count - 1, len(self.support)))
+        _shape(source, "intercept", self.intercept, (count * (count - 1) // 2,))
+        _labels(source, "classes", self.classes, classes)
 
 
 @dataclass
@@ -90,6 +125,19 @@ class LinearModel:
         if scores.shape[1] == 1:
             return self.classes[(scores[:, 0] > 0).long()]
         return self.classes[_first_argmax(scores)]
+
+    def scores(self, features: torch.Tensor) -> torch.Tensor:
+        """``(N, C)`` decision values (two classes: ``-s, s``)."""
+        x = (features.double() - self.mean.double()) / self.scale.double()
+        scores = x @ self.coef.double().T + self.intercept.double()
+        return torch.cat([-scores, scores], 1) if scores.shape[1] == 1 else scores
+
+    def check(self, dims: int, classes: int, source: str) -> None:
+        rows = 1 if len(self.classes) == 2 else len(self.classes)
+        for name, want in (("mean", (dims,)), ("scale", (dims,)), ("coef", (rows, dims)),
+                           ("intercept", (rows,))):
+            _shape(source, name, getattr(self, name), want)
+        _labels(source, "classes", self.classes, classes)
 
 
 @dataclass
@@ -112,6 +160,22 @@ class KnnModel:
         votes = torch.zeros(len(kernel), classes, dtype=torch.long)
         votes.scatter_add_(1, self.labels[nearest], torch.ones_like(nearest))
         return _first_argmax(votes)
+
+    def scores(self, features: torch.Tensor) -> torch.Tensor:
+        """``(N, C)``: the fraction of the k nearest training images of each class."""
+        kernel = intersection_kernel(features, self.train)
+        k = min(int(self.neighbours), kernel.shape[1])
+        nearest = kernel.argsort(dim=1, descending=True, stable=True)[:, :k]
+        votes = torch.zeros(len(kernel), int(self.labels.max()) + 1, dtype=torch.float64)
+        votes.scatter_add_(1, self.labels[nearest], torch.ones_like(nearest, dtype=torch.float64))
+        return votes / k
+
+    def check(self, dims: int, classes: int, source: str) -> None:
+        _shape(source, "train", self.train, (len(self.labels), dims))
+        _shape(source, "labels", self.labels, (len(self.train),))
+        _labels(source, "labels", self.labels, classes)
+        if self.neighbours.dim() != 0 or int(self.neighbours) < 1:
+            raise CheckpointError(f"{source}: 'neighbours' must be one number >= 1")
 
 
 CLASSIFIER_TYPES = {"kernel-svm": KernelSVM, "linear-svm": LinearModel, "knn": KnnModel}
@@ -155,6 +219,23 @@ def fit_linear(features: torch.Tensor, labels: torch.Tensor, *, c: float,
 def fit_knn(features: torch.Tensor, labels: torch.Tensor, *, neighbours: int) -> KnnModel:
     """Keep the training vectors (kNN learns nothing else)."""
     return KnnModel(features.clone(), labels.long().clone(), torch.tensor(neighbours))
+
+
+SCORE_NAMES = {KernelSVM: "one-vs-one votes + squashed decision values",
+               LinearModel: "decision values", KnnModel: "share of the nearest neighbours"}
+
+
+def _shape(source: str, name: str, tensor: torch.Tensor, want: tuple[int, ...]) -> None:
+    if tuple(tensor.shape) != tuple(want):
+        raise CheckpointError(f"{source}: '{name}' has shape {tuple(tensor.shape)}, expected "
+                              f"{tuple(want)} (a tampered or foreign file?)")
+
+
+def _labels(source: str, name: str, labels: torch.Tensor, classes: int) -> None:
+    """Integer labels, each an index into the run's ``classes`` class names."""
+    if labels.dtype.is_floating_point or labels.dtype == torch.bool or (
+            len(labels) and (int(labels.min()) < 0 or int(labels.max()) >= classes)):
+        raise CheckpointError(f"{source}: '{name}' must hold class indices 0..{classes - 1}")
 
 
 def _first_argmax(values: torch.Tensor) -> torch.Tensor:

@@ -11,6 +11,7 @@ import math
 import warnings
 from dataclasses import dataclass
 
+from cnnlab.config import settings_from_dict
 from cnnlab.errors import ConfigError, DataError
 
 DESCRIPTORS = ("sift", "hog", "daisy")
@@ -88,11 +89,8 @@ class BovwConfig:
 
     @classmethod
     def from_dict(cls, values: dict, *, source: str = "config") -> BovwConfig:
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ConfigError(f"{source}: unknown setting {unknown[0]!r}")
-        return cls(**values)
+        """Settings read back (``config.yaml``): unknown keys and wrong types are refused."""
+        return settings_from_dict(cls, values, source=source)
 
 
 def check_patch_fits(patch: int, height: int, width: int, levels: int) -> None:

@@ -16,10 +16,11 @@ from dataclasses import dataclass
 
 import torch
 
-from cnnlab.bovw.classify import Classifier
+from cnnlab.bovw.classify import SCORE_NAMES, Classifier
 from cnnlab.bovw.codebook import Codebook, assign
-from cnnlab.bovw.descriptors import DenseGrid, describe, to_grey
+from cnnlab.bovw.descriptors import DIMENSIONS, DenseGrid, describe, to_grey
 from cnnlab.bovw.pyramid import level_histograms, pyramid_vector
+from cnnlab.errors import CheckpointError
 
 IMAGES_PER_CHUNK = 256  # images described and quantised at once: bounds (n, P, K) weights
 
@@ -67,3 +68,36 @@ class BovwModel:
     def predict(self, images: torch.Tensor, *, source: str = "images") -> torch.Tensor:
         """uint8 ``(N, C, H, W)`` -> ``(N,)`` int64 labels (indices into ``classes``)."""
         return self.classifier.predict(self.features(self.histograms(images, source=source)))
+
+    def decide(self, images: torch.Tensor, *, source: str = "images",
+               log: Callable[[str], None] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """uint8 ``(N, C, H, W)`` -> labels ``(N,)`` (as :meth:`predict`) and the score of
+        every class ``(N, len(classes))`` (:attr:`score_name`)."""
+        features = self.features(self.histograms(images, source=source, log=log))
+        scores = self.classifier.scores(features).double()
+        padded = torch.full((len(features), len(self.classes)), float("nan"), dtype=torch.float64)
+        padded[:, :scores.shape[1]] = scores  # kNN: classes after the last training label
+        return self.classifier.predict(features), padded
+
+    @property
+    def score_name(self) -> str:
+        return SCORE_NAMES[type(self.classifier)]
+
+    @property
+    def dims(self) -> int:
+        """Length of the classifier's input: K words x (1 + 4 + ... + 4^L) cells."""
+        return self.codebook.words * sum(4**level for level in range(self.levels + 1))
+
+    def check(self, source: str) -> None:
+        """CheckpointError when codebook and classifier do not fit the settings (a tampered
+        file): the codebook's descriptor length, the classifier's input length and labels."""
+        centroids = self.codebook.centroids
+        want = DIMENSIONS.get(self.descriptor)
+        if want is None or centroids.dim() != 2 or centroids.shape[1] != want or len(
+                centroids) < 2 or not centroids.dtype.is_floating_point:
+            raise CheckpointError(f"{source}: codebook 'centroids' has shape "
+                                  f"{tuple(centroids.shape)}, expected (K >= 2, {want}) floats "
+                                  f"for {self.descriptor!r} descriptors")
+        if min(self.step, self.patch) < 1 or self.levels < 0:
+            raise CheckpointError(f"{source}: step, patch and levels must be positive")
+        self.classifier.check(self.dims, len(self.classes), source)

@@ -39,6 +39,7 @@ from cnnlab.bovw.model import BovwModel
 from cnnlab.bovw.pyramid import pyramid_vector
 from cnnlab.bovw.splits import load_splits
 from cnnlab.data.base import ImageSet
+from cnnlab.data.pipeline import make_preprocess
 
 KERNEL_CLASSIFIERS = ("pyramid", "intersection")
 
@@ -143,6 +144,15 @@ def evaluate_levels(config: BovwConfig, hists: dict, kernels: dict, train: Image
     return levels, classifier, predictions
 
 
+def input_preprocess(train: ImageSet) -> dict:
+    """How ``cnnlab predict`` prepares a user's image for this run (as for a network: the
+    training images' channels, size, border intensity and digit framing), with no
+    normalisation: the descriptors see uint8 pixels."""
+    channels, height, width = train.image_shape
+    preprocess = make_preprocess(train, channels, (height, width), "resize")
+    return {**preprocess.to_dict(), "mean": [0.0] * channels, "std": [1.0] * channels}
+
+
 def run_bovw(config: BovwConfig, *, log: Callable[[str], None] = print) -> BovwResult:
     """Run the whole pipeline on ``config.data``; nothing is written (see ``save_bovw``)."""
     config.validate()
@@ -171,7 +181,7 @@ def run_bovw(config: BovwConfig, *, log: Callable[[str], None] = print) -> BovwR
     seconds = {name: t - marks[i][1] for i, (name, t) in enumerate(marks[1:])}
     seconds["total"] = marks[-1][1] - marks[0][1]
     data = {"train": len(train), "test": len(test), "height": height, "width": width,
-            "descriptors_per_image": len(grid)}
+            "descriptors_per_image": len(grid), "preprocess": input_preprocess(train)}
     result = BovwResult(config, model, levels,
                         confusion_matrix(test.labels, predictions, len(train.classes)),
                         test.labels, predictions, data, seconds)

@@ -11,6 +11,7 @@ import torch
 
 from cnnlab.bovw.config import BovwConfig
 from cnnlab.data.base import ImageSet
+from cnnlab.errors import DataError
 
 TEXTURES = ("brick", "grass", "gravel")
 
@@ -41,18 +42,26 @@ def texture_patches(patch: int = 64, per_texture: int = 100, seed: int = 0,
 def load_splits(config: BovwConfig) -> tuple[ImageSet, ImageSet]:
     """The training split (``--train-per-class``) and the test split (``--test-count``);
     ``textures`` is scikit-image's brick/grass/gravel (:func:`texture_patches`)."""
+    return load_split(config, "train"), load_split(config, "test")
+
+
+def load_split(config: BovwConfig, split: str) -> ImageSet:
+    """One split as a run draws it: ``train`` keeps ``--train-per-class`` images per class,
+    ``test`` a seeded ``--test-count`` draw (any other split is read whole)."""
     from cnnlab.data.datasets import load_dataset
     from cnnlab.data.pipeline import per_class_subset
 
     if config.data == "textures":
         train, test = texture_patches(seed=config.seed)
+        data = {"train": train, "test": test}.get(split)
+        if data is None:
+            raise DataError(f"textures: no split {split!r} (train or test)")
     else:
-        train, test = (load_dataset(config.data, split, root=config.data_root,
-                                    download=config.download, skip_bad=config.skip_bad)
-                       for split in ("train", "test"))
-    if config.train_per_class is not None:
-        train = per_class_subset(train, config.train_per_class, config.seed)
-    if config.test_count is not None and config.test_count < len(test):
-        order = torch.randperm(len(test), generator=torch.Generator().manual_seed(config.seed))
-        test = test.subset(order[:config.test_count].sort().values)
-    return train, test
+        data = load_dataset(config.data, split, root=config.data_root,
+                            download=config.download, skip_bad=config.skip_bad)
+    if split == "train" and config.train_per_class is not None:
+        data = per_class_subset(data, config.train_per_class, config.seed)
+    if split == "test" and config.test_count is not None and config.test_count < len(data):
+        order = torch.randperm(len(data), generator=torch.Generator().manual_seed(config.seed))
+        data = data.subset(order[:config.test_count].sort().values)
+    return data

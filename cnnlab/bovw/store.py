@@ -30,13 +30,16 @@ import torch
 import yaml
 from safetensors.torch import save as safetensors_bytes
 
-from cnnlab.bovw.classify import CLASSIFIER_TYPES
+from cnnlab.bovw.classify import CLASSIFIER_TYPES, Classifier
 from cnnlab.bovw.codebook import Codebook
 from cnnlab.bovw.config import BovwConfig
 from cnnlab.bovw.model import BovwModel
 from cnnlab.bovw.pipeline import BovwResult, LevelResult
 from cnnlab.errors import CheckpointError, ConfigError
 from cnnlab.files import atomic_write_bytes
+from cnnlab.runs.layout import CLASSIFIER, CODEBOOK, CONFIG, INDEX, METRICS
+from cnnlab.runs.reader import read_index
+from cnnlab.yamltext import load_yaml
 
 KIND = "bovw"
 META_KEY = "cnnlab"  # as cnnlab checkpoints: JSON metadata under this safetensors key
@@ -86,13 +89,13 @@ def save_bovw(result: BovwResult, directory: str | Path) -> Path:
     """Write the run in ``result`` to ``directory`` (created; refused if not empty)."""
     path = prepare_directory(directory)
     config = result.config
-    atomic_write_bytes(path / "config.yaml",
+    atomic_write_bytes(path / CONFIG,
                        yaml.safe_dump(config.to_dict(), sort_keys=False).encode())
     lines = [json.dumps(dataclasses.asdict(level)) + "\n" for level in result.levels]
-    atomic_write_bytes(path / "metrics.jsonl", "".join(lines).encode())
-    write_json(path / "run.json", run_index(result))
+    atomic_write_bytes(path / METRICS, "".join(lines).encode())
+    write_json(path / INDEX, run_index(result))
     model = result.model
-    write_tensors(path / "codebook.safetensors", {"centroids": model.codebook.centroids},
+    write_tensors(path / CODEBOOK, {"centroids": model.codebook.centroids},
                   {"kind": "codebook", "sigma": model.codebook.sigma,
                    "descriptor": model.descriptor, "step": model.step, "patch": model.patch,
                    "assignment": model.assignment, "levels": model.levels,
@@ -100,7 +103,7 @@ def save_bovw(result: BovwResult, directory: str | Path) -> Path:
     classifier = model.classifier
     kind = next(k for k, t in CLASSIFIER_TYPES.items() if isinstance(classifier, t))
     fields = {f.name: getattr(classifier, f.name) for f in dataclasses.fields(classifier)}
-    write_tensors(path / "classifier.safetensors",
+    write_tensors(path / CLASSIFIER,
                   {k: v for k, v in fields.items() if isinstance(v, torch.Tensor)},
                   {"kind": kind, **{k: v for k, v in fields.items()
                                     if not isinstance(v, torch.Tensor)}})
@@ -134,6 +137,9 @@ def read_tensors(path: Path, kind: str | None = None) -> tuple[dict[str, torch.T
     """Tensors and metadata of a safetensors file (a pickle is refused, never loaded)."""
     from cnnlab.runs.checkpoint import read_checkpoint
 
+    if not path.is_file():
+        raise CheckpointError(f"{path.parent}: no {path.name} (a bovw run keeps its codebook "
+                              f"and classifier there; re-run cnnlab bovw)")
     tensors, meta = read_checkpoint(path)
     if kind is not None and meta.get("kind") != kind:
         raise CheckpointError(f"{path}: not a bag-of-visual-words {kind} (metadata kind "
@@ -141,7 +147,7 @@ def read_tensors(path: Path, kind: str | None = None) -> tuple[dict[str, torch.T
     return tensors, meta
 
 
-def load_classifier(path: Path):
+def load_classifier(path: Path) -> Classifier:
     tensors, meta = read_tensors(path)
     kind = meta.pop("kind", None)
     if kind not in CLASSIFIER_TYPES:
@@ -154,32 +160,52 @@ def load_classifier(path: Path):
 
 
 def load_model(path: Path) -> BovwModel:
-    """The codebook and classifier files of a run as one :class:`BovwModel`."""
-    file = path / "codebook.safetensors"
+    """The codebook and classifier files of a run as one :class:`BovwModel`, checked: shapes
+    that do not fit together are a CheckpointError, never a failure inside the pipeline."""
+    file = path / CODEBOOK
     tensors, meta = read_tensors(file, "codebook")
+    classifier = load_classifier(path / CLASSIFIER)
     try:
-        return BovwModel(meta["descriptor"], int(meta["step"]), int(meta["patch"]),
-                         meta["assignment"], int(meta["levels"]), bool(meta["weighted"]),
-                         Codebook(tensors["centroids"], float(meta["sigma"])),
-                         load_classifier(path / "classifier.safetensors"),
-                         [str(c) for c in meta["classes"]])
+        model = BovwModel(str(meta["descriptor"]), int(meta["step"]), int(meta["patch"]),
+                          str(meta["assignment"]), int(meta["levels"]), bool(meta["weighted"]),
+                          Codebook(tensors["centroids"], float(meta["sigma"])), classifier,
+                          [str(c) for c in meta["classes"]])
     except KeyError as error:
         raise CheckpointError(f"{file}: missing {error} (not written by cnnlab bovw)") from None
+    except (TypeError, ValueError) as error:
+        raise CheckpointError(f"{file}: unreadable settings ({error})") from None
+    model.check(f"{path / CLASSIFIER} with {CODEBOOK}")
+    return model
+
+
+def read_levels(path: Path) -> list[LevelResult]:
+    """``metrics.jsonl``: one :class:`LevelResult` per pyramid level."""
+    file = path / METRICS
+    try:
+        return [LevelResult(**json.loads(line)) for line in file.read_text().splitlines()
+                if line.strip()]
+    except (OSError, ValueError, TypeError) as error:
+        raise CheckpointError(f"{file}: not the per-level records of a bovw run "
+                              f"({type(error).__name__})") from None
 
 
 def load_bovw(directory: str | Path) -> SavedBovw:
     """Read a run written by :func:`save_bovw`; ``.model.predict(images)`` works at once."""
     path = Path(directory)
-    index_file = path / "run.json"
-    if not index_file.is_file():
-        raise CheckpointError(f"{path}: no run.json (is this a cnnlab bovw run directory?)")
-    index = json.loads(index_file.read_text())
+    index = read_index(path)
+    if not index:
+        raise CheckpointError(f"{path}: no readable run.json (is this a cnnlab bovw run "
+                              f"directory?)")
     if index.get("kind") != KIND:
-        raise CheckpointError(f"{path}: a run of kind {index.get('kind', 'train')!r}, not "
+        raise CheckpointError(f"{path}: a run of kind {index.get('kind', 'network')!r}, not "
                               f"{KIND!r}")
-    config = BovwConfig.from_dict(yaml.safe_load((path / "config.yaml").read_text()) or {},
-                                  source=str(path / "config.yaml"))
-    model = load_model(path)
-    records = [json.loads(line) for line in (path / "metrics.jsonl").read_text().splitlines()
-               if line.strip()]
-    return SavedBovw(path, config, model, [LevelResult(**r) for r in records], index)
+    return SavedBovw(path, read_config(path), load_model(path), read_levels(path), index)
+
+
+def read_config(path: Path) -> BovwConfig:
+    """``config.yaml`` of a run: the resolved settings (unknown keys, wrong types refused)."""
+    file = Path(path) / CONFIG
+    if not file.is_file():
+        raise CheckpointError(f"{path}: no {CONFIG}")
+    return BovwConfig.from_dict(load_yaml(file.read_text(), source=str(file)) or {},
+                                source=str(file))

@@ -96,6 +96,8 @@ def run(args: argparse.Namespace) -> int:
     save_bovw(result, directory)
     print(format_levels(result))
     print(f"run saved in {directory}")
+    print(f"next: cnnlab report {directory}; cnnlab evaluate {directory}; cnnlab predict "
+          f"{directory} IMAGE; cnnlab compare RUN {directory}")
     return 0
 
 

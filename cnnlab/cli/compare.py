@@ -5,7 +5,9 @@ plain vs residual comparison of He et al. 2015, fig. 6; lecture 002 "why ResNet"
 examples:
   cnnlab compare runs/plain20 runs/plain56 runs/resnet20 runs/resnet56
   cnnlab compare runs/a runs/b --names baseline,bf16 --out figures/
+  cnnlab compare runs/lenet5-mnist runs/bovw-mnist   # a bag-of-words run: its test accuracy
 Writes compare.png and compare.csv (one row per run and epoch) into --out (default compare/).
+A run with no epochs (cnnlab bovw) has a row with its recorded test accuracy and no curve.
 """
 
 from __future__ import annotations
@@ -50,7 +52,9 @@ def run(args: argparse.Namespace) -> int:
     from cnnlab.viz.grids import save_png
 
     labels = run_names(args.runs, args.names)
-    curves = {label: read_metrics(path) for label, path in zip(labels, args.runs, strict=True)}
+    kinds = {label: run_kind(path) for label, path in zip(labels, args.runs, strict=True)}
+    curves = {label: read_metrics(path) if kinds[label] is None else []
+              for label, path in zip(labels, args.runs, strict=True)}
     tests = {label: read_test_metrics(path) for label, path in zip(labels, args.runs, strict=True)}
     out = Path(args.out)
     rows = [["run", *CSV_KEYS]]
@@ -61,8 +65,22 @@ def run(args: argparse.Namespace) -> int:
     print(f"{'run':16s} {'epochs':>6s} {'train loss':>10s} {'train err':>9s} "
           f"{'best val':>8s} {'test acc':>8s}")
     for row in compare_rows(curves, tests):
-        print(f"{row['run']:16s} {row['epochs']:6d} {_cell(row['train_loss']):>10s} "
+        print(f"{row['run']:16s} {row['epochs'] or '-':>6} {_cell(row['train_loss']):>10s} "
               f"{_cell(row['train_err'], True):>9s} {_cell(row['best_val_acc'], True):>8s} "
               f"{_cell(row['test_acc'], True):>8s}")
+    for label, kind in kinds.items():
+        if kind is not None:
+            extra = ", ".join(f"{k} {_cell(v, True)}" for k, v in tests[label].items() if k != "acc")
+            print(f"{label}: a {kind} run (no epochs); test {extra or 'accuracy only'}")
     print(f"wrote {out / 'compare.png'} and {out / 'compare.csv'}")
     return 0
+
+
+def run_kind(path: str) -> str | None:
+    """None for a trained network, else what the run is (``bovw``: a bag of visual words)."""
+    from cnnlab.runs import open_run
+
+    if not Path(path).is_dir():
+        return None  # read_metrics names what is missing
+    opened = open_run(path)
+    return None if opened.is_network else opened.task.name

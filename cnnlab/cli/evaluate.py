@@ -8,6 +8,7 @@ examples:
   cnnlab evaluate runs/airbench94-cifar10 --tta flip,translate   # test-time augmentation
   cnnlab evaluate runs/lenet5-digit-scenes --threshold 0.3   # multilabel: mAP, F1, label sets
   cnnlab evaluate runs/fcn-digit-scenes            # segment: pixel accuracy, IoU, masks.png
+  cnnlab evaluate runs/bovw-mnist                  # bag of visual words: its SVM's decisions
   cnnlab evaluate runs/unet-mnist-scenes          # detect: COCO AP, PR curves, hits/misses
 Writes metrics.json, confusion.csv and errors.csv (into --out, default RUN/eval-SPLIT).
 """
@@ -64,12 +65,33 @@ def report_dense(args: argparse.Namespace, first: OpenRun) -> int:
 
 def report_classes(args: argparse.Namespace, first: OpenRun) -> int:
     """One class per image: top-1/top-k, the error list, confusion; ensembles."""
-    from cnnlab.evaluate import evaluate_runs, format_errors, write_report
+    from cnnlab.evaluate import evaluate_runs
 
     report = evaluate_runs([first, *args.runs[1:]], data=data_request(args), split=args.split,
                            data_root=args.data_root,
                            k=args.top_k, which=args.checkpoint, device=args.device,
                            tta=args.tta)
+    return print_class_report(args, report)
+
+
+def report_bovw(args: argparse.Namespace, first: OpenRun) -> int:
+    """A bag-of-visual-words run: its classifier's decisions on the split, scored and written
+    as a network's (no ensemble: the classifier gives scores, not probabilities)."""
+    from cnnlab.bovw.run import evaluate_bovw
+    from cnnlab.errors import ConfigError
+
+    if len(args.runs) > 1:
+        raise ConfigError(f"{first.path} is a bovw run: evaluate it alone (its SVM scores are "
+                          f"not probabilities to average with other runs)")
+    return print_class_report(args, evaluate_bovw(first, data=data_request(args),
+                                                  split=args.split, data_root=args.data_root,
+                                                  k=args.top_k))
+
+
+def print_class_report(args: argparse.Namespace, report) -> int:
+    """The table, the error grid and the files of a one-class-per-image evaluation."""
+    from cnnlab.evaluate import format_errors, write_report
+
     print(f"{report.data} {report.split}: {report.count} images")
     for s in report.members + ([report.ensemble] if report.ensemble else []):
         print(f"{s.name:<40} top-1 {100 * s.top1:6.2f}%  error {100 * s.error_rate:5.2f}%  "
@@ -98,5 +120,5 @@ def report_detection(args: argparse.Namespace, first: OpenRun) -> int:
     return 0
 
 
-REPORTS = {"classes": report_classes, "dense": report_dense,
-           "detection": report_detection}  # by the task's ``evaluation``
+REPORTS = {"classes": report_classes, "dense": report_dense,  # by the task's ``evaluation``
+           "bovw": report_bovw, "detection": report_detection}

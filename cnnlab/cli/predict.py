@@ -8,6 +8,7 @@ examples:
   cnnlab predict runs/lenet5-mnist photos/ --top-k 5 --json
   cnnlab predict runs/fcn-scenes scene.png --out masks/   # segment run: coloured mask PNGs
   cnnlab predict runs/lenet5-scenes scene.png --threshold 0.3  # multilabel run: label set
+  cnnlab predict runs/bovw-mnist my_digit.png --top-k 10   # bovw run: class + SVM scores
   cnnlab predict runs/unet-mnist-scenes scene.png --json   # detect: boxes (COCO results)
 """
 
@@ -46,6 +47,9 @@ def run(args: argparse.Namespace) -> int:
         return 0
     for r in results:
         guesses = "  ".join(f"{label} {100 * p:5.1f}%" for label, p in r["top"])
+        if "score" in r:  # a bag-of-words run: its class, then scores (not probabilities)
+            guesses = (f"{r['class']}  ({r['score']}: "
+                       f"{', '.join(f'{label} {s:.3f}' for label, s in r['top'])})")
         if "labels" in r:  # multilabel / segment: the set of classes found
             guesses = f"{{{', '.join(r['labels'])}}}  {guesses}" + (
                 f"  mask {r['mask']}" if "mask" in r else "") + (

@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass
 import torch
 import torch.nn.functional as F
 
+from cnnlab.data.augment import channel_stats
 from cnnlab.data.base import ImageSet
 from cnnlab.errors import DataError
 
@@ -202,8 +203,6 @@ class BatchSource:
 
 def make_preprocess(train: ImageSet, channels: int, size: tuple[int, int], resize: str) -> Preprocess:
     """Derive the preprocessing (fit, mean/std, background) from the training split."""
-    from cnnlab.data.augment import channel_stats
-
     fit = choose_fit(train.image_shape[1:], size, resize)
     sample = match_channels(train.images[:20000], channels, source=train.name)
     mean, std = channel_stats(sample)

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
+from cnnlab.data.budget import data_budget
+
 
 @dataclass(frozen=True)
 class DataRequest:
@@ -27,7 +29,6 @@ class DataRequest:
 
     def load(self, split: str = "train"):
         """``split`` of this data set (:func:`cnnlab.data.datasets.load_dataset`)."""
-        from cnnlab.data.budget import data_budget
         from cnnlab.data.datasets import load_dataset  # the readers: torch, NumPy, Pillow
 
         with data_budget(self.budget):

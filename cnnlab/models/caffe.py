@@ -53,6 +53,7 @@ from cnnlab.models.caffe_inputs import find_input
 from cnnlab.models.caffe_layers import build_layer
 from cnnlab.models.caffe_params import Built, CaffeLayer
 from cnnlab.models.prototxt import Message
+from cnnlab.models.spec_layers import read_model_file
 
 EXAMPLES = Path(__file__).parent / "caffe_examples"  # Caffe's classic nets (package data)
 log = logging.getLogger(__name__)
@@ -156,8 +157,6 @@ def build_caffe(name: str, *, num_classes: int | None, in_channels: int | None,
     """Build the network of Caffe file ``name`` (``text``: its content as stored in a run)."""
     source = Path(name).name
     if text is None:
-        from cnnlab.models.spec_layers import read_model_file
-
         text = read_model_file(Path(name).expanduser())
     net, layers, notes = caffe_layers(text, source)
     found = find_input(net, layers, source)
@@ -241,8 +240,6 @@ def _log_notes(source: str, text: str, notes: list[str]) -> None:
 def declared_input_size(name: str, text: str | None = None) -> tuple[int, int, int] | None:
     """The ``(C, H, W)`` a Caffe file declares for its input, or None (e.g. a Data layer
     without ``crop_size``)."""
-    from cnnlab.models.spec_layers import read_model_file
-
     source = Path(name).name
     net, layers, _ = caffe_layers(text if text is not None else
                                   read_model_file(Path(name).expanduser()), source)

@@ -23,6 +23,7 @@ class RunFile:
 
 CONFIG = "config.yaml"
 METRICS = "metrics.jsonl"
+STEPS = "steps.jsonl"
 INDEX = "run.json"
 LOCK = "train.lock"
 ELASTIC_MARKER = "torchrun.json"
@@ -30,10 +31,21 @@ FINETUNE = "finetune.json"
 SNAPSHOTS = "snapshots"
 TENSORBOARD = "tensorboard"
 MODEL_DEFINITION = "model"  # + the definition file's own suffix: model.yaml, model.prototxt
+# a bag-of-visual-words run (``cnnlab bovw``, run.json "kind": "bovw") holds these instead of
+# checkpoints, beside config.yaml, metrics.jsonl (one record per pyramid level) and run.json
+CODEBOOK = "codebook.safetensors"
+CLASSIFIER = "classifier.safetensors"
+BOVW_PICTURES = {  # name.png -> what it shows (the report's captions)
+    "levels": "test accuracy of the classifier on pyramid levels 0..l",
+    "words": "visual words: for sampled centroids, the training patches nearest to each",
+    "word_map": "a test image with every grid patch coloured by its visual word",
+    "pyramid": "that image's word histograms at levels 0..L, with the level weights",
+    "confusion": "the test confusion matrix at level L"}
 
 LAYOUT: tuple[RunFile, ...] = (
     RunFile(CONFIG, "the resolved settings; `cnnlab train --config` re-runs them"),
     RunFile(METRICS, "one JSON line per epoch (train/val loss and metrics, lr, time)"),
+    RunFile(STEPS, "training loss, accuracy, lr and images/s per window of optimizer steps"),
     RunFile(INDEX, "status, versions, git SHA, which epoch last/best hold, test metrics"),
     RunFile("last.safetensors", "weights, optimizer and RNG state of the newest epoch"),
     RunFile("last.json", "last.safetensors' metadata, for people (derived)"),
@@ -46,6 +58,10 @@ LAYOUT: tuple[RunFile, ...] = (
     RunFile(ELASTIC_MARKER, "torchrun's job id, so a restarted attempt finds this run"),
     RunFile(FINETUNE, "transfer settings of a fine-tuning run"),
     RunFile(f"{TENSORBOARD}/*", "TensorBoard event files (--tensorboard)"),
+    RunFile(CODEBOOK, "bovw run: the K visual words (k-means centroids) and descriptor settings"),
+    RunFile(CLASSIFIER, "bovw run: SVM support vectors and coefficients, linear weights or kNN "
+                        "training vectors"),
+    *(RunFile(f"{name}.png", f"bovw run: {what}") for name, what in BOVW_PICTURES.items()),
 )
 
 

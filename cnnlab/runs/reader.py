@@ -14,6 +14,7 @@ Example:
 from __future__ import annotations
 
 import functools
+import importlib
 import json
 import math
 from pathlib import Path
@@ -26,12 +27,18 @@ from cnnlab.data.pipeline import BatchSource, Preprocess, to_batch_source
 from cnnlab.data.request import DataRequest
 from cnnlab.devices import resolve_device
 from cnnlab.errors import CheckpointError
+from cnnlab.models import create
 from cnnlab.runs.checkpoint import check_model_meta, read_checkpoint, resolve_checkpoint
-from cnnlab.runs.layout import INDEX, METRICS, SNAPSHOTS
+from cnnlab.runs.layout import INDEX, METRICS, SNAPSHOTS, STEPS, is_run_file
 from cnnlab.tasks import Task, task_of
 from cnnlab.weightfile import load_state_checked, model_state
 
 NETWORK = "network"  # run.json "kind" of a trained network (the default)
+# Runs that hold no network: run.json "kind" -> the module whose ``open_kind(path, **options)``
+# returns its OpenRun subclass. Such a kind is written by an application above this layer
+# (docs/ARCHITECTURE.md, "A run kind"), so its module is named here and imported by name on
+# first use, as the packages' lazy exports are; tests/test_architecture.py checks the table.
+RUN_KINDS = {"bovw": "cnnlab.bovw.run"}
 
 
 class OpenRun:
@@ -123,9 +130,27 @@ class OpenRun:
     def kind(self) -> str:
         return str(self.index.get("kind", NETWORK))
 
+    @property
+    def is_network(self) -> bool:
+        """True for a trained network (what export, filters and feature maps need)."""
+        return True
+
+    def read_file(self, name: str) -> bytes:
+        """The bytes of one of the run's own files (a ``LAYOUT`` name, e.g. ``words.png``)."""
+        if not is_run_file(name) or ".." in Path(name).parts or Path(name).is_absolute():
+            raise CheckpointError(f"{name}: not a file of the run layout")
+        path = self.run_dir / name
+        if not path.is_file():
+            raise CheckpointError(f"{self.run_dir}: has no {name}")
+        return path.read_bytes()
+
     def metrics(self) -> list[dict]:
         """The epoch records of ``metrics.jsonl`` (a torn or odd line is skipped)."""
         return read_metrics(self.run_dir)
+
+    def steps(self) -> list[dict]:
+        """The per-step records of ``steps.jsonl`` ([] for runs made before it existed)."""
+        return read_metrics(self.run_dir, STEPS, key="step")
 
     def load_split(self, split: str = "test", *, data: DataRequest | str | None = None,
                    root: str | None = None, limit: int | None = None) -> ImageSet:
@@ -166,7 +191,14 @@ def open_run(path: str | Path | OpenRun, *, checkpoint: str = "best", device: st
     path = Path(path)
     if not path.exists():
         raise CheckpointError(f"no run directory or checkpoint at {path}")
-    return OpenRun(path, which=checkpoint, device=device, threshold=threshold)
+    run = OpenRun(path, which=checkpoint, device=device, threshold=threshold)
+    if run.kind == NETWORK:
+        return run
+    if run.kind not in RUN_KINDS:
+        raise CheckpointError(f"{run.run_dir}: a run of kind {run.kind!r}, which this cnnlab "
+                              f"cannot read (known: {', '.join([NETWORK, *RUN_KINDS])})")
+    return importlib.import_module(RUN_KINDS[run.kind]).open_kind(
+        path, which=checkpoint, device=device, threshold=threshold)
 
 
 def load_model(path: str | Path, *, which: str = "best", device: str | torch.device = "cpu",
@@ -186,8 +218,6 @@ def load_model(path: str | Path, *, which: str = "best", device: str | torch.dev
 def build_model(file: Path, meta: dict, task: Task | None = None) -> nn.Module:
     """The architecture a checkpoint's metadata describes, freshly initialised (with the
     heads of its ``task``: the checkpoint's own unless given)."""
-    from cnnlab.models import create
-
     spec = meta["model"]
     task = task or task_of(meta)
     try:
@@ -216,10 +246,11 @@ def read_index(run_dir: Path) -> dict:
     return values if isinstance(values, dict) else {}
 
 
-def read_metrics(run_dir: Path) -> list[dict]:
-    """``metrics.jsonl``'s epoch records: the finite numbers of each line; torn lines (a crash
-    mid-write), lines that are not objects or have no epoch number are skipped."""
-    path = Path(run_dir) / METRICS
+def read_metrics(run_dir: Path, name: str = METRICS, key: str = "epoch") -> list[dict]:
+    """``metrics.jsonl``'s epoch records (or ``steps.jsonl``'s with ``key="step"``): the finite
+    numbers of each line; torn lines (a crash mid-write), lines that are not objects or have
+    no ``key`` number are skipped."""
+    path = Path(run_dir) / name
     if not path.is_file():
         return []
     records = []
@@ -228,7 +259,7 @@ def read_metrics(run_dir: Path) -> list[dict]:
             record = json.loads(line)
         except (ValueError, RecursionError):
             continue
-        if isinstance(record, dict) and _finite_number(record.get("epoch")):
+        if isinstance(record, dict) and _finite_number(record.get(key)):
             records.append({k: v for k, v in record.items() if _finite_number(v)})
     return records
 

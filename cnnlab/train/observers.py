@@ -20,7 +20,7 @@ import json
 import sys
 import time
 
-from cnnlab.runs.layout import METRICS
+from cnnlab.runs.layout import METRICS, STEPS
 from cnnlab.train.loop import StepInfo
 
 
@@ -71,17 +71,62 @@ class Observers(Observer):
             observer.on_run_end(run, status)
 
 
+def append_line(run, name: str, record: dict) -> None:
+    """Append ``record`` as one JSON line to the run's file ``name`` (a file the run owns)."""
+    path = run.run_dir / name
+    try:
+        with open(path, "a") as handle:
+            handle.write(json.dumps(record) + "\n")
+    except OSError as error:  # a full disk: name the file
+        raise OSError(error.errno, error.strerror, str(path)) from error
+    run.folder.record(path)
+
+
 class MetricsFile(Observer):
     """Appends each epoch record to ``RUN/metrics.jsonl`` (one JSON line per epoch)."""
 
     def on_epoch_end(self, run, record: dict) -> None:
-        path = run.run_dir / METRICS
-        try:
-            with open(path, "a") as handle:
-                handle.write(json.dumps(record) + "\n")
-        except OSError as error:  # a full disk: name the file
-            raise OSError(error.errno, error.strerror, str(path)) from error
-        run.folder.record(run.run_dir / METRICS)
+        append_line(run, METRICS, record)
+
+
+class StepMetricsFile(Observer):
+    """Appends ``RUN/steps.jsonl``: per window of optimizer steps, the mean training loss and
+    accuracy, the learning rate at its last step and images/s, so that the curves of a short
+    run are real curves and a schedule's warm-up peak shows. About ``points`` lines per epoch
+    (every step for short epochs); ``metrics.jsonl`` stays one line per epoch.
+
+    A line: ``{"step": 120, "epoch": 1.25, "loss": 0.31, "acc": 0.9, "lr": 0.05,
+    "images_per_s": 2400.0}`` (``epoch`` counts fractional epochs done after that step).
+    """
+
+    def __init__(self, points: int = 50) -> None:
+        self.points = points
+        self._reset()
+
+    def _reset(self) -> None:
+        self.loss_sum, self.correct, self.seen, self.steps = 0.0, 0.0, 0, 0
+        self.started = time.perf_counter()
+
+    def on_epoch_start(self, run) -> None:
+        self._reset()
+
+    def on_step(self, run, step: StepInfo) -> None:
+        self.loss_sum += step.loss * step.seen
+        self.correct, self.seen, self.steps = self.correct + step.correct, \
+            self.seen + step.seen, self.steps + 1
+        per_epoch = max(run.schedule.steps_per_epoch, 1)
+        every = max(1, per_epoch // self.points)  # windows end at fixed batches: resumes agree
+        if step.batch % every == 0 or step.batch >= per_epoch:
+            self._write(run, step, per_epoch)
+
+    def _write(self, run, step: StepInfo, per_epoch: int) -> None:
+        seconds = max(time.perf_counter() - self.started, 1e-9)
+        record = {"step": step.step, "epoch": round(step.epoch + step.batch / per_epoch, 6),
+                  "loss": self.loss_sum / max(self.seen, 1),
+                  "acc": self.correct / max(self.seen, 1), "lr": step.lr,
+                  "images_per_s": self.seen / seconds}
+        append_line(run, STEPS, record)
+        self._reset()
 
 
 class TensorBoard(Observer):
@@ -167,7 +212,7 @@ def standard_observers(config, is_main: bool, log) -> list[Observer]:
     if not is_main:
         return []
     observers: list[Observer] = [ProgressBar()] if config.progress else []  # gone before lines
-    observers += [MetricsFile(), EpochLine(log)]
+    observers += [MetricsFile(), StepMetricsFile(), EpochLine(log)]
     if config.tensorboard:
         observers.append(TensorBoard())
     return observers

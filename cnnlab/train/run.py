@@ -30,7 +30,7 @@ from cnnlab.files import remove_stale_temporaries
 from cnnlab.models import create, default_input_size, is_spec, model_definition
 from cnnlab.runs import RunFolder, is_run_file
 from cnnlab.runs.checkpoint import save_checkpoint, write_sidecar
-from cnnlab.runs.layout import CONFIG, INDEX, METRICS, MODEL_DEFINITION, SNAPSHOTS, checkpoint_name
+from cnnlab.runs.layout import CONFIG, INDEX, METRICS, MODEL_DEFINITION, SNAPSHOTS, STEPS, checkpoint_name
 from cnnlab.tasks import get_task
 from cnnlab.train.distributed import (
     SINGLE,
@@ -228,12 +228,17 @@ class Run:
                           f"uninterrupted run (use --threads {threads})", stacklevel=2)
         if self.dist.is_main:  # the checkpoint is the truth; its sidecar may lag a crash
             write_sidecar(path, meta)
-        metrics = self.run_dir / METRICS
-        if metrics.is_file() and self.dist.is_main:  # later epochs will be trained again
-            lines = [line for line in metrics.read_text().splitlines()
-                     if _logged_epoch(line) <= self.state.epoch]
-            self.folder.write_bytes(METRICS, "".join(f"{line}\n" for line in lines).encode())
+        if self.dist.is_main:  # later epochs and steps will be trained again
+            self._keep_lines(METRICS, lambda line: _logged(line, "epoch") <= self.state.epoch)
+            self._keep_lines(STEPS, lambda line: _logged(line, "step") <= self.state.step)
         return path
+
+    def _keep_lines(self, name: str, keep) -> None:
+        """Rewrite the run's JSON-lines file ``name`` with only the lines ``keep`` accepts."""
+        path = self.run_dir / name
+        if path.is_file():
+            lines = [line for line in path.read_text(errors="replace").splitlines() if keep(line)]
+            self.folder.write_bytes(name, "".join(f"{line}\n" for line in lines).encode())
 
     def remove_temporaries(self) -> None:
         """Delete ``.NAME.*.tmp`` files torn by a crash mid-write (rank 0, before any write)."""
@@ -295,11 +300,13 @@ def init_from_data(model: nn.Module, train: ImageSet, preprocess: Preprocess, se
     hook(preprocess.normalize(preprocess.fit_images(images).float() / 255))
 
 
-def _logged_epoch(line: str) -> float:
-    """The epoch of one ``metrics.jsonl`` line; a line torn by a crash counts as infinitely late."""
+def _logged(line: str, key: str) -> float:
+    """``key`` (epoch, step) of one JSON line of a run's log; a line torn by a crash, or with
+    no number there, counts as infinitely late (it is dropped on resume)."""
     try:
-        return json.loads(line)["epoch"]
-    except (ValueError, KeyError, TypeError):
+        value = json.loads(line)[key]
+    except (ValueError, KeyError, TypeError, IndexError, RecursionError):
         return math.inf
-
-
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return math.inf
+    return value

@@ -13,7 +13,7 @@ from cnnlab.config import TrainConfig
 from cnnlab.errors import CheckpointError
 from cnnlab.runs import RunFolder, claim_run_dir, default_run_name
 from cnnlab.runs.checkpoint import newest_checkpoint
-from cnnlab.runs.layout import CONFIG, ELASTIC_MARKER, METRICS
+from cnnlab.runs.layout import CONFIG, ELASTIC_MARKER, METRICS, STEPS
 
 
 @functools.lru_cache(maxsize=1)
@@ -36,7 +36,8 @@ def new_run_dir(config: TrainConfig) -> RunFolder:
     """
     earlier = elastic_run_dir(config)  # a torchrun restart before the first checkpoint
     if earlier is not None:
-        (earlier / METRICS).unlink(missing_ok=True)  # written by this job's first attempt
+        for name in (METRICS, STEPS):  # written by this job's first attempt
+            (earlier / name).unlink(missing_ok=True)
         return RunFolder(earlier, created=True)
     folder = claim_run_dir(config.out, config.name, default_run_name(config.model, config.data))
     if os.environ.get("TORCHELASTIC_RUN_ID"):  # lets a restarted attempt find this run

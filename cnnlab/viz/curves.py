@@ -75,9 +75,9 @@ def compare_rows(runs: dict[str, list[dict]], tests: dict[str, dict]) -> list[di
     accuracy and the recorded test accuracy (None where the run has none)."""
     rows = []
     for name, records in runs.items():
-        last = records[-1]
+        last = records[-1] if records else {}  # no epochs: a run that is not a network
         val = [r["val_acc"] for r in records if r.get("val_acc") is not None]
-        rows.append({"run": name, "epochs": last["epoch"],
+        rows.append({"run": name, "epochs": last.get("epoch"),
                      "train_loss": last.get("train_loss"),
                      "train_err": None if last.get("train_acc") is None
                      else 1 - last["train_acc"],
@@ -110,7 +110,8 @@ def compare_figure(runs: dict[str, list[dict]]):
         ax.set_title(title)
         ax.set_xlabel("epoch")
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
+        if ax.lines:  # a run with no epochs (cnnlab bovw) draws nothing
+            ax.legend(fontsize=8)
     return fig
 
 

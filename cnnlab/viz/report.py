@@ -22,7 +22,9 @@ Example:
 
 from __future__ import annotations
 
+import functools
 import html
+import io
 import math
 import time
 from dataclasses import dataclass
@@ -33,7 +35,8 @@ from PIL import Image
 
 from cnnlab.data.base import ImageSet
 from cnnlab.data.pipeline import BatchSource
-from cnnlab.errors import ConfigError, DataError
+from cnnlab.errors import CheckpointError, ConfigError, DataError
+from cnnlab.runs.layout import BOVW_PICTURES
 from cnnlab.runs.outputs import write_text_output
 from cnnlab.runs.reader import OpenRun, open_run
 from cnnlab.tasks import label_set
@@ -337,6 +340,38 @@ def patches_section(run: OpenRun, source) -> str:
                    "field) that excite it most, with the activation")
 
 
+def bovw_section(run: OpenRun) -> str:
+    """A bag-of-visual-words run (docs/BOVW.md), from its files: test and training accuracy
+    of the classifier on pyramid levels 0..l, each class's accuracy per level, the confusion
+    matrix at L, and the pictures the run saved (visual words, word map, pyramid)."""
+    from cnnlab.viz.curves import confusion_figure, figure_image
+
+    levels = run.metrics()  # one record per pyramid level
+    rows = [[f"L={r['level']}", f"{100 * r['test_acc']:.2f}%", f"{100 * r['train_acc']:.2f}%",
+             f"{r['seconds']:.1f}"] for r in levels]
+    parts = [table(["levels 0..l", "test accuracy", "training accuracy", "seconds"], rows,
+                   numeric={1, 2, 3})]
+    per_class = [[name, *("-" if r["per_class_acc"][c] is None
+                          else f"{100 * r['per_class_acc'][c]:.1f}%" for r in levels)]
+                 for c, name in enumerate(run.classes)]
+    parts.append(table(["class", *(f"L={r['level']}" for r in levels)], per_class,
+                       numeric=set(range(1, len(levels) + 1))))
+    if isinstance(run.index.get("confusion"), list):
+        parts.append(img_tag(figure_image(confusion_figure(run.index["confusion"], run.classes)),
+                             "confusion matrix", f"test confusion matrix at L={levels[-1]['level']}"
+                             f" ({run.index.get('data', {}).get('test', '?')} images)"))
+    for name, caption in BOVW_PICTURES.items():
+        if name == "confusion":  # drawn above from run.json, with the class names
+            continue
+        try:
+            image = Image.open(io.BytesIO(run.read_file(f"{name}.png")))
+        except (CheckpointError, OSError) as error:
+            parts.append(note(f"no {name}.png: {error}"))
+            continue
+        parts.append(img_tag(image, name, caption))
+    return "\n".join(parts)
+
+
 def _layer_label(run: OpenRun, layer: str) -> str:
     """``conv2 (features.3)``, or just the name when the alias is the path itself."""
     from cnnlab.viz.maps import conv_alias
@@ -350,12 +385,13 @@ TITLES = {"config": "Configuration", "summary": "Model summary", "curves": "Trai
           "maps": "Feature maps", "patches": "What excites the last conv layer",
           "segmentation": "Image, truth and prediction",
           "precision": "Average precision per class", "labels": "True and predicted labels",
+          "bovw": "Bag of visual words: pyramid levels, classes, words",
           "detection": "Detections: COCO AP, hits and misses"}
 
 
 def build_sections(run: OpenRun, *, limit: int = 5000) -> list[Section]:
     """Every section the run's task declares (``task.report_sections``), in that order."""
-    sample = report_sample(run, limit)
+    sample = functools.cache(lambda: report_sample(run, limit))  # only sections that use it
     scores = {}  # confusion and errors share one evaluation of the test split
 
     def scored(part: int):
@@ -363,11 +399,12 @@ def build_sections(run: OpenRun, *, limit: int = 5000) -> list[Section]:
 
     builders = {"config": lambda: config_section(run), "summary": lambda: summary_section(run),
                 "curves": lambda: curves_section(run), "filters": lambda: filters_section(run),
-                "maps": lambda: maps_section(run, sample),
-                "patches": lambda: patches_section(run, sample.source),
+                "maps": lambda: maps_section(run, sample()),
+                "patches": lambda: patches_section(run, sample().source),
                 "segmentation": lambda: segmentation_section(run),
                 "precision": lambda: precision_section(run),
-                "labels": lambda: labels_section(run, sample),
+                "labels": lambda: labels_section(run, sample()),
+                "bovw": lambda: bovw_section(run),
                 "detection": lambda: detection_section(run, img_tag, table),
                 "confusion": scored(0), "errors": scored(1)}
     return [Section(key, TITLES[key], builders[key]()) for key in run.task.report_sections]

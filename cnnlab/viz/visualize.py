@@ -236,6 +236,10 @@ def visualize(kind: str, run: str | Path, *, out: str | Path | None = None,
         raise ConfigError(f"unknown visualisation {choices_hint(kind, list(KINDS))}")
     opened = open_run(run, checkpoint=which, device=device)
     task = opened.task
+    if not task.picture_kinds:
+        raise ConfigError(f"visualize {kind}: {opened.run_dir} is a {task.name} run, not a "
+                          f"network: it has no filters or feature maps to draw; its own "
+                          f"pictures are in the run folder and in `cnnlab report`")
     if kind not in task.picture_kinds:  # each task declares the pictures that make sense for it
         serving = [name for name in task_names() if kind in get_task(name).picture_kinds]
         raise ConfigError(f"visualize {kind}: needs a run trained with "
