@@ -25,8 +25,11 @@ from cnnlab.detection.packing import (
 )
 from cnnlab.detection.targets import encode_centernet
 from cnnlab.errors import ConfigError
+from cnnlab.runs.checkpoint import read_checkpoint
 from cnnlab.tasks import get_task
 from cnnlab.tasks.detect import images_right
+from cnnlab.train.fit import fit
+from cnnlab.weightfile import model_state
 
 
 @pytest.fixture(scope="module")
@@ -180,3 +183,21 @@ def test_images_right_by_hand():
     scores = torch.tensor([[0.9, 0.1], [0.9, 0.8], [0.9, 0.1], [0.9, 0.2]])
     labels = torch.tensor([[1, 1], [1, 1], [2, 1], [1, 1]])
     assert images_right(boxes, scores, labels, truth).tolist() == [True, False, False, True]
+
+
+@pytest.mark.slow
+def test_a_detect_run_stopped_and_resumed_ends_as_an_uninterrupted_one(tmp_path):
+    def config(name):
+        return TrainConfig(model="unet", model_options={"widths": (8, 16, 32)}, task="detect",
+                           data="digit-scenes:n=40", epochs=2, batch_size=12,
+                           optimizer="adamw", lr=0.002, threads=1, out=str(tmp_path),
+                           name=name, progress=False)
+
+    whole = fit(config("whole"), log=lambda *_: None)
+    first = fit(config("parts"), stop_after_epochs=1, log=lambda *_: None)
+    assert first.status == "stopped"
+    resumed = fit(None, resume=first.run_dir, log=lambda *_: None)
+    assert resumed.status == "completed" and resumed.test_metrics["ap"] == whole.test_metrics["ap"]
+    a = model_state(read_checkpoint(whole.run_dir / "last.safetensors")[0])
+    b = model_state(read_checkpoint(resumed.run_dir / "last.safetensors")[0])
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
