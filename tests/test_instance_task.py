@@ -17,6 +17,7 @@ from cnnlab.data.letterbox import letterbox_image, original_boxes, original_mask
 from cnnlab.data.rle import decode_rle
 from cnnlab.detection.detections import Detections
 from cnnlab.models import create
+from cnnlab.objects.draw import detections_figure, match
 from cnnlab.objects.predict import coco_entries
 from cnnlab.tasks import get_task
 
@@ -78,3 +79,16 @@ def test_instance_run_trains_evaluates_and_predicts_from_the_cli(tmp_path, capsy
     assert main(["predict", str(run), str(tmp_path / "scene.png"), "--json"]) == 0
     result = json.loads(capsys.readouterr().out)[0]
     assert (run / "masks" / "scene.boxes.png").is_file() and "detections" in result
+
+
+def test_the_hits_picture_draws_masks(tmp_path):
+    masks = torch.zeros(2, 16, 16, dtype=torch.bool)
+    masks[0, 2:6, 2:6] = masks[1, 9:12, 9:12] = True
+    found = Detections(torch.tensor([[2., 2., 6., 6.], [9., 9., 12., 12.]]),
+                       torch.tensor([0.9, 0.8]), torch.tensor([0, 1]), masks)
+    truth = (torch.tensor([[2., 2., 4., 4.], [0., 10., 3., 3.]]), torch.tensor([0, 1]),
+             torch.tensor([False, False]))
+    assert match(found, *truth) == {"hit": [0], "false alarm": [1], "miss": [1], "ignored": []}
+    path = detections_figure(torch.zeros(1, 1, 16, 16, dtype=torch.uint8),
+                             [found], ["a", "b"], [truth], tmp_path / "hits.png")
+    assert path.is_file() and path.stat().st_size > 1000

@@ -68,7 +68,7 @@ def draw_image(ax, image: torch.Tensor, found: Detections, classes: list[str], *
     if confident.masks is not None and len(confident):
         tint = torch.zeros(*confident.masks.shape[1:], 4)
         for i, m in enumerate(confident.masks):
-            tint[m] = torch.tensor(colormaps["tab10"](i % 10))
+            tint[m] = torch.tensor(colormaps["tab10"](i % 10), dtype=torch.float32)
         tint[..., 3] = tint[..., 3] * mask_alpha
         ax.imshow(tint.numpy(), interpolation="nearest")
     kinds = {"found": list(range(len(confident)))}
