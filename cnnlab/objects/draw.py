@@ -81,13 +81,14 @@ def draw_image(ax, image: torch.Tensor, found: Detections, classes: list[str], *
         for j in ((labels >= 0) & ignore).nonzero().flatten().tolist() if ignore is not None \
                 else []:
             _rect(ax, gt[j], COLOURS["ignore region"], ":")
-    for kind in ("found", "hit", "false alarm"):
+    for kind in ("false alarm", "found", "hit"):  # hits on top; false alarms' scores below
+        below = kind == "false alarm"
         for d in kinds.get(kind, []):
             box = confident.boxes[d].tolist()
             _rect(ax, box, COLOURS[kind])
-            ax.text(box[0], box[1] - 1, f"{classes[int(confident.labels[d])]} "
-                    f"{float(confident.scores[d]):.2f}", color=COLOURS[kind], fontsize=6,
-                    va="bottom")
+            ax.text(box[0], box[3] + 1 if below else box[1] - 1,
+                    f"{classes[int(confident.labels[d])]} {float(confident.scores[d]):.2f}",
+                    color=COLOURS[kind], fontsize=6, va="top" if below else "bottom")
     return {k: len(v) for k, v in kinds.items()}
 
 
