@@ -47,7 +47,7 @@ def match(found: Detections, boxes: torch.Tensor, labels: torch.Tensor,
 
 
 def _rect(ax, box: list[float], colour: str, style: str = "-", width: float = 1.5) -> None:
-    from matplotlib.patches import Rectangle
+    from matplotlib.patches import Rectangle  # heavy: only when drawing
 
     x1, y1, x2, y2 = box
     ax.add_patch(Rectangle((x1 - 0.5, y1 - 0.5), x2 - x1, y2 - y1, fill=False,
@@ -58,7 +58,7 @@ def draw_image(ax, image: torch.Tensor, found: Detections, classes: list[str], *
                truth: tuple | None = None, mask_alpha: float = 0.45) -> dict[str, int]:
     """One image with its detections (and, given ``truth`` = ``(boxes xywh, labels, ignore)``,
     hits / false alarms / misses); masks of ``found`` are tinted. Returns the counts."""
-    from matplotlib import colormaps
+    from matplotlib import colormaps  # heavy: only when drawing
 
     rgb = image.float().div(255).expand(3, -1, -1) if image.shape[0] == 1 else image.float() / 255
     ax.imshow(rgb.permute(1, 2, 0).numpy(), interpolation="nearest")
@@ -93,7 +93,7 @@ def draw_image(ax, image: torch.Tensor, found: Detections, classes: list[str], *
 
 
 def legend(fig, kinds: tuple[str, ...]) -> None:
-    from matplotlib.lines import Line2D
+    from matplotlib.lines import Line2D  # heavy: only when drawing
 
     styles = {"miss": "--", "ignore region": ":"}
     handles = [Line2D([], [], color=COLOURS[k], linestyle=styles.get(k, "-"), label=k)
@@ -104,7 +104,7 @@ def legend(fig, kinds: tuple[str, ...]) -> None:
 def detections_figure(images: torch.Tensor, found: list[Detections], classes: list[str],
                       truth: list[tuple] | None, path: str | Path, *, columns: int = 4) -> Path:
     """:func:`detections_plot` saved as a PNG at ``path``."""
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # heavy: only when drawing
 
     fig = detections_plot(images, found, classes, truth, columns=columns)
     try:
@@ -116,7 +116,7 @@ def detections_figure(images: torch.Tensor, found: list[Detections], classes: li
 def detections_plot(images: torch.Tensor, found: list[Detections], classes: list[str],
                     truth: list[tuple] | None, *, columns: int = 4):
     """A grid of images with their detections (hits, false alarms, misses when ``truth``)."""
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # heavy: only when drawing
 
     n = len(found)
     rows = -(-n // columns)
@@ -139,7 +139,7 @@ def detections_plot(images: torch.Tensor, found: list[Detections], classes: list
 
 def pr_figure(curves: dict[str, list[float]], path: str | Path, title: str) -> Path:
     """:func:`pr_plot` saved as a PNG at ``path``."""
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # heavy: only when drawing
 
     fig = pr_plot(curves, title)
     try:
@@ -151,7 +151,7 @@ def pr_figure(curves: dict[str, list[float]], path: str | Path, title: str) -> P
 def pr_plot(curves: dict[str, list[float]], title: str):
     """Precision-recall curves at IoU 0.5, one line per class (COCOeval's 101 recall points;
     a curve stops where the class's recall ends)."""
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # heavy: only when drawing
 
     fig, ax = plt.subplots(figsize=(5, 4))
     recall = torch.linspace(0, 1, 101)

@@ -23,6 +23,7 @@ from cnnlab.detection.nms import xywh_to_xyxy
 from cnnlab.detection.packing import pack_targets, targets_as_scenes, unpack_targets
 from cnnlab.detection.targets import encode_centernet
 from cnnlab.errors import ConfigError, ModelError
+from cnnlab.models import create, default_input_size
 from cnnlab.models.detection import Detector, PackedCenterNet, check_strides, feature_backbone
 from cnnlab.tasks.base import Task, scene_field
 from cnnlab.tasks.metrics import Meter
@@ -188,8 +189,6 @@ def images_right(boxes: torch.Tensor, scores: torch.Tensor, labels: torch.Tensor
 def check_backbone(task: Task, model: str, options: dict | None = None) -> None:
     """ConfigError (one line) when ``model`` cannot carry CenterNet heads: no
     ``feature_info()``, or feature strides that are not powers of two reaching stride 4."""
-    from cnnlab.models import create, default_input_size
-
     try:
         c, h, w = default_input_size(model)
         with torch.device("meta"):

@@ -78,7 +78,7 @@ def box_attribution(run: OpenRun, x: torch.Tensor, box: int) -> tuple[Detections
 
 def draw_box_attribution(run: OpenRun, request, out: Path, kind: str) -> list[Path]:
     """The image with box ``--box`` and its saliency or Grad-CAM, side by side."""
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # heavy: only when drawing
 
     box = request.box if request.box is not None else 0
     x = box_input(run, request.image, request.split, request.index)
@@ -103,7 +103,7 @@ def draw_box_attribution(run: OpenRun, request, out: Path, kind: str) -> list[Pa
 def detection_section(run: OpenRun, img_tag, table) -> str:
     """COCO AP of each kind (boxes, learned and baseline masks) on the first test images,
     per class, the PR curves and the hits / misses / false alarms picture."""
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # heavy: only when drawing
 
     try:
         data = run.load_split("test", limit=REPORT_IMAGES)
