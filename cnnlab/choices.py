@@ -14,4 +14,4 @@ CENTERING = ("none", "image")  # embed: subtract nothing, or each image's own me
 PROBE_CLASSIFIERS = {"svm": "SVM", "softmax": "Softmax"}
 PICTURE_KINDS = ("filters", "maps", "top-patches", "saliency", "class-model", "evolution",
                  "errors", "top-losses", "curves", "confusion",
-                 "segmentation")  # cnnlab visualize KIND
+                 "segmentation", "gradcam")  # cnnlab visualize KIND

@@ -68,8 +68,9 @@ class TrainConfig:
                                   help="model option KEY=VALUE, repeatable "
                                        "(e.g. --option activation=relu)")
     task: str = setting("classify", group="model",
-                        help="what is learned: classify, multilabel (sigmoid + BCE) or segment "
-                             "(a class per pixel) on scene sets (see cnnlab.tasks)")
+                        help="what is learned: classify, multilabel (sigmoid + BCE), segment "
+                             "(a class per pixel), detect (boxes: CenterNet) or instance (a "
+                             "mask per object) on scene sets or COCO folders (see cnnlab.tasks)")
     class_weights: str = setting("none", group="model", choices=("none", "median"),
                                  help="segment: median-frequency class weights (SegNet)")
     image_size: int | None = setting(None, group="model", low=1, high=MAX_IMAGE_SIZE,

@@ -132,7 +132,7 @@ def export_model(run: str | Path, *, format: str = "onnx", out: str | Path | Non
     checked = runtime or "not checked (pip install 'cnnlab[export]' to check)"
     info = {"format": format, "source": str(resolve_checkpoint(run, which)),
             "input": {"name": "images", "shape": ["batch", *input_size], "dtype": "float32"},
-            "output": {"name": "logits", "shape": ["batch", len(meta["classes"])]},
+            "output": {"name": "logits", "shape": ["batch", *expected[0].shape[1:]]},
             "classes": meta["classes"], "preprocess": meta["preprocess"],
             "parity": {"max_abs_diff": diff, "checked_with": checked, "tolerance": tolerance}}
     write_output(path, exported)

@@ -19,6 +19,7 @@ from cnnlab.data.kdsets import read_sample
 from cnnlab.data.letterbox import letterbox_image
 from cnnlab.data.pipeline import Preprocess, border_mean, fit_to_size
 from cnnlab.errors import ConfigError, DataError
+from cnnlab.objects.predict import predict_boxes
 from cnnlab.runs.reader import OpenRun, open_run
 from cnnlab.tasks import THRESHOLD, label_set
 
@@ -231,4 +232,4 @@ def predict_scores(run: OpenRun, path: Path, k: int, out: Path,
 
 
 PREDICTORS = {"class": predict_class, "labels": predict_labels, "mask": predict_mask,
-              "scores": predict_scores}
+              "scores": predict_scores, "boxes": predict_boxes}  # by the task's ``output_kind``

@@ -24,7 +24,7 @@ LAYERS = [
     ("runs", ["cnnlab.runs"]),
     ("train", ["cnnlab.train"]),
     ("analysis", ["cnnlab.analysis"]),
-    ("evaluate", ["cnnlab.evaluate", "cnnlab.predict", "cnnlab.export"]),
+    ("evaluate", ["cnnlab.evaluate", "cnnlab.predict", "cnnlab.export", "cnnlab.objects"]),
     ("viz", ["cnnlab.viz"]),
     ("applications", ["cnnlab.bovw", "cnnlab.live"]),
     ("cli", ["cnnlab.cli", "cnnlab.__main__"]),

@@ -9,6 +9,7 @@ examples:
   cnnlab evaluate runs/lenet5-digit-scenes --threshold 0.3   # multilabel: mAP, F1, label sets
   cnnlab evaluate runs/fcn-digit-scenes            # segment: pixel accuracy, IoU, masks.png
   cnnlab evaluate runs/bovw-mnist                  # bag of visual words: its SVM's decisions
+  cnnlab evaluate runs/unet-mnist-scenes          # detect: COCO AP, PR curves, hits/misses
 Writes metrics.json, confusion.csv and errors.csv into --out (default RUN/eval-SPLIT; for an
 ensemble a new eval-ensemble-<time>/ folder here, never inside a member run).
 """
@@ -127,5 +128,15 @@ def output_folder(args: argparse.Namespace) -> Path:
     return (first if first.is_dir() else first.parent) / f"eval-{args.split}"
 
 
+def report_detection(args: argparse.Namespace, first: OpenRun) -> int:
+    """Boxes and masks (detect, instance): COCO AP tables, PR curves, hits and misses."""
+    from cnnlab.objects.evaluate import evaluate_detection_run, format_detection_report
+
+    print(format_detection_report(evaluate_detection_run(
+        first, data=data_request(args), split=args.split, data_root=args.data_root,
+        which=args.checkpoint, device=args.device, out=args.out)))
+    return 0
+
+
 REPORTS = {"classes": report_classes, "dense": report_dense,  # by the task's ``evaluation``
-           "bovw": report_bovw}
+           "bovw": report_bovw, "detection": report_detection}

@@ -12,6 +12,7 @@ examples:
   cnnlab predict runs/spectro1d-spoken-digits seven.wav      # 1-D sound run: .wav files
   cnnlab predict runs/char1d-words --text Straße --text house  # words run: --text WORD
   cnnlab predict runs/bovw-mnist my_digit.png --top-k 10   # bovw run: class + SVM scores
+  cnnlab predict runs/unet-mnist-scenes scene.png --json   # detect: boxes (COCO results)
 """
 
 from __future__ import annotations
@@ -60,6 +61,7 @@ def run(args: argparse.Namespace) -> int:
                        f"{', '.join(f'{label} {s:.3f}' for label, s in r['top'])})")
         if "labels" in r:  # multilabel / segment: the set of classes found
             guesses = f"{{{', '.join(r['labels'])}}}  {guesses}" + (
-                f"  mask {r['mask']}" if "mask" in r else "")
+                f"  mask {r['mask']}" if "mask" in r else "") + (
+                f"  {len(r['detections'])} objects, {r['picture']}" if "picture" in r else "")
         print(f"{r['path'] if 'path' in r else repr(r['text'])}: {guesses}")
     return 0

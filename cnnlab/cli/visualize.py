@@ -3,13 +3,16 @@ feature evolution, errors, curves and the confusion matrix, written as PNG files
 
 kinds (and the --task of the runs each one serves):
   filters      first conv layer's kernels (--layer conv2: per input channel)
-               [classify, multilabel, segment]
+               [classify, multilabel, segment, detect, instance]
   maps         feature maps of every conv layer (or --layer) for a test image or --image
                [classify, multilabel, segment]
   top-patches  for --units of --layer (default: last conv), the 9 most exciting data patches
                [classify, multilabel, segment]
-  saliency     input-gradient saliency and Grad-CAM (last conv) for 8 test images or --image
-               [classify, multilabel]
+  saliency     input-gradient saliency and Grad-CAM (last conv) for 8 test images or --image;
+               detection runs: of one detected box (--box K, best score first)
+               [classify, multilabel, detect, instance]
+  gradcam      Grad-CAM of one detected box (--box K) on the fused stride-4 map
+               [detect, instance]
   class-model  the image maximising each class score (or --class), regularised ascent
                [classify, multilabel]
   evolution    strongest patch per unit at each snapshot (train with --snapshot-epochs 1,2,5)
@@ -20,7 +23,7 @@ kinds (and the --task of the runs each one serves):
   top-losses   the --count (30) images with the largest loss, and the most confused pairs
                [classify]
   curves       loss, the task's metrics (accuracy, mAP, mIoU) and learning rate, per step
-               [classify, multilabel, segment]
+               [classify, multilabel, segment, detect, instance]
   confusion    confusion matrix of the test split (--normalize: also per true class);
                segment: of pixels [classify, segment]
   segmentation image / truth / predicted mask for --count test images [segment]
@@ -32,6 +35,7 @@ examples:
   cnnlab visualize maps runs/lenet5-mnist --index 42 --layer conv2 --units 0-7
   cnnlab visualize class-model runs/lenet5-mnist --out figures/
   cnnlab visualize segmentation runs/fcn-digit-scenes --count 4
+  cnnlab visualize gradcam runs/unet-mnist-scenes --image scene.png --box 1
 Writes into --out (default RUN/viz/) and prints each file written. See docs/VISUALIZE.md.
 """
 
@@ -95,6 +99,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threshold", type=float, default=None, metavar="P",
                         help="multilabel runs: a class is present where its sigmoid >= P "
                              "(default 0.5)")
+    parser.add_argument("--box", metavar="K", help="detection runs: saliency/gradcam of the "
+                                                   "K-th detected box, best score first "
+                                                   "(default 0)")
     parser.add_argument("--checkpoint", choices=["best", "last"], default="best")
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
     add_output(parser, help="output folder (default RUN/viz)")
@@ -110,7 +117,8 @@ def run(args: argparse.Namespace) -> int:
                       limit=whole_number(args.limit, "--limit"),
                       count=whole_number(args.count, "--count"),
                       index=whole_number(args.index, "--index", minimum=0) or 0,
-                      normalize=args.normalize, threshold=args.threshold)
+                      normalize=args.normalize, threshold=args.threshold,
+                      box=whole_number(args.box, "--box", minimum=0))
     for path in paths:
         print(f"wrote {path}")
     return 0

@@ -29,10 +29,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from cnnlab.data.images import load_image
-from cnnlab.data.letterbox import letterbox_image, letterbox_mask
+from cnnlab.data.letterbox import letterbox_image, letterbox_mask, original_boxes, original_masks
 from cnnlab.data.rle import segmentation_mask
 from cnnlab.data.scenes import SceneSet
 from cnnlab.errors import DataError
@@ -72,22 +71,11 @@ class CocoSet(SceneSet):
 
     def to_original_boxes(self, i: int, boxes: torch.Tensor) -> torch.Tensor:
         """``(D, 4)`` xyxy on image ``i``'s canvas -> xyxy in its original pixels (clipped)."""
-        sx, sy, px, py = self.letterbox[i].tolist()
-        h, w = self.original_sizes[i].tolist()
-        b = boxes.double()
-        x = ((b[:, 0::2] - px) / sx).clamp(0, w)
-        y = ((b[:, 1::2] - py) / sy).clamp(0, h)
-        return torch.stack([x[:, 0], y[:, 0], x[:, 1], y[:, 1]], dim=1).float()
+        return original_boxes(boxes, self.letterbox[i].tolist(), self.original_sizes[i].tolist())
 
     def to_original_masks(self, i: int, masks: torch.Tensor) -> torch.Tensor:
         """``(D, S, S)`` masks on image ``i``'s canvas -> bool ``(D, h, w)`` original pixels."""
-        sx, sy, px, py = self.letterbox[i].tolist()
-        h, w = self.original_sizes[i].tolist()
-        inner = masks[:, round(py):round(py + h * sy), round(px):round(px + w * sx)]
-        if inner.shape[0] == 0:
-            return torch.zeros(0, h, w, dtype=torch.bool)
-        return F.interpolate(inner[:, None].float(), size=(h, w), mode="bilinear",
-                             align_corners=False)[:, 0] >= 0.5
+        return original_masks(masks, self.letterbox[i].tolist(), self.original_sizes[i].tolist())
 
 
 def coco_splits(root: Path) -> dict[str, Path]:
@@ -401,3 +389,4 @@ def held_out(ids: list[int], split: str, holdout: float, seed: int) -> list[int]
     if not part:
         raise DataError(f"split '{split}' of {len(ids)} images with holdout={holdout} is empty")
     return [ids[i] for i in sorted(part)]
+

@@ -48,7 +48,7 @@ def load_sources() -> None:
     # The format modules register their named sets when imported. They are imported here, at
     # the first lookup, rather than by cnnlab.data.registry: they import the registry, so the
     # registry importing them would be a cycle. A new format module is added to this line.
-    from cnnlab.data import cifar, digits, idx, kdsets, scenes, xo  # noqa: F401
+    from cnnlab.data import cifar, coco_source, digits, idx, kdsets, scenes, xo  # noqa: F401
 
 
 def unknown_name(name: str) -> DataError:
@@ -152,6 +152,10 @@ def load_path(name: str, split: str, skip_bad: bool) -> ImageSet:
 
     if is_mask_folder(path):  # images/ + masks/: segmentation data (cnnlab.data.masks)
         return load_mask_set(path, split)
+    from cnnlab.data.coco import is_coco_folder, load_coco  # PIL, pycocotools: folder paths only
+
+    if is_coco_folder(path):  # annotations.json + images/: detection data
+        return load_coco(path, split, skip_bad=skip_bad)
     return load_folder_set(path, split, skip_bad)
 
 

@@ -36,3 +36,29 @@ def letterbox_mask(mask: torch.Tensor, transform: tuple, size: int) -> torch.Ten
     canvas = torch.zeros(size, size, dtype=torch.bool)
     canvas[py:py + new_h, px:px + new_w] = small
     return canvas
+
+
+def original_boxes(boxes: torch.Tensor, transform: tuple, size: tuple[int, int]) -> torch.Tensor:
+    """``(D, 4)`` xyxy on the canvas -> xyxy in the original ``size`` ``(h, w)`` (clipped).
+
+    Example:
+        >>> original_boxes(torch.tensor([[4., 2., 8., 6.]]), (0.5, 0.5, 0, 2), (8, 16))
+        tensor([[ 8.,  0., 16.,  8.]])
+    """
+    sx, sy, px, py = transform
+    h, w = size
+    b = boxes.double()
+    x = ((b[:, 0::2] - px) / sx).clamp(0, w)
+    y = ((b[:, 1::2] - py) / sy).clamp(0, h)
+    return torch.stack([x[:, 0], y[:, 0], x[:, 1], y[:, 1]], dim=1).float()
+
+
+def original_masks(masks: torch.Tensor, transform: tuple, size: tuple[int, int]) -> torch.Tensor:
+    """``(D, S, S)`` masks on the canvas -> bool ``(D, h, w)`` in the original pixels."""
+    sx, sy, px, py = transform
+    h, w = size
+    inner = masks[:, round(py):round(py + h * sy), round(px):round(px + w * sx)]
+    if inner.shape[0] == 0:
+        return torch.zeros(0, h, w, dtype=torch.bool)
+    return F.interpolate(inner[:, None].float(), size=(h, w), mode="bilinear",
+                         align_corners=False)[:, 0] >= 0.5

@@ -45,6 +45,8 @@ class CocoMetrics:
     sizes: dict[str, float | None] = field(default_factory=dict)
     terciles: dict[str, float | None] = field(default_factory=dict)
     counts: dict[str, int] = field(default_factory=dict)
+    # per class: precision at IoU 0.5 at the 101 recall points 0, 0.01, ..., 1 (-1: not reached)
+    curves: dict[str, list[float]] = field(default_factory=dict, repr=False)
 
     def as_dict(self) -> dict:
         return {"ap": self.ap, "ap50": self.ap50, "ap75": self.ap75, "per_class": self.per_class,
@@ -157,11 +159,13 @@ def evaluate_coco(truth: dict, results: list[dict], iou_type: str = "bbox") -> C
     counts = {"images": len(truth["images"]), "detections": len(results),
               "ground_truth": sum(not a.get("iscrowd") for a in truth["annotations"]),
               "ignore_regions": sum(bool(a.get("iscrowd")) for a in truth["annotations"])}
+    curves = {names[c]: precision[at50, :, k, 0, -1].round(4).tolist()
+              for k, c in enumerate(evaluator.params.catIds)}
     return CocoMetrics(iou_type, by_area["all"] or 0.0,
                        mean_precision(precision[at50, :, :, 0, -1]) or 0.0,
                        mean_precision(precision[at75, :, :, 0, -1]) or 0.0, per_class,
                        {k: by_area[k] for k in COCO_SIZES}, {k: by_area[k] for k in terciles},
-                       counts)
+                       counts, curves)
 
 
 def evaluate_detections(detections: list[Detections], data: SceneSet,

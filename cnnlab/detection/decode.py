@@ -35,6 +35,17 @@ def decode_centernet(heat: torch.Tensor, size: torch.Tensor, offset: torch.Tenso
         >>> decode_centernet(heat, size, offset)[0].boxes
         tensor([[ 2.,  6., 10., 14.]])
     """
+    boxes, scores, labels = decode_padded(heat, size, offset, stride=stride, top_k=top_k)
+    keep = scores > threshold
+    return [Detections(boxes[i][keep[i]], scores[i][keep[i]], labels[i][keep[i]])
+            for i in range(heat.shape[0])]
+
+
+def decode_padded(heat: torch.Tensor, size: torch.Tensor, offset: torch.Tensor, *,
+                  stride: int = 4, top_k: int = 100
+                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """:func:`decode_centernet` as tensors, best first and no threshold: boxes ``(N, T, 4)``
+    xyxy, scores ``(N, T)``, labels ``(N, T)`` with ``T = min(top_k, K h w)``."""
     n, k, h, w = heat.shape
     peaks = heatmap_peaks(heat.float()).reshape(n, -1)  # (N, K*h*w)
     scores, flat = peaks.topk(min(top_k, peaks.shape[1]), dim=1)  # (N, top_k)
@@ -46,9 +57,7 @@ def decode_centernet(heat: torch.Tensor, size: torch.Tensor, offset: torch.Tenso
     cy = ((cell // w).float() + shift[..., 1]) * stride
     half_w, half_h = wh[..., 0] * stride / 2, wh[..., 1] * stride / 2
     boxes = torch.stack([cx - half_w, cy - half_h, cx + half_w, cy + half_h], dim=-1)
-    keep = scores > threshold
-    return [Detections(boxes[i][keep[i]], scores[i][keep[i]], labels[i][keep[i]])
-            for i in range(n)]
+    return boxes, scores, labels
 
 
 def decode_yolo(output: torch.Tensor, image_size: tuple[int, int], *, boxes_per_cell: int = 2,

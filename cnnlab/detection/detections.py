@@ -36,6 +36,11 @@ class Detections:
         masks = self.masks[index] if self.masks is not None else None
         return Detections(self.boxes[index], self.scores[index], self.labels[index], masks)
 
+    def cpu(self) -> Detections:
+        """The same detections on the CPU (COCO results, RLE and pictures read them there)."""
+        masks = self.masks.cpu() if self.masks is not None else None
+        return Detections(self.boxes.cpu(), self.scores.cpu(), self.labels.cpu(), masks)
+
     def with_masks(self, masks: torch.Tensor) -> Detections:
         return replace(self, masks=masks)
 

@@ -28,10 +28,19 @@ def detect_centernet(model: torch.nn.Module, images: torch.Tensor, *, top_k: int
     the final detections only; the head costs a small network per box).
     """
     out = model(images)
+    if hasattr(model, "unpack"):  # PackedCenterNet: one tensor, as trained by the task
+        out = model.unpack(out)
+    return centernet_detections(model, out, tuple(images.shape[-2:]), top_k=top_k,
+                                threshold=threshold, masks=masks, mask_threshold=mask_threshold)
+
+
+def centernet_detections(model: torch.nn.Module, out: dict, size: tuple[int, int], *,
+                         top_k: int = 100, threshold: float = 0.01, masks: tuple[str, ...] = (),
+                         mask_threshold: float = 0.05) -> dict[str, list[Detections]]:
+    """:func:`detect_centernet` from the detector's maps ``out`` of images of ``size``."""
     found = decode_centernet(torch.sigmoid(out["heatmap"].float()), out["size"], out["offset"],
                              stride=model.stride, top_k=top_k, threshold=threshold)
     result = {"boxes": found}
-    size = tuple(images.shape[-2:])
     confident = [f.take(f.scores > mask_threshold) for f in found]
     if "learned" in masks:
         result["learned"] = with_learned_masks(model, out, confident, size)

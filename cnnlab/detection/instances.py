@@ -62,7 +62,7 @@ def learned_masks(found: Detections, mask_probs: torch.Tensor, image_size: tuple
 def jitter_boxes(boxes: torch.Tensor, amount: float, generator: torch.Generator) -> torch.Tensor:
     """Shift each xyxy edge by up to ``amount`` x the box side (uniform), as detections err."""
     side = torch.cat([boxes[:, 2:] - boxes[:, :2]] * 2, dim=1)  # (R, 4): w, h, w, h
-    noise = (torch.rand(boxes.shape, generator=generator) * 2 - 1) * amount
+    noise = (torch.rand(boxes.shape, generator=generator).to(boxes.device) * 2 - 1) * amount
     jittered = boxes + noise * side
     low, high = jittered[:, :2], torch.maximum(jittered[:, 2:], jittered[:, :2] + 1)
     return torch.cat([low, high], dim=1)

@@ -54,7 +54,8 @@ class ImageClassifier(nn.Module):
     def forward_features(self, x: torch.Tensor) -> list[torch.Tensor]:
         """The maps of :meth:`feature_info`'s stages for a batch ``x`` ``(B, C, H, W)``,
         shallow to deep; the forward stops after the last stage (the head is not run)."""
-        stages = [s["module"] for s in self.feature_info(tuple(x.shape[1:]))]
+        shape = tuple(int(side) for side in x.shape[1:])  # ints also while ONNX traces
+        stages = [s["module"] for s in self.feature_info(shape)]
         return run_to_stages(self, x, stages)
 
     def get_classifier(self) -> nn.Module:

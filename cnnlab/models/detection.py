@@ -271,3 +271,47 @@ class WindowClassifier(nn.Module):
         hidden = self.fc(self.features(windows))  # (B, hidden)
         box = torch.sigmoid(self.box(hidden)) if self.box is not None else None
         return self.classifier(hidden), box
+
+
+class PackedCenterNet(nn.Module):
+    """A :class:`Detector` whose output is one tensor, as the training loop, the task's loss and
+    ONNX export take it: ``(B, K + 4, H/4, W/4)`` = heatmap logits, size, offset (``unpack``).
+
+    With ``masks=True`` (instance segmentation) the detector also has the mask and semantic
+    heads and the tensor is at input resolution: the stride-4 maps repeated 4x4 (nearest), then
+    the semantic logits ``K + 1`` and the mask features repeated 2x2; :meth:`unpack` takes every
+    4th / 2nd pixel back, so gradients reach each head unchanged.
+    """
+
+    def __init__(self, detector: Detector) -> None:
+        super().__init__()
+        self.detector = detector
+        self.num_classes, self.stride = detector.num_classes, detector.stride
+        self.with_masks = detector.mask_head is not None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.detector(x)
+        boxes = torch.cat([out["heatmap"], out["size"], out["offset"]], 1)
+        if not self.with_masks:
+            return boxes
+        s = self.detector.mask_stride
+        up = boxes.repeat_interleave(self.stride, 2).repeat_interleave(self.stride, 3)
+        fine = out["mask_features"].repeat_interleave(s, 2).repeat_interleave(s, 3)
+        return torch.cat([up, out["semantic"], fine], 1)
+
+    def unpack(self, packed: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The detector's dict of maps from :meth:`forward`'s tensor."""
+        k = self.num_classes
+        boxes = packed[:, :k + 4, ::self.stride, ::self.stride] if self.with_masks else packed
+        out = {"heatmap": boxes[:, :k], "size": boxes[:, k:k + 2],
+               "offset": boxes[:, k + 2:k + 4]}
+        if self.with_masks:
+            s = self.detector.mask_stride
+            out["semantic"] = packed[:, k + 4:2 * k + 5]
+            out["mask_features"] = packed[:, 2 * k + 5:, ::s, ::s]
+        return out
+
+    def mask_logits(self, outputs: dict, boxes: torch.Tensor,
+                    batch_index: torch.Tensor) -> torch.Tensor:
+        """The mask head at ``boxes`` (see :meth:`Detector.mask_logits`)."""
+        return self.detector.mask_logits(outputs, boxes, batch_index)

@@ -91,9 +91,9 @@ class OpenRun:
     def model(self) -> nn.Module:
         weights = self.weights()
         with torch.device("meta"):  # shapes first: a crafted header must not allocate
-            load_state_checked(build_model(self.checkpoint, self.meta), weights,
+            load_state_checked(build_model(self.checkpoint, self.meta, self.task), weights,
                                source=str(self.checkpoint), assign=True)
-        model = build_model(self.checkpoint, self.meta)
+        model = build_model(self.checkpoint, self.meta, self.task)  # the task's network last
         load_state_checked(model, weights, source=str(self.checkpoint))
         return model.to(self.device).eval()
 
@@ -251,14 +251,18 @@ def mixed_data(data_sets: dict[str, str | None]) -> str | None:
     return ", ".join(f"{path} on {name}" for path, name in known.items())
 
 
-def build_model(file: Path, meta: dict) -> nn.Module:
-    """The architecture a checkpoint's metadata describes, freshly initialised."""
+def build_model(file: Path, meta: dict, task: Task | None = None) -> nn.Module:
+    """The architecture a checkpoint's metadata describes, freshly initialised (with the
+    heads of its ``task``: the checkpoint's own unless given)."""
     spec = meta["model"]
+    task = task or task_of(meta)
     try:
-        model = create(spec["name"], num_classes=spec["num_classes"],
-                       in_channels=spec["in_channels"], input_size=tuple(spec["input_size"]),
-                       definition=(spec.get("definition") or {}).get("text"),
-                       **spec.get("options", {}))
+        model = task.build_model(
+            create(spec["name"], num_classes=spec["num_classes"],
+                   in_channels=spec["in_channels"], input_size=tuple(spec["input_size"]),
+                   definition=(spec.get("definition") or {}).get("text"),
+                   **spec.get("options", {})),
+            spec["num_classes"], tuple(spec["input_size"]))
     except (TypeError, ValueError) as error:
         raise CheckpointError(f"{file}: metadata 'model' does not build a model "
                               f"({error})") from None

@@ -5,6 +5,8 @@
 | classify   | labels ``(N,)``        | cross-entropy             | accuracy    | top-1                 |
 | multilabel | present ``(N, K)``     | BCE on sigmoid outputs    | mAP         | per-class AP, F1      |
 | segment    | masks ``(N, H, W)``    | per-pixel cross-entropy   | mIoU        | pixel accuracy, IoU   |
+| detect     | boxes ``(N, M, 4)``    | CenterNet focal + L1      | box AP      | AP50, AP75 (COCO)     |
+| instance   | boxes + instance maps  | + mask BCE, semantic CE   | mask AP     | + baseline mask AP    |
 
 ``acc`` is always reported: top-1 accuracy, the fraction of scenes whose label set is exactly
 right, or pixel accuracy. A new task is one :class:`Task` subclass plus one
@@ -19,6 +21,8 @@ from __future__ import annotations
 
 from cnnlab.errors import ConfigError, choices_hint
 from cnnlab.tasks.base import Task, check_output_shape
+from cnnlab.tasks.detect import Detect
+from cnnlab.tasks.instance import Instance
 from cnnlab.tasks.metrics import THRESHOLD
 from cnnlab.tasks.multilabel import MultiLabel, check_threshold, label_set
 from cnnlab.tasks.segment import Segment, median_frequency_weights
@@ -33,7 +37,7 @@ def register_task(cls: type[Task]) -> type[Task]:
     return cls
 
 
-for _cls in (Task, MultiLabel, Segment):
+for _cls in (Task, MultiLabel, Segment, Detect, Instance):
     register_task(_cls)
 
 TASKS = tuple(_TASKS)
@@ -61,6 +65,6 @@ def task_of(meta: dict, **options: object) -> Task:
     return get_task(config.get("task", "classify"), **options)
 
 
-__all__ = ["TASKS", "THRESHOLD", "MultiLabel", "Segment", "Task", "check_output_shape",
+__all__ = ["TASKS", "THRESHOLD", "Detect", "Instance", "MultiLabel", "Segment", "Task", "check_output_shape",
            "check_threshold", "get_task", "label_set", "median_frequency_weights",
            "register_task", "task_names", "task_of"]

@@ -69,6 +69,16 @@ class Task:
         counts = torch.bincount(targets.flatten().long().cpu(), minlength=num_outputs)
         return entropy(counts.double())
 
+    def build_model(self, model: torch.nn.Module, num_classes: int,
+                    input_size: tuple[int, int, int]) -> torch.nn.Module:
+        """The network trained for this task from the zoo's ``model`` (detection: heads on
+        its feature maps); ``model`` itself for the image-level and pixel tasks."""
+        return model
+
+    def checkpoint_meta(self) -> dict:
+        """Extra checkpoint metadata the trained task needs later (COCO category ids)."""
+        return {}
+
     def for_training(self, config, train: ImageSet) -> Task:
         """The task as trained on ``train`` (segmentation: with class weights from it)."""
         return self

@@ -149,8 +149,9 @@ class Run:
         self.preprocess = make_preprocess(train, c, tuple(size), config.resize)
         outputs = self.model_meta["num_classes"]  # segment: background + classes
         text = self.model_meta.get("definition", {}).get("text")
-        self.model = create(config.model, num_classes=outputs, in_channels=c,
-                            input_size=(c, *size), definition=text, **config.model_options)
+        self.model = self.task.build_model(
+            create(config.model, num_classes=outputs, in_channels=c, input_size=(c, *size),
+                   definition=text, **config.model_options), outputs, (c, *size))
         check_input_fits(self.model, (c, *size))
         init_from_data(self.model, train, self.preprocess, config.seed)
         # ``prepare`` (fine-tuning) may load weights, freeze layers and return parameter groups.
@@ -196,7 +197,7 @@ class Run:
                 "config": self.config.to_dict(), "model": self.model_meta,
                 "classes": self.classes, "preprocess": self.preprocess.to_dict(),
                 "state": self.state.to_dict(), "metrics": metrics or {},
-                "threads": torch.get_num_threads()}
+                "threads": torch.get_num_threads(), **self.task.checkpoint_meta()}
 
     def evaluate(self, source: BatchSource, tta: str = "") -> dict:
         """Loss and accuracy on ``source`` (sharded over the ranks when data parallel);

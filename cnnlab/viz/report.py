@@ -28,7 +28,8 @@ from cnnlab.runs.reader import OpenRun, open_run
 from cnnlab.viz import report_network as net
 from cnnlab.viz import report_sections as parts
 from cnnlab.viz import report_tasks as dense
-from cnnlab.viz.report_html import MAX_WIDTH, Section, spread_order
+from cnnlab.viz.detection import detection_section
+from cnnlab.viz.report_html import MAX_WIDTH, Section, img_tag, spread_order, table
 from cnnlab.viz.report_network import MAP_LAYERS, MAX_ERRORS, MAX_MAPS
 
 __all__ = ["MAX_ERRORS", "MAX_MAPS", "MAP_LAYERS", "MAX_WIDTH", "Section", "build_sections",
@@ -72,7 +73,8 @@ TITLES = {"config": "Settings", "summary": "Model", "samples": "Training data",
           "patches": "What excites the last conv layer", "saliency": "Saliency and Grad-CAM",
           "evolution": "Feature evolution", "segmentation": "Image, truth and prediction",
           "precision": "Average precision per class", "labels": "True and predicted labels",
-          "bovw": "Bag of visual words: pyramid levels, classes, words"}
+          "bovw": "Bag of visual words: pyramid levels, classes, words",
+          "detection": "Detections: COCO AP, hits and misses"}
 NOTICE = {
     "config": "Only the settings that differ from the defaults are listed first.",
     "summary": "Watch the shapes shrink and the channels grow from input to output.",
@@ -94,6 +96,8 @@ NOTICE = {
     "precision": "Rare classes usually have the lowest average precision.",
     "labels": "Check the wrong sets: a missed object or an extra one?",
     "bovw": "Each pyramid level adds spatial layout; compare with the ConvNets' accuracy.",
+    "detection": "Misses are often small or overlapped objects; false alarms often halves of "
+                 "a digit.",
 }
 
 
@@ -110,7 +114,8 @@ def build_sections(run: OpenRun, *, limit: int = 5000,
                 "evolution": net.evolution_section,
                 "segmentation": dense.segmentation_section,
                 "precision": dense.precision_section, "labels": dense.labels_section,
-                "bovw": dense.bovw_section}
+                "bovw": dense.bovw_section,
+                "detection": lambda ctx: detection_section(ctx.run, img_tag, table)}
     return [Section(key, TITLES[key], builders[key](ctx))
             for key in track(run.task.report_sections, "report: sections", unit="section")]
 

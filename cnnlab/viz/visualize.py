@@ -7,6 +7,7 @@ pick layers, units and images so that ``visualize("maps", run)`` just works.
 | maps        | feature maps of every conv layer for one image   | first test image               |
 | top-patches | the 9 patches exciting each unit most            | last conv, first 16 units      |
 | saliency    | input gradient and Grad-CAM                      | first 8 test images, predicted |
+| gradcam     | the same (detection runs: of one box, ``--box``) | detection: box 0 (best score)  |
 | class-model | image maximising each class score                | every class (at most 10)       |
 | evolution   | strongest patch per unit per snapshot epoch      | last conv, first 8 units       |
 | errors      | misclassified images with probabilities          | first 100 errors               |
@@ -32,6 +33,7 @@ from PIL import Image
 from cnnlab.errors import ConfigError, ModelError, choices_hint
 from cnnlab.runs.reader import OpenRun, open_run
 from cnnlab.tasks import get_task, task_names
+from cnnlab.viz.detection import draw_box_attribution
 from cnnlab.viz.grids import make_grid, normalize_tiles, png_data_uri, save_png
 from cnnlab.viz.inputs import image_input, to_display
 from cnnlab.viz.kd_filters import draw_kd_filters
@@ -51,6 +53,7 @@ class Request:
     count: int | None = None  # images shown (segmentation)
     index: int = 0  # first image of the split shown (maps, saliency)
     normalize: bool = False  # confusion: also the matrix normalised per true class
+    box: int | None = None  # detection runs: which detected box (saliency, gradcam)
 
     def __post_init__(self) -> None:
         for flag, value in (("--limit", self.limit), ("--count", self.count)):
@@ -297,7 +300,12 @@ KINDS = {
     "saliency": draw_saliency, "class-model": draw_class_model, "evolution": draw_evolution,
     "errors": draw_errors, "top-losses": draw_top_losses, "curves": draw_curves,
     "confusion": draw_confusion,
-    "segmentation": draw_segmentation,
+    "segmentation": draw_segmentation, "gradcam": draw_saliency,
+}
+BY_OUTPUT = {  # pictures drawn differently for a task's ``output_kind``
+    "boxes": {"saliency": lambda run, request, out: draw_box_attribution(
+        run, request, out, "saliency"), "gradcam": lambda run, request, out:
+        draw_box_attribution(run, request, out, "gradcam")},
 }
 
 
@@ -337,7 +345,8 @@ def visualize(kind: str, run: str | Path | OpenRun, *, out: str | Path | None = 
     folder = Path(out) if out else opened.run_dir / "viz"
     if len(opened.input_size) != 3:  # a 1-D or 3-D run (issue 23)
         return Pictures(kd_picture(kind, opened)(opened, Request(**options), folder))
-    return Pictures(KINDS[kind](opened, Request(**options), folder))
+    draw = BY_OUTPUT.get(task.output_kind, {}).get(kind, KINDS[kind])
+    return Pictures(draw(opened, Request(**options), folder))
 
 
 def kd_picture(kind: str, run: OpenRun):  # noqa: ANN201 - a draw_KIND function
