@@ -54,8 +54,9 @@ def coco_entries(found: Detections, classes: list[str], file_name: str,
 
 
 @torch.inference_mode()
-def predict_boxes(run: OpenRun, path: Path, k: int, out: Path) -> dict:
-    """Detections of one image: labels found, COCO results, and a PNG with the boxes."""
+def predict_boxes(run: OpenRun, path: Path, k: int, out: Path, keep_size: bool = False) -> dict:
+    """Detections of one image: labels found, COCO results, and a PNG with the boxes (always
+    letterboxed onto the training canvas and mapped back: ``keep_size`` changes nothing)."""
     image, x, transform, size = letterboxed_input(run, path)
     found = run.task.detections(run.model, x)
     kind = "learned" if "learned" in found else "boxes"

@@ -125,8 +125,12 @@ def test_out_of_memory_while_validating_and_on_the_command_line(good_run, monkey
 def test_other_runtime_errors_are_not_mistaken_for_out_of_memory(good_run, monkeypatch):
     run, _ = good_run
 
-    def forward(self, x):
-        raise RuntimeError("mat1 and mat2 shapes cannot be multiplied")
+    real = LeNet.forward
+
+    def forward(self, x):  # the set-up's one-image check (eval mode) passes; training fails
+        if self.training:
+            raise RuntimeError("mat1 and mat2 shapes cannot be multiplied")
+        return real(self, x)
 
     monkeypatch.setattr(LeNet, "forward", forward)
     with pytest.raises(RuntimeError, match="shapes cannot be multiplied") as caught:
