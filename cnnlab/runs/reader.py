@@ -286,7 +286,13 @@ def read_metrics(run_dir: Path, name: str = METRICS, key: str = "epoch") -> list
     """``metrics.jsonl``'s epoch records (or ``steps.jsonl``'s with ``key="step"``): the finite
     numbers of each line; torn lines (a crash mid-write), lines that are not objects or have
     no ``key`` number are skipped."""
-    path = Path(run_dir) / name
+    return [{k: v for k, v in record.items() if _finite_number(v)}
+            for record in json_lines(Path(run_dir) / name) if _finite_number(record.get(key))]
+
+
+def json_lines(path: Path) -> list[dict]:
+    """The JSON objects of a run's JSON-lines file, one per line; a torn line (a crash
+    mid-write) or one that is not an object is skipped; [] when the file is missing."""
     if not path.is_file():
         return []
     records = []
@@ -295,8 +301,8 @@ def read_metrics(run_dir: Path, name: str = METRICS, key: str = "epoch") -> list
             record = json.loads(line)
         except (ValueError, RecursionError):
             continue
-        if isinstance(record, dict) and _finite_number(record.get(key)):
-            records.append({k: v for k, v in record.items() if _finite_number(v)})
+        if isinstance(record, dict):
+            records.append(record)
     return records
 
 
@@ -305,17 +311,8 @@ def read_events(run_dir: Path) -> list[dict]:
     run trained (the live page, :mod:`cnnlab.train.controls`), in file order. A torn line, or
     one without a whole ``step``/``epoch`` >= 0, a name for ``action`` and a finite number or
     null ``value``, is skipped."""
-    path = Path(run_dir) / EVENTS
-    if not path.is_file():
-        return []
     events = []
-    for line in path.read_text(errors="replace").splitlines():
-        try:
-            record = json.loads(line)
-        except (ValueError, RecursionError):
-            continue
-        if not isinstance(record, dict):
-            continue
+    for record in json_lines(Path(run_dir) / EVENTS):
         step, epoch, action, value = (record.get(k) for k in ("step", "epoch", "action", "value"))
         whole = all(isinstance(n, int) and not isinstance(n, bool) and n >= 0
                     for n in (step, epoch))
